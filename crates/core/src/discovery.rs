@@ -1,0 +1,148 @@
+//! Discovery: finding the mesh through the multicast group, or founding one when nobody answers.
+//!
+//! Only the coordinator answers a `Discover` (unicast `Offer`) and only the coordinator beacons, so a joiner
+//! hears of exactly the coordinators it can reach. Two nodes that found at once each beacon; the lower-ranked
+//! coordinator hears the other's beacon and asks to be merged (see `membership.rs`).
+
+use crate::io::{Destination, Event};
+use crate::node::{Node, Role};
+use crate::timer::Timer;
+use crate::types::{Contact, NodeId, NodeKey};
+use crate::view::{Member, MemberState, View};
+use crate::wire::{DatagramBody, Frame, Join};
+use rand::Rng;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+impl Node {
+    /// Starts (or restarts) looking for the mesh, with a fresh randomized founding window.
+    pub(crate) fn start_discovery(&mut self, now: Instant) {
+        self.role = Role::Discovering;
+        self.joining = None;
+        self.election = None;
+        self.clear_role_timers();
+        self.discover_attempt = 0;
+        self.timers.set(Timer::Discover, now);
+        let (lo, hi) = self.cfg.timing.found_window;
+        let window = if hi > lo { lo + (hi - lo).mul_f64(self.rng.gen::<f64>()) } else { lo };
+        self.timers.set(Timer::Found, now + window);
+    }
+
+    /// Multicasts `Discover` and schedules the next one with exponential backoff.
+    pub(crate) fn on_discover_timer(&mut self, now: Instant) {
+        if self.role != Role::Discovering {
+            return;
+        }
+        let body =
+            DatagramBody::Discover { nonce: self.nonce, key: self.cfg.key, addr: self.cfg.addr, id_hint: self.my_id };
+        self.multicast(Destination::Group, body);
+        let timing = &self.cfg.timing;
+        let backoff = timing.discover_interval.saturating_mul(1 << self.discover_attempt.min(16));
+        let delay = backoff.min(timing.discover_max_interval);
+        self.discover_attempt += 1;
+        let delay = self.jitter(delay);
+        self.timers.set(Timer::Discover, now + delay);
+    }
+
+    /// Coordinator: answer a joiner, unicast to where its datagram came from.
+    pub(crate) fn on_discover(&mut self, from: SocketAddr, nonce: u64, key: NodeKey) {
+        if self.role != Role::Coordinator || key == self.cfg.key {
+            return;
+        }
+        let body = DatagramBody::Offer { nonce, coordinator: self.my_contact(), term: self.term() };
+        self.multicast(Destination::Addr(from), body);
+    }
+
+    pub(crate) fn on_offer(&mut self, now: Instant, nonce: u64, coordinator: Contact) {
+        if self.role == Role::Discovering && nonce == self.nonce && coordinator.key != self.cfg.key {
+            self.join(now, coordinator);
+        }
+    }
+
+    /// A beacon is as good as an offer to a joiner; to a coordinator it may reveal another part of the mesh.
+    pub(crate) fn on_beacon(&mut self, now: Instant, coordinator: Contact) {
+        if coordinator.key == self.cfg.key {
+            return;
+        }
+        match self.role {
+            Role::Discovering => self.join(now, coordinator),
+            Role::Coordinator => self.on_foreign_coordinator(now, coordinator),
+            _ => {}
+        }
+    }
+
+    /// Coordinator: multicast a beacon, then schedule the next.
+    pub(crate) fn on_beacon_timer(&mut self, now: Instant) {
+        if self.role != Role::Coordinator {
+            return;
+        }
+        let view = self.view.as_ref().expect("a coordinator has a view");
+        let body = DatagramBody::Beacon {
+            coordinator: self.my_contact(),
+            term: view.term,
+            version: view.version,
+            members: view.alive().count() as u32,
+        };
+        self.multicast(Destination::Group, body);
+        let delay = self.jitter(self.cfg.timing.beacon_interval);
+        self.timers.set(Timer::Beacon, now + delay);
+    }
+
+    /// Sends `Join` to `coordinator` and waits for `Welcome` (also used to rejoin after a step-down or when
+    /// a new view leaves this node out).
+    pub(crate) fn join(&mut self, now: Instant, coordinator: Contact) {
+        self.role = Role::Joining;
+        self.joining = Some(coordinator);
+        self.election = None;
+        self.clear_role_timers();
+        self.learn_addr(coordinator.key, coordinator.addr);
+        let join = Join {
+            mesh: self.cfg.mesh.clone(),
+            name: self.cfg.name.clone(),
+            addr: self.cfg.addr,
+            id_hint: self.my_id,
+            next_id_seen: self.next_id_seen,
+        };
+        self.send(coordinator.key, &Frame::Join(join));
+        self.timers.set(Timer::JoinDeadline, now + self.cfg.timing.join_timeout);
+    }
+
+    /// No `Welcome` came: the link may be dead without either side knowing, so close it, and look again.
+    pub(crate) fn join_timed_out(&mut self, now: Instant) {
+        if let Some(coordinator) = self.joining.take() {
+            self.disconnect(coordinator.key);
+        }
+        self.start_discovery(now);
+    }
+
+    /// Nobody answered: found a mesh. A restarted node keeps its ID and its registry of keys (so that
+    /// returning keys get their IDs back and `next_id` never decreases); the others are not known to be
+    /// alive, so they are marked failed until they rejoin.
+    pub(crate) fn found(&mut self, now: Instant) {
+        if self.role != Role::Discovering {
+            return;
+        }
+        let me = Member {
+            id: self.my_id.unwrap_or(NodeId(1)),
+            key: self.cfg.key,
+            name: self.cfg.name.clone(),
+            addr: self.cfg.addr,
+            state: MemberState::Alive,
+        };
+        let view = match self.view.take() {
+            Some(mut saved) => {
+                for m in saved.members.iter_mut().filter(|m| m.key != self.cfg.key && m.is_alive()) {
+                    m.state = MemberState::Failed;
+                }
+                saved.admit(me.key, &me.name, me.addr, Some(me.id));
+                saved.term += 1;
+                saved
+            }
+            None => View::founding(1, me),
+        };
+        self.view = Some(view.clone());
+        self.become_coordinator_with(now, view);
+        let id = self.my_id.unwrap_or_default();
+        self.event(Event::Founded { id, term: self.term() });
+    }
+}

@@ -1,0 +1,154 @@
+//! Election: Bully with terms.
+//!
+//! A candidate proposes the term after its view's and asks every higher-ranked live member (reachable, as
+//! far as it knows). An `Answer` means "I outrank you and am alive: wait for my announcement"; silence until
+//! `election_answer_timeout` means the candidate is the highest live member, and it announces itself by
+//! publishing its view at the new term. A candidate that was answered but sees no announcement within
+//! `election_announce_timeout` starts over. Proposals change nobody's term; only an announced view does, and
+//! views are ordered by `(term, coordinator rank, version)`, so two announcements of one term resolve the
+//! same way on every node.
+
+use crate::io::Event;
+use crate::node::{Node, Role};
+use crate::timer::Timer;
+use crate::types::{NodeKey, Term};
+use crate::view::MemberState;
+use crate::wire::Frame;
+use std::collections::BTreeSet;
+use std::time::Instant;
+
+#[derive(Clone, Debug)]
+pub(crate) struct Election {
+    pub round: u64,
+    /// The proposed term.
+    pub term: Term,
+    /// The coordinator this election replaces; `None` for a bully take-over or `/elect`.
+    pub suspect: Option<NodeKey>,
+    /// Higher-ranked members asked and not yet answered or known gone.
+    pub waiting: BTreeSet<NodeKey>,
+    pub answered: bool,
+}
+
+impl Node {
+    /// Member: the coordinator is silent, or its link dropped and could not be re-established.
+    pub(crate) fn suspect_coordinator(&mut self, now: Instant) {
+        if self.role != Role::Member || self.leaving {
+            return;
+        }
+        if let Some(coordinator) = self.coordinator() {
+            self.start_election(now, Some(coordinator));
+        }
+    }
+
+    pub(crate) fn start_election(&mut self, now: Instant, suspect: Option<NodeKey>) {
+        if !matches!(self.role, Role::Member | Role::Coordinator) || self.leaving || self.election.is_some() {
+            return;
+        }
+        let me = self.my_rank();
+        let view = self.view.as_ref().expect("a member has a view");
+        let term = view.term + 1;
+        let waiting: BTreeSet<NodeKey> =
+            view.alive().filter(|m| m.rank() > me).map(|m| m.key).filter(|k| !self.is_unreachable(k)).collect();
+        self.election_round += 1;
+        self.stats.elections_started += 1;
+        self.event(Event::ElectionStarted { term });
+        tracing::debug!(node = %self.cfg.key, term, asked = waiting.len(), "election started");
+        if waiting.is_empty() {
+            self.win_election(now, term, suspect);
+            return;
+        }
+        let round = self.election_round;
+        let frame = Frame::Election { term, suspect };
+        for key in &waiting {
+            self.send(*key, &frame);
+        }
+        self.election = Some(Election { round, term, suspect, waiting, answered: false });
+        self.timers.set(Timer::ElectionAnswer { round }, now + self.cfg.timing.election_answer_timeout);
+    }
+
+    pub(crate) fn cancel_election(&mut self) {
+        if self.election.take().is_some() {
+            self.timers.cancel(Timer::ElectionAnswer { round: 0 });
+        }
+    }
+
+    /// Somebody lower-ranked is running. Answer it; the coordinator also proves it is alive when it is the
+    /// suspect. Then run our own election unless the suspected coordinator is alive as far as we can tell.
+    pub(crate) fn on_election(&mut self, now: Instant, from: NodeKey, _term: Term, suspect: Option<NodeKey>) {
+        if !matches!(self.role, Role::Member | Role::Coordinator) {
+            return;
+        }
+        let view = self.view.as_ref().expect("a member has a view");
+        let Some(their_rank) = view.get(&from).filter(|m| m.is_alive()).map(|m| m.rank()) else {
+            self.redirect(from);
+            self.reject(crate::stats::Reject::NotMember, &format!("election from {from}"));
+            return;
+        };
+        if their_rank > self.my_rank() {
+            return;
+        }
+        let coordinator = view.coordinator;
+        let coordinator_ranks_higher = view.rank_of(&coordinator).is_some_and(|r| r > self.my_rank());
+        let (term, version) = (view.term, view.version);
+        self.send(from, &Frame::Answer { term: term + 1 });
+        if self.role == Role::Coordinator && suspect == Some(self.cfg.key) {
+            self.send(from, &Frame::Heartbeat { term, version });
+            return;
+        }
+        let coordinator_heard = self
+            .last_heard(&coordinator)
+            .is_some_and(|t| now.saturating_duration_since(t) < self.cfg.timing.coordinator_timeout);
+        let coordinator_fine =
+            self.role == Role::Member && suspect == Some(coordinator) && coordinator_heard && coordinator_ranks_higher;
+        if !coordinator_fine {
+            let mine = if suspect == Some(coordinator) && self.role == Role::Member { suspect } else { None };
+            self.start_election(now, mine);
+        }
+    }
+
+    pub(crate) fn on_answer(&mut self, now: Instant, from: NodeKey, _term: Term) {
+        let Some(e) = self.election.as_mut() else { return };
+        if !e.waiting.contains(&from) || e.answered {
+            return;
+        }
+        e.answered = true;
+        let round = e.round;
+        self.timers.set(Timer::ElectionAnnounce { round }, now + self.cfg.timing.election_announce_timeout);
+    }
+
+    /// A higher-ranked member we asked cannot be reached: it will not answer.
+    pub(crate) fn election_target_gone(&mut self, now: Instant, key: NodeKey) {
+        let Some(e) = self.election.as_mut() else { return };
+        if !e.waiting.remove(&key) || e.answered || !e.waiting.is_empty() {
+            return;
+        }
+        let (term, suspect) = (e.term, e.suspect);
+        self.win_election(now, term, suspect);
+    }
+
+    pub(crate) fn on_election_answer_timeout(&mut self, now: Instant, round: u64) {
+        let Some(e) = self.election.as_ref().filter(|e| e.round == round && !e.answered) else { return };
+        let (term, suspect) = (e.term, e.suspect);
+        self.win_election(now, term, suspect);
+    }
+
+    pub(crate) fn on_election_announce_timeout(&mut self, now: Instant, round: u64) {
+        let Some(e) = self.election.take().filter(|e| e.round == round) else { return };
+        self.start_election(now, e.suspect);
+    }
+
+    /// Nobody higher answered: announce ourselves at `term` (or above our view's). The suspected
+    /// coordinator did not answer, so it is marked failed in the announced view.
+    fn win_election(&mut self, now: Instant, term: Term, suspect: Option<NodeKey>) {
+        let mut view = self.view.clone().expect("a member has a view");
+        view.term = term.max(view.term + 1);
+        if let Some(s) = suspect.filter(|s| *s != self.cfg.key) {
+            if view.set_state(&s, MemberState::Failed) {
+                self.stats.members_failed += 1;
+            }
+        }
+        self.stats.elections_won += 1;
+        tracing::debug!(node = %self.cfg.key, term = view.term, "won election");
+        self.become_coordinator_with(now, view);
+    }
+}

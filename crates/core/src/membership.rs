@@ -1,0 +1,374 @@
+//! Membership: the coordinator is the single writer of the view; it admits joiners, replicates every change,
+//! heartbeats the members and declares the silent ones failed. Members follow the highest view they see
+//! (`View::order`) and rejoin when a view leaves them out. Parts of a split mesh merge under the
+//! higher-ranked coordinator.
+
+use crate::io::Event;
+use crate::node::{Node, Role};
+use crate::stats::Reject;
+use crate::timer::Timer;
+use crate::types::{Contact, NodeId, NodeKey, Term};
+use crate::view::{MemberState, View, MAX_NAME_LEN};
+use crate::wire::{Frame, Join};
+use std::time::Instant;
+
+impl Node {
+    /// Coordinator: admit (or readmit) a joiner. The view is replicated to the members before the joiner is
+    /// welcomed, so that whoever the joiner talks to next already knows it.
+    pub(crate) fn on_join(&mut self, now: Instant, from: NodeKey, join: Join) {
+        if join.mesh != self.cfg.mesh {
+            self.reject(Reject::WrongMesh, &format!("join from {from} for mesh {:?}", join.mesh));
+            return;
+        }
+        if join.name.len() > MAX_NAME_LEN {
+            self.reject(Reject::OutOfBounds, &format!("join from {from}: name of {} bytes", join.name.len()));
+            return;
+        }
+        if self.role != Role::Coordinator || self.leaving {
+            self.redirect(from);
+            self.reject(Reject::NotCoordinator, &format!("join from {from}"));
+            return;
+        }
+        self.next_id_seen = self.next_id_seen.max(join.next_id_seen);
+        let mut view = self.view.clone().expect("a coordinator has a view");
+        let raised = view.raise_next_id(self.next_id_seen);
+        let admission = view.admit(from, &join.name, join.addr, join.id_hint);
+        self.learn_addr(from, join.addr);
+        if let Some(hint) = join.id_hint.filter(|h| *h != admission.id) {
+            self.event(Event::IdReassigned { key: from, old: hint, new: admission.id });
+        }
+        if admission.changed || raised {
+            self.publish(view, Some(from));
+        }
+        if let Some(peer) = self.peers.get_mut(&from) {
+            peer.last_heard = Some(now);
+        }
+        let view = self.view.clone().expect("a coordinator has a view");
+        self.send(from, &Frame::Welcome { view });
+    }
+
+    /// Joiner: the coordinator we asked admitted us. A `Welcome` we did not ask for, or from anyone else,
+    /// is refused: it could only be forged or stale.
+    pub(crate) fn on_welcome(&mut self, now: Instant, from: NodeKey, view: View) {
+        if self.role != Role::Joining || self.joining.map(|c| c.key) != Some(from) {
+            self.reject(Reject::UnexpectedWelcome, &format!("from {from}"));
+            return;
+        }
+        if !self.acceptable_view(from, &view) || !view.is_alive(&self.cfg.key) {
+            self.reject(Reject::InvalidView, &format!("welcome from {from}"));
+            return;
+        }
+        self.enter_mesh(now, view);
+    }
+
+    /// Joiner -> member.
+    fn enter_mesh(&mut self, now: Instant, view: View) {
+        self.clear_role_timers();
+        self.joining = None;
+        self.install_view(view);
+        self.role = Role::Member;
+        let view = self.view.as_ref().expect("just installed");
+        let (term, coordinator) = (view.term, view.coordinator);
+        let id = self.my_id.unwrap_or_default();
+        self.event(Event::Joined { id, term, coordinator });
+        self.timers.set(Timer::CoordinatorSilent, now + self.cfg.timing.coordinator_timeout);
+        self.after_view_change(now);
+    }
+
+    /// A view must come from its own coordinator and be internally consistent.
+    fn acceptable_view(&mut self, from: NodeKey, view: &View) -> bool {
+        view.coordinator == from && view.validate().is_ok()
+    }
+
+    pub(crate) fn on_view(&mut self, now: Instant, from: NodeKey, view: View) {
+        if !self.acceptable_view(from, &view) {
+            self.reject(Reject::InvalidView, &format!("view from {from}"));
+            return;
+        }
+        let me = self.cfg.key;
+        match self.role {
+            Role::Joining => {
+                let newer = self.view_order().is_none_or(|mine| view.order() > mine);
+                if view.is_alive(&me) && (self.joining.map(|c| c.key) == Some(from) || newer) {
+                    self.enter_mesh(now, view);
+                }
+            }
+            Role::Member | Role::Coordinator => {
+                let mine = self.view_order().expect("a member has a view");
+                let theirs = view.order();
+                if theirs > mine {
+                    self.follow(now, view);
+                } else if (theirs.0, theirs.1) < (mine.0, mine.1) {
+                    self.redirect(from);
+                    self.reject(Reject::StaleTerm, &format!("view of term {} from {from}", theirs.0));
+                }
+            }
+            Role::Discovering | Role::Stopped => {}
+        }
+    }
+
+    /// Adopts a view that supersedes ours (stepping down if we coordinated), or rejoins if it leaves us out.
+    fn follow(&mut self, now: Instant, view: View) {
+        let me = self.cfg.key;
+        if self.leaving && view.get(&me).is_some_and(|m| m.state == MemberState::Left) {
+            self.install_view(view);
+            self.stop();
+            return;
+        }
+        if !view.is_alive(&me) {
+            let coordinator = view.coordinator_member().expect("validated").contact();
+            self.join(now, coordinator);
+            return;
+        }
+        if self.role == Role::Coordinator {
+            self.role = Role::Member;
+            self.clear_role_timers();
+        }
+        self.stats.views_adopted += 1;
+        self.install_view(view);
+        self.timers.set(Timer::CoordinatorSilent, now + self.cfg.timing.coordinator_timeout);
+        self.after_view_change(now);
+    }
+
+    /// After a member adopts a view: keep the full mesh, and start an election if the coordinator is gone
+    /// or if we outrank it (Bully: the highest-ranked live member coordinates).
+    fn after_view_change(&mut self, now: Instant) {
+        self.dial_members(now);
+        let view = self.view.as_ref().expect("a member has a view");
+        let coordinator = view.coordinator;
+        let coordinator_alive = view.is_alive(&coordinator);
+        let outranked = view.rank_of(&coordinator).is_some_and(|r| r > self.my_rank());
+        if !coordinator_alive {
+            self.election = None;
+            self.start_election(now, Some(coordinator));
+        } else if !outranked {
+            self.start_election(now, None);
+        } else if self.election.is_some() {
+            self.cancel_election();
+        }
+    }
+
+    pub(crate) fn on_view_request(&mut self, from: NodeKey) {
+        match (self.role, &self.view) {
+            (Role::Coordinator, Some(view)) if view.is_alive(&from) => {
+                let view = view.clone();
+                self.send(from, &Frame::View { view });
+            }
+            _ => self.redirect(from),
+        }
+    }
+
+    /// Tells `to` which coordinator this node follows.
+    pub(crate) fn redirect(&mut self, to: NodeKey) {
+        let frame = Frame::NotCoordinator { term: self.term(), coordinator: self.coordinator_contact() };
+        self.send(to, &frame);
+    }
+
+    pub(crate) fn on_not_coordinator(&mut self, now: Instant, from: NodeKey, term: Term, hint: Option<Contact>) {
+        let Some(hint) = hint.filter(|c| c.key != self.cfg.key) else { return };
+        match self.role {
+            Role::Joining if self.joining.is_some_and(|c| c.key == from && c.key != hint.key) => self.join(now, hint),
+            Role::Member | Role::Coordinator => {
+                let view = self.view.as_ref().expect("a member has a view");
+                let mine = (view.term, view.rank_of(&view.coordinator));
+                if (term, Some(hint.rank())) > mine {
+                    self.join(now, hint);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Member: answer the coordinator's heartbeat with our view version; refuse a stale coordinator.
+    pub(crate) fn on_heartbeat(&mut self, _now: Instant, from: NodeKey, term: Term) {
+        if !matches!(self.role, Role::Member | Role::Coordinator) {
+            return;
+        }
+        let view = self.view.as_ref().expect("a member has a view");
+        if term < view.term {
+            self.redirect(from);
+            self.reject(Reject::StaleTerm, &format!("heartbeat of term {term} from {from}"));
+            return;
+        }
+        let ack = Frame::HeartbeatAck { term: view.term, version: view.version, next_id_seen: self.next_id_seen };
+        let from_coordinator = view.coordinator == from;
+        self.send(from, &ack);
+        if from_coordinator && self.election.as_ref().is_some_and(|e| e.suspect == Some(from)) {
+            self.cancel_election();
+        }
+    }
+
+    /// Coordinator: a member is alive; resend the view if it is behind; take up a higher `next_id`.
+    pub(crate) fn on_heartbeat_ack(
+        &mut self,
+        _now: Instant,
+        from: NodeKey,
+        term: Term,
+        version: u64,
+        next_id_seen: NodeId,
+    ) {
+        if self.role != Role::Coordinator {
+            return;
+        }
+        let view = self.view.as_ref().expect("a coordinator has a view");
+        let behind = !view.is_alive(&from) || (term, version) < (view.term, view.version);
+        if next_id_seen > view.next_id {
+            self.next_id_seen = self.next_id_seen.max(next_id_seen);
+            let view = view.clone();
+            self.publish(view, None);
+        } else if behind {
+            let view = view.clone();
+            self.send(from, &Frame::View { view });
+        }
+    }
+
+    /// Coordinator, every `heartbeat_interval`: heartbeat the members, declare the silent ones failed.
+    pub(crate) fn on_heartbeat_timer(&mut self, now: Instant) {
+        if self.role != Role::Coordinator {
+            return;
+        }
+        let view = self.view.as_ref().expect("a coordinator has a view");
+        let timeout = self.cfg.timing.member_timeout;
+        let since = self.coordinator_since.unwrap_or(now);
+        let (mut silent, mut fine) = (Vec::new(), Vec::new());
+        for m in view.alive().filter(|m| m.key != self.cfg.key) {
+            let heard = self.last_heard(&m.key).map_or(since, |t| t.max(since));
+            if now.saturating_duration_since(heard) >= timeout {
+                silent.push(m.key);
+            } else {
+                fine.push(m.key);
+            }
+        }
+        if let Ok(bytes) = (Frame::Heartbeat { term: view.term, version: view.version }).encode() {
+            for key in fine {
+                self.send_bytes(key, bytes.clone());
+                self.stats.heartbeats_sent += 1;
+            }
+        }
+        if !silent.is_empty() {
+            self.declare_failed(now, silent);
+        }
+        self.timers.set(Timer::Heartbeat, now + self.cfg.timing.heartbeat_interval);
+    }
+
+    /// Coordinator: mark `keys` failed and announce it.
+    pub(crate) fn declare_failed(&mut self, _now: Instant, keys: Vec<NodeKey>) {
+        let mut view = self.view.clone().expect("a coordinator has a view");
+        let mut changed = false;
+        for key in &keys {
+            changed |= view.set_state(key, MemberState::Failed);
+        }
+        if changed {
+            self.stats.members_failed += keys.len() as u64;
+            for key in keys {
+                self.disconnect(key);
+            }
+            self.publish(view, None);
+        }
+    }
+
+    pub(crate) fn on_leave(&mut self, _now: Instant, from: NodeKey) {
+        if self.role != Role::Coordinator {
+            self.redirect(from);
+            return;
+        }
+        let mut view = self.view.clone().expect("a coordinator has a view");
+        if view.set_state(&from, MemberState::Left) {
+            self.publish(view, None);
+        }
+        let view = self.view.clone().expect("a coordinator has a view");
+        self.send(from, &Frame::View { view });
+    }
+
+    /// `/quit`: a member asks the coordinator to record its departure; a coordinator records its own and
+    /// replicates it, which makes the members elect a successor at once.
+    pub(crate) fn leave(&mut self, now: Instant) {
+        match self.role {
+            Role::Discovering | Role::Joining => self.stop(),
+            Role::Member => {
+                self.leaving = true;
+                let term = self.term();
+                if let Some(c) = self.coordinator() {
+                    self.send(c, &Frame::Leave { term });
+                }
+                self.timers.set(Timer::LeaveDeadline, now + self.cfg.timing.leave_timeout);
+            }
+            Role::Coordinator => {
+                self.leaving = true;
+                let mut view = self.view.clone().expect("a coordinator has a view");
+                view.set_state(&self.cfg.key, MemberState::Left);
+                self.publish(view, None);
+                // Give the driver a moment to flush the view before the links close.
+                self.timers.set(Timer::LeaveDeadline, now + self.cfg.timing.heartbeat_interval);
+                self.timers.cancel(Timer::Heartbeat);
+                self.timers.cancel(Timer::Beacon);
+            }
+            Role::Stopped => {}
+        }
+    }
+
+    /// Coordinator: another coordinator of the same mesh exists (a healed partition, simultaneous founders,
+    /// a stale coordinator). The lower-ranked one asks the higher-ranked one to merge its part.
+    pub(crate) fn on_foreign_coordinator(&mut self, now: Instant, other: Contact) {
+        if other.rank() <= self.my_rank() {
+            return;
+        }
+        let recently = self
+            .merge_requested
+            .get(&other.key)
+            .is_some_and(|t| now.saturating_duration_since(*t) < self.cfg.timing.beacon_interval.saturating_mul(4));
+        if recently {
+            return;
+        }
+        self.merge_requested.insert(other.key, now);
+        self.learn_addr(other.key, other.addr);
+        let view = self.view.clone().expect("a coordinator has a view");
+        self.send(other.key, &Frame::MergeRequest { view });
+    }
+
+    /// Coordinator: take the requester's part into this mesh, at a term above both.
+    pub(crate) fn on_merge_request(&mut self, now: Instant, from: NodeKey, theirs: View) {
+        if !self.acceptable_view(from, &theirs) {
+            self.reject(Reject::InvalidView, &format!("merge request from {from}"));
+            return;
+        }
+        if self.role != Role::Coordinator || self.leaving {
+            self.redirect(from);
+            self.reject(Reject::NotCoordinator, &format!("merge request from {from}"));
+            return;
+        }
+        let their_rank = theirs.rank_of(&from).expect("validated");
+        if their_rank > self.my_rank() {
+            // They outrank us: we are the part to be merged.
+            let contact = theirs.coordinator_member().expect("validated").contact();
+            self.on_foreign_coordinator(now, contact);
+            return;
+        }
+        let mut view = self.view.clone().expect("a coordinator has a view");
+        let moved = view.merge(&theirs);
+        view.term = view.term.max(theirs.term) + 1;
+        self.stats.merges += 1;
+        for r in moved {
+            self.event(Event::IdReassigned { key: r.key, old: r.old, new: r.new });
+        }
+        for m in theirs.alive() {
+            self.learn_addr(m.key, m.addr);
+            if let Some(peer) = self.peers.get_mut(&m.key) {
+                peer.last_heard = Some(now);
+            }
+        }
+        self.publish(view, None);
+    }
+
+    /// Becomes coordinator with `view` (its term already chosen): publishes it, which is the announcement.
+    pub(crate) fn become_coordinator_with(&mut self, now: Instant, view: View) {
+        self.clear_role_timers();
+        self.election = None;
+        self.joining = None;
+        self.role = Role::Coordinator;
+        self.coordinator_since = Some(now);
+        self.publish(view, None);
+        self.timers.set(Timer::Heartbeat, now);
+        self.timers.set(Timer::Beacon, now);
+    }
+}

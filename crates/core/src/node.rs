@@ -1,0 +1,603 @@
+//! The node: one ChatMesh peer as a pure state machine.
+
+use crate::config::Config;
+use crate::election::Election;
+use crate::io::{Command, Destination, Event, Input, Output, Snapshot};
+use crate::stats::{Reject, Stats};
+use crate::timer::{Timer, Timers};
+use crate::types::{Contact, NodeId, NodeKey, Rank, Term};
+use crate::view::{MemberState, View, ViewOrder};
+use crate::wire::{Datagram, DatagramBody, Frame};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// Frames kept for a peer while its link is being set up; older ones are dropped first (every control
+/// message is resent or superseded, so dropping is safe).
+const MAX_QUEUED_FRAMES: usize = 64;
+
+/// Where a node stands in the mesh.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Role {
+    /// Multicasting `Discover`; founds a mesh if nobody answers.
+    Discovering,
+    /// Sent `Join` to a coordinator, waiting for `Welcome`.
+    Joining,
+    Member,
+    Coordinator,
+    /// Left the mesh; ignores all input.
+    Stopped,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub(crate) enum Link {
+    #[default]
+    Down,
+    Connecting,
+    Up,
+}
+
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Peer {
+    pub link: Link,
+    pub addr: Option<SocketAddr>,
+    pub last_heard: Option<Instant>,
+    pub last_dial: Option<Instant>,
+    /// The last dial failed and nothing was heard since: not worth asking in an election.
+    pub unreachable: bool,
+    pub queue: VecDeque<Vec<u8>>,
+}
+
+/// One ChatMesh peer, driven from outside.
+///
+/// Call in this order, as often as the driver likes:
+/// 1. `handle_input(now, input)` for every datagram, frame, link event and user command;
+/// 2. `handle_timeout(now)` when the instant returned by `poll_timeout` has passed;
+/// 3. `poll_output()` until it returns `None`, carrying out each output in order (see `Output` for the
+///    durability contract);
+/// 4. `poll_timeout()` to know when to call `handle_timeout` next.
+///
+/// The node reads no clock, owns no socket and draws randomness only from the seed in its `Config`, so the
+/// same inputs at the same instants always produce the same outputs.
+pub struct Node {
+    pub(crate) cfg: Config,
+    pub(crate) rng: ChaCha8Rng,
+    pub(crate) role: Role,
+    pub(crate) my_id: Option<NodeId>,
+    /// The latest view: the coordinator's (member), our own (coordinator), or the last durable one while
+    /// discovering or joining after a restart.
+    pub(crate) view: Option<View>,
+    pub(crate) peers: BTreeMap<NodeKey, Peer>,
+    pub(crate) timers: Timers,
+    pub(crate) out: VecDeque<Output>,
+    pub(crate) election: Option<Election>,
+    pub(crate) election_round: u64,
+    pub(crate) discover_attempt: u32,
+    pub(crate) nonce: u64,
+    pub(crate) joining: Option<Contact>,
+    pub(crate) leaving: bool,
+    /// The highest `next_id` this node has seen in any view or join: the floor of every view it writes.
+    pub(crate) next_id_seen: NodeId,
+    /// When this node last became coordinator: members get a grace period from then.
+    pub(crate) coordinator_since: Option<Instant>,
+    pub(crate) merge_requested: BTreeMap<NodeKey, Instant>,
+    pub(crate) stats: Stats,
+}
+
+impl Node {
+    /// A node starting (or restarting from `snapshot`, its last durable state) at `now`. It begins by
+    /// looking for its mesh.
+    pub fn new(cfg: Config, snapshot: Snapshot, now: Instant) -> Node {
+        let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+        let nonce = rng.gen();
+        let next_id_seen = snapshot.view.as_ref().map_or(NodeId(1), |v| v.next_id);
+        let mut node = Node {
+            cfg,
+            rng,
+            role: Role::Discovering,
+            my_id: snapshot.my_id,
+            view: snapshot.view,
+            peers: BTreeMap::new(),
+            timers: Timers::default(),
+            out: VecDeque::new(),
+            election: None,
+            election_round: 0,
+            discover_attempt: 0,
+            nonce,
+            joining: None,
+            leaving: false,
+            next_id_seen,
+            coordinator_since: None,
+            merge_requested: BTreeMap::new(),
+            stats: Stats::default(),
+        };
+        node.start_discovery(now);
+        node.timers.set(Timer::Keepalive, now + node.cfg.timing.keepalive_interval);
+        node
+    }
+
+    // ----- driving: inputs -----
+
+    pub fn handle_input(&mut self, now: Instant, input: Input) {
+        if self.role == Role::Stopped {
+            return;
+        }
+        match input {
+            Input::Datagram { from, bytes } => match Datagram::decode(&bytes) {
+                Ok(d) => self.on_datagram(now, from, d),
+                Err(e) => self.reject(Reject::UndecodableDatagram, &format!("from {from}: {e}")),
+            },
+            Input::Frame { from, bytes } => {
+                if from == self.cfg.key {
+                    return;
+                }
+                match Frame::decode(&bytes) {
+                    Ok(frame) => {
+                        self.heard(now, from);
+                        self.on_frame(now, from, frame);
+                    }
+                    Err(e) => self.reject(Reject::UndecodableFrame, &format!("from {from}: {e}")),
+                }
+            }
+            Input::LinkUp { peer } => self.on_link_up(now, peer),
+            Input::LinkDown { peer } => self.on_link_down(now, peer),
+            Input::ConnectFailed { peer } => self.on_connect_failed(now, peer),
+            Input::Command(c) => self.on_command(now, c),
+        }
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while self.role != Role::Stopped {
+            let Some(timer) = self.timers.pop_due(now) else { break };
+            match timer {
+                Timer::Discover => self.on_discover_timer(now),
+                Timer::Found => self.found(now),
+                Timer::JoinDeadline => self.join_timed_out(now),
+                Timer::Heartbeat => self.on_heartbeat_timer(now),
+                Timer::Beacon => self.on_beacon_timer(now),
+                Timer::CoordinatorSilent => self.suspect_coordinator(now),
+                Timer::ElectionAnswer { round } => self.on_election_answer_timeout(now, round),
+                Timer::ElectionAnnounce { round } => self.on_election_announce_timeout(now, round),
+                Timer::Keepalive => self.on_keepalive_timer(now),
+                Timer::LeaveDeadline => self.stop(),
+            }
+        }
+    }
+
+    // ----- driving: outputs -----
+
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.role == Role::Stopped {
+            return None;
+        }
+        self.timers.earliest()
+    }
+
+    // ----- state, for drivers, UIs and checkers -----
+
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    pub fn key(&self) -> NodeKey {
+        self.cfg.key
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    pub fn my_id(&self) -> Option<NodeId> {
+        self.my_id
+    }
+
+    /// The current view (only meaningful as a member or coordinator).
+    pub fn view(&self) -> Option<&View> {
+        self.view.as_ref()
+    }
+
+    pub fn term(&self) -> Term {
+        self.view.as_ref().map_or(0, |v| v.term)
+    }
+
+    /// The coordinator this node follows (itself when coordinator), once it is in a mesh.
+    pub fn coordinator(&self) -> Option<NodeKey> {
+        match self.role {
+            Role::Member | Role::Coordinator => self.view.as_ref().map(|v| v.coordinator),
+            _ => None,
+        }
+    }
+
+    pub fn election_running(&self) -> bool {
+        self.election.is_some()
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot { my_id: self.my_id, view: self.view.clone() }
+    }
+
+    pub(crate) fn my_rank(&self) -> Rank {
+        Rank { id: self.my_id.unwrap_or_default(), key: self.cfg.key }
+    }
+
+    pub(crate) fn my_contact(&self) -> Contact {
+        Contact { id: self.my_id.unwrap_or_default(), key: self.cfg.key, addr: self.cfg.addr }
+    }
+
+    /// The coordinator this node follows, as a redirect hint for others.
+    pub(crate) fn coordinator_contact(&self) -> Option<Contact> {
+        let view = self.view.as_ref()?;
+        match self.role {
+            Role::Member | Role::Coordinator => view.coordinator_member().map(|m| m.contact()),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn view_order(&self) -> Option<ViewOrder> {
+        self.view.as_ref().map(View::order)
+    }
+
+    // ----- dispatch -----
+
+    fn on_datagram(&mut self, now: Instant, from: SocketAddr, d: Datagram) {
+        if d.mesh != self.cfg.mesh {
+            self.reject(Reject::WrongMesh, &format!("from {from}: mesh {:?}", d.mesh));
+            return;
+        }
+        match d.body {
+            DatagramBody::Discover { nonce, key, .. } => self.on_discover(from, nonce, key),
+            DatagramBody::Offer { nonce, coordinator, .. } => self.on_offer(now, nonce, coordinator),
+            DatagramBody::Beacon { coordinator, .. } => self.on_beacon(now, coordinator),
+        }
+    }
+
+    fn on_frame(&mut self, now: Instant, from: NodeKey, frame: Frame) {
+        match frame {
+            Frame::Join(join) => self.on_join(now, from, join),
+            Frame::Welcome { view } => self.on_welcome(now, from, view),
+            Frame::View { view } => self.on_view(now, from, view),
+            Frame::ViewRequest { .. } => self.on_view_request(from),
+            Frame::Heartbeat { term, .. } => self.on_heartbeat(now, from, term),
+            Frame::HeartbeatAck { term, version, next_id_seen } => {
+                self.on_heartbeat_ack(now, from, term, version, next_id_seen)
+            }
+            Frame::Leave { .. } => self.on_leave(now, from),
+            Frame::Election { term, suspect } => self.on_election(now, from, term, suspect),
+            Frame::Answer { term } => self.on_answer(now, from, term),
+            Frame::NotCoordinator { term, coordinator } => self.on_not_coordinator(now, from, term, coordinator),
+            Frame::MergeRequest { view } => self.on_merge_request(now, from, view),
+            Frame::Ping { .. } => {}
+        }
+    }
+
+    fn on_command(&mut self, now: Instant, command: Command) {
+        match command {
+            Command::Leave => self.leave(now),
+            Command::StartElection => {
+                if matches!(self.role, Role::Member | Role::Coordinator) {
+                    self.start_election(now, None);
+                }
+            }
+            Command::RefreshView => {
+                if self.role == Role::Member {
+                    let term = self.term();
+                    if let Some(c) = self.coordinator() {
+                        self.send(c, &Frame::ViewRequest { term });
+                    }
+                }
+            }
+        }
+    }
+
+    pub(crate) fn reject(&mut self, reason: Reject, detail: &str) {
+        *self.stats.rejected.entry(reason).or_default() += 1;
+        tracing::debug!(node = %self.cfg.key, %reason, detail, "input refused");
+        self.out.push_back(Output::Event(Event::Rejected { reason }));
+    }
+
+    pub(crate) fn event(&mut self, event: Event) {
+        self.out.push_back(Output::Event(event));
+    }
+
+    pub(crate) fn multicast(&mut self, to: Destination, body: DatagramBody) {
+        let d = Datagram { mesh: self.cfg.mesh.clone(), body };
+        match d.encode() {
+            Ok(bytes) => self.out.push_back(Output::Datagram { to, bytes }),
+            Err(e) => tracing::warn!(node = %self.cfg.key, "datagram not sent: {e}"),
+        }
+    }
+
+    pub(crate) fn jitter(&mut self, d: Duration) -> Duration {
+        d.mul_f64(self.rng.gen_range(0.8..1.2))
+    }
+
+    // ----- links -----
+
+    /// Remembers where `key` listens (from a view, an offer or a redirect).
+    pub(crate) fn learn_addr(&mut self, key: NodeKey, addr: SocketAddr) {
+        if key != self.cfg.key {
+            self.peers.entry(key).or_default().addr = Some(addr);
+        }
+    }
+
+    fn heard(&mut self, now: Instant, from: NodeKey) {
+        let peer = self.peers.entry(from).or_default();
+        peer.last_heard = Some(now);
+        peer.unreachable = false;
+        if self.role == Role::Member && self.view.as_ref().is_some_and(|v| v.coordinator == from) {
+            self.timers.set(Timer::CoordinatorSilent, now + self.cfg.timing.coordinator_timeout);
+        }
+    }
+
+    pub(crate) fn send(&mut self, to: NodeKey, frame: &Frame) {
+        match frame.encode() {
+            Ok(bytes) => self.send_bytes(to, bytes),
+            Err(e) => tracing::warn!(node = %self.cfg.key, kind = frame.kind(), "frame not sent: {e}"),
+        }
+    }
+
+    pub(crate) fn send_bytes(&mut self, to: NodeKey, bytes: Vec<u8>) {
+        if to == self.cfg.key {
+            return;
+        }
+        let view_addr = self.view.as_ref().and_then(|v| v.get(&to)).map(|m| m.addr);
+        let peer = self.peers.entry(to).or_default();
+        if peer.addr.is_none() {
+            peer.addr = view_addr;
+        }
+        match peer.link {
+            Link::Up => self.out.push_back(Output::Frame { to, bytes }),
+            Link::Connecting | Link::Down => {
+                if peer.queue.len() == MAX_QUEUED_FRAMES {
+                    peer.queue.pop_front();
+                }
+                peer.queue.push_back(bytes);
+                if peer.link == Link::Down {
+                    if let Some(addr) = peer.addr {
+                        peer.link = Link::Connecting;
+                        self.out.push_back(Output::Connect { peer: to, addr });
+                    } else {
+                        peer.queue.clear();
+                    }
+                }
+            }
+        }
+    }
+
+    /// Dials `key` unless a link is up or being set up.
+    pub(crate) fn dial(&mut self, now: Instant, key: NodeKey) {
+        if key == self.cfg.key {
+            return;
+        }
+        let view_addr = self.view.as_ref().and_then(|v| v.get(&key)).map(|m| m.addr);
+        let peer = self.peers.entry(key).or_default();
+        let Some(addr) = view_addr.or(peer.addr) else { return };
+        if peer.link == Link::Down {
+            peer.link = Link::Connecting;
+            peer.last_dial = Some(now);
+            self.out.push_back(Output::Connect { peer: key, addr });
+        }
+    }
+
+    pub(crate) fn disconnect(&mut self, key: NodeKey) {
+        if let Some(peer) = self.peers.get_mut(&key) {
+            if peer.link != Link::Down {
+                peer.link = Link::Down;
+                peer.queue.clear();
+                self.out.push_back(Output::Disconnect { peer: key });
+            }
+        }
+    }
+
+    pub(crate) fn is_unreachable(&self, key: &NodeKey) -> bool {
+        self.peers.get(key).is_some_and(|p| p.unreachable)
+    }
+
+    pub(crate) fn last_heard(&self, key: &NodeKey) -> Option<Instant> {
+        self.peers.get(key).and_then(|p| p.last_heard)
+    }
+
+    fn on_link_up(&mut self, now: Instant, key: NodeKey) {
+        if key == self.cfg.key {
+            return;
+        }
+        let peer = self.peers.entry(key).or_default();
+        peer.link = Link::Up;
+        peer.unreachable = false;
+        peer.last_heard = Some(now);
+        let queued: Vec<_> = peer.queue.drain(..).collect();
+        for bytes in queued {
+            self.out.push_back(Output::Frame { to: key, bytes });
+        }
+    }
+
+    /// A link that matters is redialled at once: a killed process resets its sockets, so a failed redial
+    /// means the peer is gone, and failover takes a round trip instead of a timeout.
+    fn on_link_down(&mut self, now: Instant, key: NodeKey) {
+        let Some(peer) = self.peers.get_mut(&key) else { return };
+        peer.link = Link::Down;
+        let coordinator = self.view.as_ref().map(|v| v.coordinator);
+        let matters = match self.role {
+            Role::Member => coordinator == Some(key),
+            Role::Coordinator => self.view.as_ref().is_some_and(|v| v.is_alive(&key)),
+            Role::Joining => self.joining.is_some_and(|c| c.key == key),
+            _ => false,
+        } || self.election.as_ref().is_some_and(|e| e.waiting.contains(&key));
+        if matters {
+            self.dial(now, key);
+        }
+    }
+
+    fn on_connect_failed(&mut self, now: Instant, key: NodeKey) {
+        let Some(peer) = self.peers.get_mut(&key) else { return };
+        peer.link = Link::Down;
+        peer.unreachable = true;
+        peer.queue.clear();
+        match self.role {
+            Role::Joining if self.joining.is_some_and(|c| c.key == key) => self.start_discovery(now),
+            Role::Member if self.view.as_ref().is_some_and(|v| v.coordinator == key) => self.suspect_coordinator(now),
+            Role::Coordinator if self.view.as_ref().is_some_and(|v| v.is_alive(&key)) => {
+                self.declare_failed(now, vec![key])
+            }
+            _ => {}
+        }
+        self.election_target_gone(now, key);
+    }
+
+    /// Pings every link, closes those silent for `link_timeout`, dials alive members without a link.
+    fn on_keepalive_timer(&mut self, now: Instant) {
+        let timing = self.cfg.timing.clone();
+        let term = self.term();
+        let mut dead = Vec::new();
+        let mut quiet = Vec::new();
+        for (key, peer) in &self.peers {
+            if peer.link != Link::Up {
+                continue;
+            }
+            match peer.last_heard {
+                Some(t) if now.saturating_duration_since(t) >= timing.link_timeout => dead.push(*key),
+                _ => quiet.push(*key),
+            }
+        }
+        for key in dead {
+            self.disconnect(key);
+        }
+        if let Ok(ping) = (Frame::Ping { term }).encode() {
+            for key in quiet {
+                self.send_bytes(key, ping.clone());
+            }
+        }
+        self.dial_members(now);
+        self.timers.set(Timer::Keepalive, now + timing.keepalive_interval);
+    }
+
+    /// Keeps the full mesh: dials every alive member that has no link, at most once per keepalive period.
+    pub(crate) fn dial_members(&mut self, now: Instant) {
+        let Some(view) = &self.view else { return };
+        let period = self.cfg.timing.keepalive_interval;
+        let due: Vec<NodeKey> = view
+            .alive()
+            .map(|m| m.key)
+            .filter(|k| *k != self.cfg.key)
+            .filter(|k| {
+                self.peers.get(k).is_none_or(|p| {
+                    p.link == Link::Down && p.last_dial.is_none_or(|t| now.saturating_duration_since(t) >= period)
+                })
+            })
+            .collect();
+        for key in due {
+            self.dial(now, key);
+        }
+    }
+
+    // ----- views -----
+
+    /// Makes `view` this node's view: durable first, then the events that tell the user what changed.
+    pub(crate) fn install_view(&mut self, view: View) {
+        let was_in_mesh = matches!(self.role, Role::Member | Role::Coordinator);
+        self.next_id_seen = self.next_id_seen.max(view.next_id);
+        let old = self.view.replace(view);
+        let view = self.view.as_ref().expect("just installed");
+        let mine = view.get(&self.cfg.key).map(|m| m.id);
+        let mut events = Vec::new();
+        if let (Some(old_id), Some(new_id)) = (self.my_id, mine) {
+            if old_id != new_id {
+                events.push(Event::IdReassigned { key: self.cfg.key, old: old_id, new: new_id });
+            }
+        }
+        if mine.is_some() {
+            self.my_id = mine;
+        }
+        if let Some(old) = &old {
+            if (old.term, old.coordinator) != (view.term, view.coordinator) {
+                let id = view.coordinator_member().map(|m| m.id).unwrap_or_default();
+                events.push(Event::CoordinatorChanged { term: view.term, coordinator: view.coordinator, id });
+            }
+            if was_in_mesh {
+                events.extend(member_events(old, view));
+            }
+        }
+        self.out.push_back(Output::Persist(self.snapshot()));
+        for e in events {
+            self.event(e);
+        }
+    }
+
+    /// Coordinator only: installs `view` as the next version and replicates it to every alive member except
+    /// `skip` (a joiner, who gets it in its `Welcome`).
+    pub(crate) fn publish(&mut self, mut view: View, skip: Option<NodeKey>) {
+        view.version = self.view.as_ref().map_or(1, |v| v.version + 1);
+        view.coordinator = self.cfg.key;
+        view.raise_next_id(self.next_id_seen);
+        self.install_view(view);
+        self.stats.views_published += 1;
+        self.broadcast_view(skip);
+    }
+
+    pub(crate) fn broadcast_view(&mut self, skip: Option<NodeKey>) {
+        let Some(view) = &self.view else { return };
+        let to: Vec<NodeKey> = view.alive().map(|m| m.key).filter(|k| *k != self.cfg.key && Some(*k) != skip).collect();
+        let frame = Frame::View { view: view.clone() };
+        match frame.encode() {
+            Ok(bytes) => {
+                for key in to {
+                    self.send_bytes(key, bytes.clone());
+                }
+            }
+            Err(e) => tracing::error!(node = %self.cfg.key, "view not replicated: {e}"),
+        }
+    }
+
+    /// Ends this node's part in the mesh.
+    pub(crate) fn stop(&mut self) {
+        let up: Vec<NodeKey> = self.peers.iter().filter(|(_, p)| p.link != Link::Down).map(|(k, _)| *k).collect();
+        for key in up {
+            self.disconnect(key);
+        }
+        self.role = Role::Stopped;
+        self.timers.clear();
+        self.election = None;
+        self.event(Event::Stopped);
+    }
+
+    /// Leaves the role-specific timers of member, coordinator, candidate and joiner behind.
+    pub(crate) fn clear_role_timers(&mut self) {
+        for t in [
+            Timer::Discover,
+            Timer::Found,
+            Timer::JoinDeadline,
+            Timer::Heartbeat,
+            Timer::Beacon,
+            Timer::CoordinatorSilent,
+            Timer::ElectionAnswer { round: 0 },
+        ] {
+            self.timers.cancel(t);
+        }
+    }
+}
+
+fn member_events(old: &View, new: &View) -> Vec<Event> {
+    let mut events = Vec::new();
+    for m in &new.members {
+        let before = old.get(&m.key).map(|o| o.state);
+        let (id, key, name) = (m.id, m.key, m.name.clone());
+        match (before, m.state) {
+            (Some(MemberState::Alive), MemberState::Alive) => {}
+            (_, MemberState::Alive) => events.push(Event::MemberJoined { id, key, name }),
+            (Some(MemberState::Alive), MemberState::Failed) => events.push(Event::MemberFailed { id, key, name }),
+            (Some(MemberState::Alive), MemberState::Left) => events.push(Event::MemberLeft { id, key, name }),
+            _ => {}
+        }
+    }
+    events
+}

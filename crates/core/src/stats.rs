@@ -1,0 +1,60 @@
+//! Counters of what the node did and refused; the driver exports them as metrics.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// Why an input was refused. In every case the node's state is unchanged.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug, Hash)]
+pub enum Reject {
+    /// The bytes did not decode (too long, wrong version, malformed).
+    UndecodableFrame,
+    UndecodableDatagram,
+    /// A datagram for another mesh name.
+    WrongMesh,
+    /// A control message from a term this node has moved past.
+    StaleTerm,
+    /// A message that only members may send, from a key that is not an alive member.
+    NotMember,
+    /// A `Welcome` this node did not ask for, or from a node it did not ask.
+    UnexpectedWelcome,
+    /// A view that is internally inconsistent, or not sent by its own coordinator.
+    InvalidView,
+    /// A request that only the coordinator serves, sent to a node that is not it.
+    NotCoordinator,
+    /// A name longer than the limit, or another field out of bounds.
+    OutOfBounds,
+}
+
+impl fmt::Display for Reject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Reject::UndecodableFrame => "undecodable frame",
+            Reject::UndecodableDatagram => "undecodable datagram",
+            Reject::WrongMesh => "datagram for another mesh",
+            Reject::StaleTerm => "stale term",
+            Reject::NotMember => "sender is not a member",
+            Reject::UnexpectedWelcome => "unexpected welcome",
+            Reject::InvalidView => "invalid view",
+            Reject::NotCoordinator => "request for the coordinator sent to a member",
+            Reject::OutOfBounds => "field out of bounds",
+        })
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub rejected: BTreeMap<Reject, u64>,
+    pub elections_started: u64,
+    pub elections_won: u64,
+    pub heartbeats_sent: u64,
+    pub views_published: u64,
+    pub views_adopted: u64,
+    pub members_failed: u64,
+    pub merges: u64,
+}
+
+impl Stats {
+    pub fn rejected_total(&self) -> u64 {
+        self.rejected.values().sum()
+    }
+}

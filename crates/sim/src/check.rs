@@ -1,0 +1,133 @@
+//! Checkers for the promises of DESIGN.md section 3 that the membership layer makes:
+//! 5 (one coordinator per connected part: the highest-ranked live member, once faults stop),
+//! 6 (IDs unique in a settled view; a key keeps its ID unless a clash forced a new one),
+//! and: every live node holds the same view as its part's coordinator.
+
+use crate::sim::Sim;
+use chatmesh_core::{NodeKey, Rank, Role};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Live nodes grouped by who can reach whom (transitively).
+pub fn connected_parts(sim: &Sim) -> Vec<Vec<usize>> {
+    let live = sim.live();
+    let mut part_of: BTreeMap<usize, usize> = BTreeMap::new();
+    let mut parts: Vec<Vec<usize>> = Vec::new();
+    for &start in &live {
+        if part_of.contains_key(&start) {
+            continue;
+        }
+        let id = parts.len();
+        let mut part = vec![start];
+        part_of.insert(start, id);
+        let mut at = 0;
+        while at < part.len() {
+            let a = part[at];
+            for &b in &live {
+                if !part_of.contains_key(&b) && sim.reachable(a, b) {
+                    part_of.insert(b, id);
+                    part.push(b);
+                }
+            }
+            at += 1;
+        }
+        part.sort_unstable();
+        parts.push(part);
+    }
+    parts
+}
+
+/// Everything wrong with the membership state right now, if faults had stopped; empty when settled.
+pub fn settled_problems(sim: &Sim) -> Vec<String> {
+    let mut problems: Vec<String> =
+        sim.nodes.iter().filter(|n| n.pending_start).map(|n| format!("{} has not started yet", n.name)).collect();
+    if sim.live().is_empty() {
+        problems.push("no live node".into());
+    }
+    for part in connected_parts(sim) {
+        check_part(sim, &part, &mut problems);
+    }
+    problems
+}
+
+fn check_part(sim: &Sim, part: &[usize], problems: &mut Vec<String>) {
+    let name = |i: usize| sim.nodes[i].name.clone();
+    let core = |i: usize| sim.nodes[i].core.as_ref().expect("live nodes run");
+    let not_in = part.iter().filter(|&&i| !matches!(core(i).role(), Role::Member | Role::Coordinator));
+    for &i in not_in {
+        problems.push(format!("{} is {:?}, not in the mesh", name(i), core(i).role()));
+    }
+    let coordinators: Vec<usize> = part.iter().copied().filter(|&i| core(i).role() == Role::Coordinator).collect();
+    let [c] = coordinators[..] else {
+        let names: Vec<_> = coordinators.iter().map(|&i| name(i)).collect();
+        problems.push(format!("part {:?} has {} coordinators {names:?}", names_of(sim, part), coordinators.len()));
+        return;
+    };
+    let rank = |i: usize| core(i).my_id().map(|id| Rank { id, key: sim.nodes[i].key });
+    let highest = part.iter().copied().max_by_key(|&i| rank(i)).expect("parts are not empty");
+    if rank(highest) != rank(c) {
+        problems.push(format!("coordinator {} is not the highest-ranked live member {}", name(c), name(highest)));
+    }
+    let cview = core(c).view().expect("a coordinator has a view");
+    if let Err(e) = cview.validate() {
+        problems.push(format!("coordinator {}'s view is invalid: {e:?}", name(c)));
+    }
+    let keys: BTreeSet<NodeKey> = part.iter().map(|&i| sim.nodes[i].key).collect();
+    for m in cview.alive() {
+        if !keys.contains(&m.key) {
+            problems.push(format!(
+                "{}'s view shows {} {} alive, but it is not a live node of the part",
+                name(c),
+                m.name,
+                m.id
+            ));
+        }
+    }
+    for &i in part {
+        let node = core(i);
+        let Some(entry) = cview.get(&node.key()) else {
+            problems.push(format!("{} is missing from the coordinator's view", name(i)));
+            continue;
+        };
+        if !entry.is_alive() || Some(entry.id) != node.my_id() {
+            problems.push(format!(
+                "{} is {:?} {} in the view but believes it is {:?}",
+                name(i),
+                entry.state,
+                entry.id,
+                node.my_id()
+            ));
+        }
+        if i != c && node.view() != Some(cview) {
+            let theirs = node.view().map(|v| v.order());
+            problems.push(format!(
+                "{} holds view {theirs:?}, coordinator {} holds {:?}",
+                name(i),
+                name(c),
+                cview.order()
+            ));
+        }
+    }
+}
+
+/// Promise 6 over the whole run: a node whose own durable ID changed (restarts included) either lost it to a
+/// clash (another key was bound to that ID in some view) or went back to an ID it held before, in the
+/// registry of the part that absorbed its own in a merge; never for nothing.
+pub fn id_problems(sim: &Sim) -> Vec<String> {
+    let mut problems = Vec::new();
+    for &(i, old, new) in &sim.obs.id_changes {
+        let key = sim.nodes[i].key;
+        let clash = sim.obs.bindings.get(&old).is_some_and(|keys| keys.iter().any(|k| *k != key));
+        let held_before = sim.obs.id_changes.iter().any(|&(j, o, _)| j == i && o == new);
+        if !clash && !held_before {
+            problems.push(format!(
+                "{} went from ID {old} to {new} although no other key ever held {old}",
+                sim.nodes[i].name
+            ));
+        }
+    }
+    problems
+}
+
+fn names_of(sim: &Sim, part: &[usize]) -> Vec<String> {
+    part.iter().map(|&i| sim.nodes[i].name.clone()).collect()
+}

@@ -1,0 +1,53 @@
+//! Deterministic simulator for ChatMesh: many `chatmesh_core::Node`s on one virtual clock and one simulated
+//! network, with every fault as a verb (`crash`, `restart`, `pause`, `resume`, `partition`, `isolate`,
+//! `cut`, `heal`) and every message-level fault knob in `SimOptions`. Same seed, same run: a failing seed
+//! is the bug report, replayed with `CHATMESH_SIM_SEED=<seed>` (add `CHATMESH_SIM_TRACE=1` for a trace).
+//!
+//! # Layout
+//! - `net`: `SimOptions` and the network model (latency, loss, duplication, reordering, partitions, links).
+//! - `sim`: `Sim`, the event loop, the fault verbs, and the safety checks made while running.
+//! - `check`: the promise checkers run once faults stop.
+//! - `scenario`: randomized runs, failover measurement, helpers for named scenarios.
+
+mod check;
+mod net;
+mod scenario;
+mod sim;
+
+pub use check::{connected_parts, id_problems, settled_problems};
+pub use net::SimOptions;
+pub use scenario::{
+    all_follow, coordinator_of, failover_run, highest, percentiles, random_options, random_run, settle, stop_faults,
+    Failure, Outcome, FAULT_PHASE, SETTLE_BOUND,
+};
+pub use sim::{Observations, Sim, SimNode};
+
+/// The seeds a test should run: `CHATMESH_SIM_SEED=S` replays one, `CHATMESH_SIM_SEEDS=N` runs `0..N`,
+/// otherwise `0..default`.
+pub fn seeds_from_env(default: u64) -> Vec<u64> {
+    if let Some(seed) = std::env::var("CHATMESH_SIM_SEED").ok().and_then(|s| s.parse().ok()) {
+        return vec![seed];
+    }
+    let n = std::env::var("CHATMESH_SIM_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(default);
+    (0..n).collect()
+}
+
+/// Runs `f` over `seeds` on every core; returns the results in seed order.
+pub fn run_parallel<T: Send>(seeds: &[u64], f: impl Fn(u64) -> T + Sync) -> Vec<T> {
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results = std::sync::Mutex::new(Vec::with_capacity(seeds.len()));
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(&seed) = seeds.get(i) else { break };
+                let r = f(seed);
+                results.lock().expect("no worker panics while holding the lock").push((i, r));
+            });
+        }
+    });
+    let mut results = results.into_inner().expect("workers joined");
+    results.sort_by_key(|(i, _)| *i);
+    results.into_iter().map(|(_, r)| r).collect()
+}

@@ -1,0 +1,96 @@
+//! The simulated network: one-way latency with jitter, loss, duplication, reordering, partitions and cut
+//! links. Links are TCP-like: established by a dial, torn down by a close, a crash or a reset; across a
+//! partition they go silent without either side being told, as real TCP does.
+
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+/// Every fault knob of the simulator.
+#[derive(Clone, Debug)]
+pub struct SimOptions {
+    pub seed: u64,
+    /// One-way delay of a datagram or frame, uniformly in this range.
+    pub latency: (Duration, Duration),
+    /// Probability that a datagram or frame is lost.
+    pub loss: f64,
+    /// Probability that a datagram or frame is delivered twice.
+    pub duplicate: f64,
+    /// Probability that a datagram or frame is held back by up to `reorder_delay`, overtaking later ones.
+    pub reorder: f64,
+    pub reorder_delay: Duration,
+    /// A dial to an unreachable or stopped (paused) process fails after this long, as a driver's connect and
+    /// handshake timeout would.
+    pub connect_timeout: Duration,
+    /// Print every delivery and output to stderr (for replaying one seed).
+    pub trace: bool,
+}
+
+impl SimOptions {
+    /// A clean LAN: loopback-like latency, no faults.
+    pub fn quiet(seed: u64) -> SimOptions {
+        SimOptions {
+            seed,
+            latency: (Duration::from_micros(100), Duration::from_micros(500)),
+            loss: 0.0,
+            duplicate: 0.0,
+            reorder: 0.0,
+            reorder_delay: Duration::from_millis(20),
+            connect_timeout: Duration::from_millis(500),
+            trace: std::env::var_os("CHATMESH_SIM_TRACE").is_some(),
+        }
+    }
+
+    /// Turns the message-level faults off (the quiet period at the end of a scenario).
+    pub fn calm(&mut self) {
+        self.loss = 0.0;
+        self.duplicate = 0.0;
+        self.reorder = 0.0;
+    }
+}
+
+pub(crate) type Pair = (usize, usize);
+
+pub(crate) fn pair(a: usize, b: usize) -> Pair {
+    (a.min(b), a.max(b))
+}
+
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Network {
+    /// Partition group of each node; nodes talk only within their group.
+    pub groups: Vec<usize>,
+    pub cut: BTreeSet<Pair>,
+    /// Established links and their generation: a frame or link event of an older generation is dropped.
+    pub links: BTreeMap<Pair, u64>,
+    pub next_gen: u64,
+}
+
+impl Network {
+    pub fn reachable(&self, a: usize, b: usize) -> bool {
+        self.groups.get(a) == self.groups.get(b) && !self.cut.contains(&pair(a, b))
+    }
+
+    pub fn heal(&mut self) {
+        self.groups.iter_mut().for_each(|g| *g = 0);
+        self.cut.clear();
+    }
+
+    /// The delays at which one send arrives: none (lost), one, or two (duplicated).
+    pub fn deliveries(&self, opts: &SimOptions, rng: &mut ChaCha8Rng) -> Vec<Duration> {
+        if rng.gen_bool(opts.loss) {
+            return Vec::new();
+        }
+        let copies = if rng.gen_bool(opts.duplicate) { 2 } else { 1 };
+        (0..copies).map(|_| delay(opts, rng)).collect()
+    }
+}
+
+pub(crate) fn delay(opts: &SimOptions, rng: &mut ChaCha8Rng) -> Duration {
+    let (lo, hi) = opts.latency;
+    let mut d = if hi > lo { rng.gen_range(lo..=hi) } else { lo };
+    if rng.gen_bool(opts.reorder) {
+        d += opts.reorder_delay.mul_f64(rng.gen::<f64>());
+    }
+    d
+}

@@ -1,0 +1,619 @@
+//! The simulator: many `Node`s on one virtual clock and one simulated network. Same seed, same run.
+
+use crate::net::{delay, pair, Network, Pair, SimOptions};
+use chatmesh_core::{
+    Command, Config, Destination, Event, Input, Node, NodeId, NodeKey, Output, Role, Snapshot, Timing,
+};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::time::{Duration, Instant};
+
+/// One simulated process.
+pub struct SimNode {
+    pub name: String,
+    pub key: NodeKey,
+    pub cfg: Config,
+    /// `None` while crashed (or before its first start).
+    pub core: Option<Node>,
+    pub incarnation: u64,
+    pub paused: bool,
+    /// What the process made durable: what a restart comes back with.
+    pub durable: Snapshot,
+    /// Left the mesh gracefully.
+    pub left: bool,
+    /// Added, but its start is still to come.
+    pub pending_start: bool,
+    pub udp: SocketAddr,
+    buffered: Vec<Input>,
+    timer_at: Option<Instant>,
+    /// The highest `next_id` in any view this process persisted, across incarnations.
+    max_next_id: NodeId,
+}
+
+impl SimNode {
+    /// Running, not stopped by a signal, and still in the mesh.
+    pub fn is_live(&self) -> bool {
+        self.core.as_ref().is_some_and(|c| c.role() != Role::Stopped) && !self.paused && !self.left
+    }
+}
+
+/// What the simulator saw, for the checkers and reports.
+#[derive(Default, Debug)]
+pub struct Observations {
+    /// Every event except refusals: (time since start, node index, event).
+    pub events: Vec<(Duration, usize, Event)>,
+    /// Every (ID, key) binding that appeared in any persisted view.
+    pub bindings: BTreeMap<NodeId, BTreeSet<NodeKey>>,
+    /// Safety violations found while running.
+    pub violations: Vec<String>,
+    /// Every change of a node's own durable ID: (node index, old, new).
+    pub id_changes: Vec<(usize, NodeId, NodeId)>,
+    pub rejected: u64,
+    pub delivered: u64,
+}
+
+enum Ev {
+    Start { node: usize },
+    Deliver { node: usize, inc: u64, input: Input, link: Option<(Pair, u64)> },
+    Timer { node: usize, inc: u64 },
+    Dial { from: usize, inc: u64, to: usize, started: Instant },
+}
+
+struct Scheduled {
+    at: Instant,
+    seq: u64,
+    ev: Ev,
+}
+
+impl PartialEq for Scheduled {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+impl Eq for Scheduled {}
+impl PartialOrd for Scheduled {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Scheduled {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.at, self.seq).cmp(&(other.at, other.seq))
+    }
+}
+
+pub struct Sim {
+    pub opts: SimOptions,
+    pub timing: Timing,
+    pub nodes: Vec<SimNode>,
+    pub obs: Observations,
+    rng: ChaCha8Rng,
+    start: Instant,
+    now: Instant,
+    seq: u64,
+    queue: BinaryHeap<Reverse<Scheduled>>,
+    net: Network,
+}
+
+impl Sim {
+    pub fn new(opts: SimOptions, timing: Timing) -> Sim {
+        let start = Instant::now();
+        let rng = ChaCha8Rng::seed_from_u64(opts.seed);
+        Sim {
+            opts,
+            timing,
+            nodes: Vec::new(),
+            obs: Observations::default(),
+            rng,
+            start,
+            now: start,
+            seq: 0,
+            queue: BinaryHeap::new(),
+            net: Network::default(),
+        }
+    }
+
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
+    /// Virtual time since the simulation began.
+    pub fn elapsed(&self) -> Duration {
+        self.now - self.start
+    }
+
+    /// Adds a process that starts after `after`; returns its index.
+    pub fn add_node(&mut self, after: Duration) -> usize {
+        let name = format!("n{}", self.nodes.len());
+        self.add_named_node(&name, after)
+    }
+
+    /// Adds a process with a display name that starts after `after`; returns its index.
+    pub fn add_named_node(&mut self, name: &str, after: Duration) -> usize {
+        let i = self.nodes.len();
+        let mut key = [0u8; 32];
+        self.rng.fill(&mut key);
+        let key = NodeKey(key);
+        let ip = Ipv4Addr::new(10, (i / 250) as u8, (i % 250) as u8 + 1, 1);
+        let name = name.to_owned();
+        let cfg = Config {
+            mesh: "sim".into(),
+            name: name.clone(),
+            key,
+            addr: SocketAddr::V4(SocketAddrV4::new(ip, 7000)),
+            seed: 0,
+            timing: self.timing.clone(),
+        };
+        self.nodes.push(SimNode {
+            name,
+            key,
+            cfg,
+            core: None,
+            incarnation: 0,
+            paused: false,
+            durable: Snapshot::default(),
+            left: false,
+            pending_start: true,
+            udp: SocketAddr::V4(SocketAddrV4::new(ip, 40000)),
+            buffered: Vec::new(),
+            timer_at: None,
+            max_next_id: NodeId(0),
+        });
+        self.net.groups.push(0);
+        self.schedule(self.now + after, Ev::Start { node: i });
+        i
+    }
+
+    pub fn node(&self, i: usize) -> Option<&Node> {
+        self.nodes[i].core.as_ref()
+    }
+
+    pub fn live(&self) -> Vec<usize> {
+        (0..self.nodes.len()).filter(|i| self.nodes[*i].is_live()).collect()
+    }
+
+    // ----- running -----
+
+    pub fn run_for(&mut self, d: Duration) {
+        let until = self.now + d;
+        self.run_until(until);
+    }
+
+    pub fn run_until(&mut self, until: Instant) {
+        while self.queue.peek().is_some_and(|Reverse(s)| s.at <= until) {
+            let Reverse(s) = self.queue.pop().expect("peeked");
+            self.now = s.at;
+            self.process(s.ev);
+        }
+        self.now = self.now.max(until);
+    }
+
+    /// Runs until `done` holds (checked after every event) or `limit` passes; returns the time it took.
+    pub fn run_until_true(&mut self, limit: Duration, mut done: impl FnMut(&Sim) -> bool) -> Option<Duration> {
+        let begin = self.now;
+        let until = begin + limit;
+        if done(self) {
+            return Some(Duration::ZERO);
+        }
+        while self.queue.peek().is_some_and(|Reverse(s)| s.at <= until) {
+            let Reverse(s) = self.queue.pop().expect("peeked");
+            self.now = s.at;
+            self.process(s.ev);
+            if done(self) {
+                return Some(self.now - begin);
+            }
+        }
+        self.now = until;
+        None
+    }
+
+    fn schedule(&mut self, at: Instant, ev: Ev) {
+        self.seq += 1;
+        self.queue.push(Reverse(Scheduled { at, seq: self.seq, ev }));
+    }
+
+    fn process(&mut self, ev: Ev) {
+        match ev {
+            Ev::Start { node } => self.boot(node),
+            Ev::Deliver { node, inc, input, link } => self.deliver(node, inc, input, link),
+            Ev::Timer { node, inc } => self.fire_timer(node, inc),
+            Ev::Dial { from, inc, to, started } => self.resolve_dial(from, inc, to, started),
+        }
+    }
+
+    fn boot(&mut self, i: usize) {
+        let n = &mut self.nodes[i];
+        n.pending_start = false;
+        if n.core.is_some() || n.left {
+            return;
+        }
+        n.incarnation += 1;
+        let mut cfg = n.cfg.clone();
+        cfg.seed = self.opts.seed ^ ((i as u64) << 32) ^ n.incarnation.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        n.core = Some(Node::new(cfg, n.durable.clone(), self.now));
+        n.paused = false;
+        n.timer_at = None;
+        self.trace(i, "boot");
+        self.drain(i);
+    }
+
+    fn deliver(&mut self, i: usize, inc: u64, input: Input, link: Option<(Pair, u64)>) {
+        let n = &self.nodes[i];
+        if n.incarnation != inc || n.core.is_none() {
+            return;
+        }
+        if let Some((p, gen)) = link {
+            let current = self.net.links.get(&p).copied();
+            let stale = match input {
+                Input::LinkDown { .. } => current.is_some_and(|g| g > gen),
+                _ => current != Some(gen),
+            };
+            if stale {
+                return;
+            }
+        }
+        if self.nodes[i].paused {
+            self.nodes[i].buffered.push(input);
+            return;
+        }
+        if self.opts.trace {
+            self.trace(i, &format!("<- {}", describe(&input)));
+        }
+        self.obs.delivered += 1;
+        let now = self.now;
+        self.nodes[i].core.as_mut().expect("checked").handle_input(now, input);
+        self.drain(i);
+    }
+
+    fn fire_timer(&mut self, i: usize, inc: u64) {
+        let now = self.now;
+        let n = &mut self.nodes[i];
+        if n.incarnation != inc || n.paused || n.timer_at != Some(now) {
+            return;
+        }
+        n.timer_at = None;
+        let Some(core) = n.core.as_mut() else { return };
+        core.handle_timeout(now);
+        self.drain(i);
+    }
+
+    /// Carries out node `i`'s outputs, then schedules its next timer.
+    fn drain(&mut self, i: usize) {
+        let mut outputs = Vec::new();
+        let Some(core) = self.nodes[i].core.as_mut() else { return };
+        while let Some(o) = core.poll_output() {
+            outputs.push(o);
+        }
+        let next = core.poll_timeout();
+        for o in outputs {
+            self.carry_out(i, o);
+        }
+        let n = &mut self.nodes[i];
+        if let Some(at) = next {
+            if n.timer_at.is_none_or(|t| at < t || t < self.now) {
+                n.timer_at = Some(at.max(self.now));
+                let inc = n.incarnation;
+                self.schedule(at.max(self.now), Ev::Timer { node: i, inc });
+            }
+        }
+    }
+
+    fn carry_out(&mut self, i: usize, o: Output) {
+        if self.opts.trace {
+            self.trace(i, &format!("-> {}", describe_out(&o)));
+        }
+        match o {
+            Output::Persist(snapshot) => self.persist(i, snapshot),
+            Output::Event(Event::Rejected { .. }) => self.obs.rejected += 1,
+            Output::Event(e) => {
+                if e == Event::Stopped {
+                    self.nodes[i].left = true;
+                }
+                self.obs.events.push((self.elapsed(), i, e));
+            }
+            Output::Datagram { to, bytes } => self.send_datagram(i, to, bytes),
+            Output::Connect { peer, addr } => self.dial(i, peer, addr),
+            Output::Disconnect { peer } => {
+                if let Some(j) = self.index_of(&peer) {
+                    self.close_link(i, j);
+                }
+            }
+            Output::Frame { to, bytes } => self.send_frame(i, to, bytes),
+        }
+    }
+
+    fn persist(&mut self, i: usize, snapshot: Snapshot) {
+        if let Some(view) = &snapshot.view {
+            if let Err(e) = view.validate() {
+                self.violation(format!("{} persisted an invalid view: {e:?}", self.nodes[i].name));
+            }
+            for m in &view.members {
+                self.obs.bindings.entry(m.id).or_default().insert(m.key);
+            }
+            let n = &self.nodes[i];
+            if view.coordinator == n.key && view.next_id < n.max_next_id {
+                let msg =
+                    format!("{} published next_id {} below {} it had seen", n.name, view.next_id.0, n.max_next_id.0);
+                self.violation(msg);
+            }
+            let n = &mut self.nodes[i];
+            n.max_next_id = n.max_next_id.max(view.next_id);
+        }
+        if let (Some(old), Some(new)) = (self.nodes[i].durable.my_id, snapshot.my_id) {
+            if old != new {
+                self.obs.id_changes.push((i, old, new));
+            }
+        }
+        self.nodes[i].durable = snapshot;
+    }
+
+    pub(crate) fn violation(&mut self, what: String) {
+        let at = self.elapsed();
+        self.obs.violations.push(format!("at {at:?}: {what}"));
+    }
+
+    fn index_of(&self, key: &NodeKey) -> Option<usize> {
+        self.nodes.iter().position(|n| &n.key == key)
+    }
+
+    fn send_datagram(&mut self, i: usize, to: Destination, bytes: Vec<u8>) {
+        let targets: Vec<usize> = match to {
+            Destination::Group => (0..self.nodes.len()).filter(|j| *j != i).collect(),
+            Destination::Addr(a) => self.nodes.iter().position(|n| n.udp == a).into_iter().collect(),
+        };
+        let from = self.nodes[i].udp;
+        for j in targets {
+            if self.nodes[j].core.is_none() || !self.net.reachable(i, j) {
+                continue;
+            }
+            for d in self.net.deliveries(&self.opts, &mut self.rng) {
+                let input = Input::Datagram { from, bytes: bytes.clone() };
+                let inc = self.nodes[j].incarnation;
+                self.schedule(self.now + d, Ev::Deliver { node: j, inc, input, link: None });
+            }
+        }
+    }
+
+    fn send_frame(&mut self, i: usize, to: NodeKey, bytes: Vec<u8>) {
+        let Some(j) = self.index_of(&to) else { return };
+        let p = pair(i, j);
+        let Some(gen) = self.net.links.get(&p).copied() else {
+            // Data on a connection the other side closed draws a reset, if it gets through.
+            if self.net.reachable(i, j) {
+                let (peer, inc, gen) = (to, self.nodes[i].incarnation, self.net.next_gen);
+                let d = delay(&self.opts, &mut self.rng) * 2;
+                let ev = Ev::Deliver { node: i, inc, input: Input::LinkDown { peer }, link: Some((p, gen)) };
+                self.schedule(self.now + d, ev);
+            }
+            return;
+        };
+        if !self.net.reachable(i, j) {
+            return;
+        }
+        let from = self.nodes[i].key;
+        for d in self.net.deliveries(&self.opts, &mut self.rng) {
+            let input = Input::Frame { from, bytes: bytes.clone() };
+            let inc = self.nodes[j].incarnation;
+            self.schedule(self.now + d, Ev::Deliver { node: j, inc, input, link: Some((p, gen)) });
+        }
+    }
+
+    fn dial(&mut self, i: usize, peer: NodeKey, addr: SocketAddr) {
+        let target = self.nodes.iter().position(|n| n.cfg.addr == addr && n.key == peer);
+        let inc = self.nodes[i].incarnation;
+        match target {
+            Some(j) => {
+                let d = delay(&self.opts, &mut self.rng);
+                self.schedule(self.now + d, Ev::Dial { from: i, inc, to: j, started: self.now });
+            }
+            None => {
+                let at = self.now + self.opts.connect_timeout;
+                self.schedule(at, Ev::Deliver { node: i, inc, input: Input::ConnectFailed { peer }, link: None });
+            }
+        }
+    }
+
+    fn resolve_dial(&mut self, i: usize, inc: u64, j: usize, started: Instant) {
+        if self.nodes[i].incarnation != inc || self.nodes[i].core.is_none() {
+            return;
+        }
+        let p = pair(i, j);
+        let peer = self.nodes[j].key;
+        if let Some(gen) = self.net.links.get(&p).copied() {
+            self.schedule(self.now, Ev::Deliver { node: i, inc, input: Input::LinkUp { peer }, link: Some((p, gen)) });
+            return;
+        }
+        let refused = self.nodes[j].core.is_none() || self.nodes[j].left;
+        let reachable = self.net.reachable(i, j);
+        if reachable && refused {
+            let d = delay(&self.opts, &mut self.rng);
+            self.schedule(self.now + d, Ev::Deliver { node: i, inc, input: Input::ConnectFailed { peer }, link: None });
+        } else if !reachable || self.nodes[j].paused {
+            let at = (started + self.opts.connect_timeout).max(self.now);
+            self.schedule(at, Ev::Deliver { node: i, inc, input: Input::ConnectFailed { peer }, link: None });
+        } else {
+            self.net.next_gen += 1;
+            let gen = self.net.next_gen;
+            self.net.links.insert(p, gen);
+            let me = self.nodes[i].key;
+            let jinc = self.nodes[j].incarnation;
+            self.schedule(
+                self.now,
+                Ev::Deliver { node: j, inc: jinc, input: Input::LinkUp { peer: me }, link: Some((p, gen)) },
+            );
+            let d = delay(&self.opts, &mut self.rng);
+            self.schedule(
+                self.now + d,
+                Ev::Deliver { node: i, inc, input: Input::LinkUp { peer }, link: Some((p, gen)) },
+            );
+        }
+    }
+
+    /// Closes the link between `i` and `j` from `i`'s side; `j` hears of it if the network lets it.
+    fn close_link(&mut self, i: usize, j: usize) {
+        let p = pair(i, j);
+        let Some(gen) = self.net.links.remove(&p) else { return };
+        if self.net.reachable(i, j) && self.nodes[j].core.is_some() {
+            let d = delay(&self.opts, &mut self.rng);
+            let peer = self.nodes[i].key;
+            let inc = self.nodes[j].incarnation;
+            self.schedule(
+                self.now + d,
+                Ev::Deliver { node: j, inc, input: Input::LinkDown { peer }, link: Some((p, gen)) },
+            );
+        }
+    }
+
+    // ----- faults: verbs on the simulated world -----
+
+    /// SIGKILL: the process is gone, its sockets reset; what it made durable stays.
+    pub fn crash(&mut self, i: usize) {
+        if self.nodes[i].core.is_none() {
+            return;
+        }
+        self.trace(i, "crash");
+        let links: Vec<Pair> = self.net.links.keys().filter(|(a, b)| *a == i || *b == i).copied().collect();
+        let n = &mut self.nodes[i];
+        n.core = None;
+        n.paused = false;
+        n.buffered.clear();
+        n.timer_at = None;
+        n.incarnation += 1;
+        for (a, b) in links {
+            let other = if a == i { b } else { a };
+            // The kernel resets the dead process's connections: the peer learns at once if it can hear.
+            let gen = self.net.links.remove(&(a, b)).expect("listed");
+            if self.net.reachable(i, other) && self.nodes[other].core.is_some() {
+                let d = delay(&self.opts, &mut self.rng);
+                let peer = self.nodes[i].key;
+                let inc = self.nodes[other].incarnation;
+                let ev = Ev::Deliver { node: other, inc, input: Input::LinkDown { peer }, link: Some(((a, b), gen)) };
+                self.schedule(self.now + d, ev);
+            }
+        }
+    }
+
+    /// Starts a crashed process again from what it made durable.
+    pub fn restart(&mut self, i: usize) {
+        if self.nodes[i].core.is_none() && !self.nodes[i].left {
+            self.boot(i);
+        }
+    }
+
+    /// SIGSTOP: the process stops; its connections stay open and the kernel buffers what arrives.
+    pub fn pause(&mut self, i: usize) {
+        if self.nodes[i].core.is_some() {
+            self.trace(i, "pause");
+            self.nodes[i].paused = true;
+        }
+    }
+
+    /// SIGCONT: buffered input is read first, then overdue timers fire.
+    pub fn resume(&mut self, i: usize) {
+        if !self.nodes[i].paused {
+            return;
+        }
+        self.trace(i, "resume");
+        self.nodes[i].paused = false;
+        let now = self.now;
+        let buffered = std::mem::take(&mut self.nodes[i].buffered);
+        for input in buffered {
+            if let Some(core) = self.nodes[i].core.as_mut() {
+                core.handle_input(now, input);
+            }
+            self.drain(i);
+        }
+        if let Some(core) = self.nodes[i].core.as_mut() {
+            core.handle_timeout(now);
+        }
+        self.nodes[i].timer_at = None;
+        self.drain(i);
+    }
+
+    /// Splits the network: nodes talk only within their group. Nodes in no group form one more group.
+    pub fn partition(&mut self, groups: &[Vec<usize>]) {
+        let rest = groups.len() + 1;
+        self.net.groups.iter_mut().for_each(|g| *g = rest);
+        for (g, members) in groups.iter().enumerate() {
+            for &i in members {
+                self.net.groups[i] = g + 1;
+            }
+        }
+    }
+
+    /// Cuts node `i` off from everyone.
+    pub fn isolate(&mut self, i: usize) {
+        let n = self.nodes.len();
+        self.net.groups[i] = n + 1000;
+    }
+
+    /// Cuts the link between `a` and `b` only.
+    pub fn cut(&mut self, a: usize, b: usize) {
+        self.net.cut.insert(pair(a, b));
+    }
+
+    pub fn heal(&mut self) {
+        self.net.heal();
+    }
+
+    pub fn reachable(&self, a: usize, b: usize) -> bool {
+        self.net.reachable(a, b)
+    }
+
+    pub fn command(&mut self, i: usize, c: Command) {
+        if self.nodes[i].paused {
+            self.nodes[i].buffered.push(Input::Command(c));
+            return;
+        }
+        let now = self.now;
+        if let Some(core) = self.nodes[i].core.as_mut() {
+            core.handle_input(now, Input::Command(c));
+            self.drain(i);
+        }
+    }
+
+    /// Feeds raw input to a node as if it came from outside (for adversarial tests).
+    pub fn inject(&mut self, i: usize, input: Input) {
+        let now = self.now;
+        if let Some(core) = self.nodes[i].core.as_mut() {
+            core.handle_input(now, input);
+            self.drain(i);
+        }
+    }
+
+    fn trace(&self, i: usize, what: &str) {
+        if self.opts.trace {
+            let role = self.nodes[i].core.as_ref().map(|c| format!("{:?}", c.role())).unwrap_or("down".into());
+            eprintln!("{:>10.3}ms {:>4} {:<11} {what}", self.elapsed().as_secs_f64() * 1e3, self.nodes[i].name, role);
+        }
+    }
+}
+
+fn describe(input: &Input) -> String {
+    match input {
+        Input::Frame { from, bytes } => match chatmesh_core::Frame::decode(bytes) {
+            Ok(f) => format!("frame from {from}: {f:?}"),
+            Err(e) => format!("bad frame from {from}: {e}"),
+        },
+        Input::Datagram { from, bytes } => match chatmesh_core::Datagram::decode(bytes) {
+            Ok(d) => format!("datagram from {from}: {:?}", d.body),
+            Err(e) => format!("bad datagram from {from}: {e}"),
+        },
+        other => format!("{other:?}"),
+    }
+}
+
+fn describe_out(o: &Output) -> String {
+    match o {
+        Output::Frame { to, bytes } => match chatmesh_core::Frame::decode(bytes) {
+            Ok(f) => format!("frame to {to}: {}", f.kind()),
+            Err(e) => format!("bad frame to {to}: {e}"),
+        },
+        Output::Datagram { to, .. } => format!("datagram to {to:?}"),
+        Output::Persist(s) => format!("persist view {:?}", s.view.as_ref().map(|v| v.order())),
+        other => format!("{other:?}"),
+    }
+}
