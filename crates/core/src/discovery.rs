@@ -20,7 +20,7 @@ impl Node {
         self.role = Role::Discovering;
         self.joining = None;
         self.election = None;
-        self.clear_role_timers();
+        self.clear_role_state();
         self.discover_attempt = 0;
         self.timers.set(Timer::Discover, now);
         let (lo, hi) = self.cfg.timing.found_window;
@@ -91,20 +91,31 @@ impl Node {
     /// Sends `Join` to `coordinator` and waits for `Welcome` (also used to rejoin after a step-down or when
     /// a new view leaves this node out).
     pub(crate) fn join(&mut self, now: Instant, coordinator: Contact) {
+        if self.leaving {
+            // A leaving node tells whichever coordinator it learns of that it is leaving; it never rejoins.
+            let term = self.term();
+            self.learn_addr(coordinator.key, coordinator.addr);
+            self.send(coordinator.key, &Frame::Leave { term });
+            return;
+        }
         self.role = Role::Joining;
         self.joining = Some(coordinator);
         self.election = None;
-        self.clear_role_timers();
+        self.clear_role_state();
         self.learn_addr(coordinator.key, coordinator.addr);
+        self.send_join(coordinator.key, self.my_id);
+        self.timers.set(Timer::JoinDeadline, now + self.cfg.timing.join_timeout);
+    }
+
+    pub(crate) fn send_join(&mut self, coordinator: NodeKey, id_hint: Option<NodeId>) {
         let join = Join {
             mesh: self.cfg.mesh.clone(),
             name: self.cfg.name.clone(),
             addr: self.cfg.addr,
-            id_hint: self.my_id,
+            id_hint,
             next_id_seen: self.next_id_seen,
         };
-        self.send(coordinator.key, &Frame::Join(join));
-        self.timers.set(Timer::JoinDeadline, now + self.cfg.timing.join_timeout);
+        self.send(coordinator, &Frame::Join(join));
     }
 
     /// No `Welcome` came: the link may be dead without either side knowing, so close it, and look again.
@@ -135,7 +146,7 @@ impl Node {
                     m.state = MemberState::Failed;
                 }
                 saved.admit(me.key, &me.name, me.addr, Some(me.id));
-                saved.term += 1;
+                saved.term = saved.term.saturating_add(1);
                 saved
             }
             None => View::founding(1, me),

@@ -46,7 +46,7 @@ impl Node {
         }
         let me = self.my_rank();
         let view = self.view.as_ref().expect("a member has a view");
-        let term = view.term + 1;
+        let term = view.term.saturating_add(1);
         let waiting: BTreeSet<NodeKey> =
             view.alive().filter(|m| m.rank() > me).map(|m| m.key).filter(|k| !self.is_unreachable(k)).collect();
         self.election_round += 1;
@@ -72,36 +72,48 @@ impl Node {
         }
     }
 
-    /// Somebody lower-ranked is running. Answer it; the coordinator also proves it is alive when it is the
-    /// suspect. Then run our own election unless the suspected coordinator is alive as far as we can tell.
-    pub(crate) fn on_election(&mut self, now: Instant, from: NodeKey, _term: Term, suspect: Option<NodeKey>) {
+    /// Somebody lower-ranked is running: answer it. Then:
+    /// - a coordinator with members above it hands over (runs, and loses to them);
+    /// - a coordinator at the top re-announces at a new term if the candidate proposed one above its own
+    ///   (`/elect`, or a candidate whose suspicion came from the current term), once per term; otherwise it
+    ///   proves it is alive with a heartbeat, which ends the candidate's election;
+    /// - a member runs its own election only if its coordinator is not both alive and above it: otherwise
+    ///   the outcome does not depend on it, and a cascade of elections would only churn terms.
+    pub(crate) fn on_election(&mut self, now: Instant, from: NodeKey, proposed: Term, suspect: Option<NodeKey>) {
         if !matches!(self.role, Role::Member | Role::Coordinator) {
             return;
         }
+        let me = self.my_rank();
         let view = self.view.as_ref().expect("a member has a view");
         let Some(their_rank) = view.get(&from).filter(|m| m.is_alive()).map(|m| m.rank()) else {
             self.redirect(from);
             self.reject(crate::stats::Reject::NotMember, &format!("election from {from}"));
             return;
         };
-        if their_rank > self.my_rank() {
+        if their_rank > me {
             return;
         }
-        let coordinator = view.coordinator;
-        let coordinator_ranks_higher = view.rank_of(&coordinator).is_some_and(|r| r > self.my_rank());
-        let (term, version) = (view.term, view.version);
-        self.send(from, &Frame::Answer { term: term + 1 });
-        if self.role == Role::Coordinator && suspect == Some(self.cfg.key) {
-            self.send(from, &Frame::Heartbeat { term, version });
+        let (term, version, coordinator) = (view.term, view.version, view.coordinator);
+        let at_top = !view.alive().any(|m| m.rank() > me);
+        let coordinator_above = view.rank_of(&coordinator).is_some_and(|r| r > me);
+        self.send(from, &Frame::Answer { term: proposed });
+        if self.role == Role::Coordinator {
+            if !at_top {
+                self.start_election(now, None);
+            } else if proposed > term {
+                self.stats.elections_started += 1;
+                self.event(Event::ElectionStarted { term: term.saturating_add(1) });
+                self.win_election(now, term.saturating_add(1), None);
+            } else {
+                self.send(from, &Frame::Heartbeat { term, version });
+            }
             return;
         }
         let coordinator_heard = self
-            .last_heard(&coordinator)
+            .coordinator_heard
             .is_some_and(|t| now.saturating_duration_since(t) < self.cfg.timing.coordinator_timeout);
-        let coordinator_fine =
-            self.role == Role::Member && suspect == Some(coordinator) && coordinator_heard && coordinator_ranks_higher;
-        if !coordinator_fine {
-            let mine = if suspect == Some(coordinator) && self.role == Role::Member { suspect } else { None };
+        if !(coordinator_heard && coordinator_above) {
+            let mine = if suspect == Some(coordinator) { suspect } else { None };
             self.start_election(now, mine);
         }
     }
@@ -141,7 +153,7 @@ impl Node {
     /// coordinator did not answer, so it is marked failed in the announced view.
     fn win_election(&mut self, now: Instant, term: Term, suspect: Option<NodeKey>) {
         let mut view = self.view.clone().expect("a member has a view");
-        view.term = term.max(view.term + 1);
+        view.term = term.max(view.term.saturating_add(1));
         if let Some(s) = suspect.filter(|s| *s != self.cfg.key) {
             if view.set_state(&s, MemberState::Failed) {
                 self.stats.members_failed += 1;

@@ -31,17 +31,28 @@ impl Node {
         }
         self.next_id_seen = self.next_id_seen.max(join.next_id_seen);
         let mut view = self.view.clone().expect("a coordinator has a view");
+        let was_member = view.is_alive(&from);
         let raised = view.raise_next_id(self.next_id_seen);
         let admission = view.admit(from, &join.name, join.addr, join.id_hint);
         self.learn_addr(from, join.addr);
         if let Some(hint) = join.id_hint.filter(|h| *h != admission.id) {
             self.event(Event::IdReassigned { key: from, old: hint, new: admission.id });
         }
-        if admission.changed || raised {
-            self.publish(view, Some(from));
-        }
         if let Some(peer) = self.peers.get_mut(&from) {
             peer.last_heard = Some(now);
+        }
+        if was_member {
+            // A member asking to keep its ID, or a restarted one we had not missed: it gets the view.
+            if admission.changed || raised {
+                self.publish(view, None);
+            } else {
+                let view = view.clone();
+                self.send(from, &Frame::View { view });
+            }
+            return;
+        }
+        if admission.changed || raised {
+            self.publish(view, Some(from));
         }
         let view = self.view.clone().expect("a coordinator has a view");
         self.send(from, &Frame::Welcome { view });
@@ -63,15 +74,15 @@ impl Node {
 
     /// Joiner -> member.
     fn enter_mesh(&mut self, now: Instant, view: View) {
-        self.clear_role_timers();
+        self.clear_role_state();
         self.joining = None;
         self.install_view(view);
         self.role = Role::Member;
+        self.coordinator_alive(now);
         let view = self.view.as_ref().expect("just installed");
         let (term, coordinator) = (view.term, view.coordinator);
         let id = self.my_id.unwrap_or_default();
         self.event(Event::Joined { id, term, coordinator });
-        self.timers.set(Timer::CoordinatorSilent, now + self.cfg.timing.coordinator_timeout);
         self.after_view_change(now);
     }
 
@@ -115,18 +126,25 @@ impl Node {
             self.stop();
             return;
         }
+        let coordinator = view.coordinator_member().expect("validated").contact();
         if !view.is_alive(&me) {
-            let coordinator = view.coordinator_member().expect("validated").contact();
             self.join(now, coordinator);
+            return;
+        }
+        let offered = view.get(&me).map(|m| m.id);
+        if let Some(mine) = self.my_id.filter(|id| Some(*id) != offered && view.by_id(*id).is_none()) {
+            // The coordinator moved us to another ID although ours is free there (it merged an older picture
+            // of us): ask it to keep ours, as a join would, rather than take the new one.
+            self.send_join(coordinator.key, Some(mine));
             return;
         }
         if self.role == Role::Coordinator {
             self.role = Role::Member;
-            self.clear_role_timers();
+            self.clear_role_state();
         }
         self.stats.views_adopted += 1;
         self.install_view(view);
-        self.timers.set(Timer::CoordinatorSilent, now + self.cfg.timing.coordinator_timeout);
+        self.coordinator_alive(now);
         self.after_view_change(now);
     }
 
@@ -180,7 +198,7 @@ impl Node {
     }
 
     /// Member: answer the coordinator's heartbeat with our view version; refuse a stale coordinator.
-    pub(crate) fn on_heartbeat(&mut self, _now: Instant, from: NodeKey, term: Term) {
+    pub(crate) fn on_heartbeat(&mut self, now: Instant, from: NodeKey, term: Term) {
         if !matches!(self.role, Role::Member | Role::Coordinator) {
             return;
         }
@@ -190,28 +208,38 @@ impl Node {
             self.reject(Reject::StaleTerm, &format!("heartbeat of term {term} from {from}"));
             return;
         }
-        let ack = Frame::HeartbeatAck { term: view.term, version: view.version, next_id_seen: self.next_id_seen };
+        let ack = Frame::HeartbeatAck {
+            term: view.term,
+            version: view.version,
+            coordinator: view.coordinator,
+            next_id_seen: self.next_id_seen,
+        };
         let from_coordinator = view.coordinator == from;
+        let term = view.term;
+        let outranks_me = view.rank_of(&from).is_some_and(|r| r > self.my_rank());
+        if from_coordinator && term == view.term && self.role == Role::Member {
+            self.coordinator_alive(now);
+        }
         self.send(from, &ack);
-        if from_coordinator && self.election.as_ref().is_some_and(|e| e.suspect == Some(from)) {
+        if self.leaving && from_coordinator {
+            // Our `Leave` may have been lost: repeat it until the coordinator records it.
+            self.send(from, &Frame::Leave { term });
+        }
+        // The coordinator is alive: a suspicion of it is unfounded, and an election it outranks is moot.
+        if from_coordinator && self.election.as_ref().is_some_and(|e| e.suspect == Some(from) || outranks_me) {
             self.cancel_election();
         }
     }
 
     /// Coordinator: a member is alive; resend the view if it is behind; take up a higher `next_id`.
-    pub(crate) fn on_heartbeat_ack(
-        &mut self,
-        _now: Instant,
-        from: NodeKey,
-        term: Term,
-        version: u64,
-        next_id_seen: NodeId,
-    ) {
+    pub(crate) fn on_heartbeat_ack(&mut self, from: NodeKey, held: (Term, u64, NodeKey), next_id_seen: NodeId) {
         if self.role != Role::Coordinator {
             return;
         }
         let view = self.view.as_ref().expect("a coordinator has a view");
-        let behind = !view.is_alive(&from) || (term, version) < (view.term, view.version);
+        // Any other (term, version) than ours means the member holds another view: older, or of another
+        // coordinator of the same term. Either way it needs ours (and tells us if ours is the stale one).
+        let behind = !view.is_alive(&from) || held != (view.term, view.version, view.coordinator);
         if next_id_seen > view.next_id {
             self.next_id_seen = self.next_id_seen.max(next_id_seen);
             let view = view.clone();
@@ -346,7 +374,7 @@ impl Node {
         }
         let mut view = self.view.clone().expect("a coordinator has a view");
         let moved = view.merge(&theirs);
-        view.term = view.term.max(theirs.term) + 1;
+        view.term = view.term.max(theirs.term).saturating_add(1);
         self.stats.merges += 1;
         for r in moved {
             self.event(Event::IdReassigned { key: r.key, old: r.old, new: r.new });
@@ -362,7 +390,7 @@ impl Node {
 
     /// Becomes coordinator with `view` (its term already chosen): publishes it, which is the announcement.
     pub(crate) fn become_coordinator_with(&mut self, now: Instant, view: View) {
-        self.clear_role_timers();
+        self.clear_role_state();
         self.election = None;
         self.joining = None;
         self.role = Role::Coordinator;

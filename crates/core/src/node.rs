@@ -82,6 +82,8 @@ pub struct Node {
     pub(crate) next_id_seen: NodeId,
     /// When this node last became coordinator: members get a grace period from then.
     pub(crate) coordinator_since: Option<Instant>,
+    /// Member: when the coordinator last proved it coordinates.
+    pub(crate) coordinator_heard: Option<Instant>,
     pub(crate) merge_requested: BTreeMap<NodeKey, Instant>,
     pub(crate) stats: Stats,
 }
@@ -110,6 +112,7 @@ impl Node {
             leaving: false,
             next_id_seen,
             coordinator_since: None,
+            coordinator_heard: None,
             merge_requested: BTreeMap::new(),
             stats: Stats::default(),
         };
@@ -268,8 +271,8 @@ impl Node {
             Frame::View { view } => self.on_view(now, from, view),
             Frame::ViewRequest { .. } => self.on_view_request(from),
             Frame::Heartbeat { term, .. } => self.on_heartbeat(now, from, term),
-            Frame::HeartbeatAck { term, version, next_id_seen } => {
-                self.on_heartbeat_ack(now, from, term, version, next_id_seen)
+            Frame::HeartbeatAck { term, version, coordinator, next_id_seen } => {
+                self.on_heartbeat_ack(from, (term, version, coordinator), next_id_seen)
             }
             Frame::Leave { .. } => self.on_leave(now, from),
             Frame::Election { term, suspect } => self.on_election(now, from, term, suspect),
@@ -334,9 +337,13 @@ impl Node {
         let peer = self.peers.entry(from).or_default();
         peer.last_heard = Some(now);
         peer.unreachable = false;
-        if self.role == Role::Member && self.view.as_ref().is_some_and(|v| v.coordinator == from) {
-            self.timers.set(Timer::CoordinatorSilent, now + self.cfg.timing.coordinator_timeout);
-        }
+    }
+
+    /// Member: the coordinator proved it still coordinates (a heartbeat or view of our term). Any other frame
+    /// proves only that the process is alive: a former coordinator pings too.
+    pub(crate) fn coordinator_alive(&mut self, now: Instant) {
+        self.coordinator_heard = Some(now);
+        self.timers.set(Timer::CoordinatorSilent, now + self.cfg.timing.coordinator_timeout);
     }
 
     pub(crate) fn send(&mut self, to: NodeKey, frame: &Frame) {
@@ -570,8 +577,10 @@ impl Node {
         self.event(Event::Stopped);
     }
 
-    /// Leaves the role-specific timers of member, coordinator, candidate and joiner behind.
-    pub(crate) fn clear_role_timers(&mut self) {
+    /// Leaves the role-specific state of member, coordinator, candidate and joiner behind: its timers, and
+    /// the election they drive (an election without its timer would never end and block every new one).
+    pub(crate) fn clear_role_state(&mut self) {
+        self.election = None;
         for t in [
             Timer::Discover,
             Timer::Found,

@@ -32,9 +32,9 @@ pub enum Frame {
     ViewRequest { term: Term },
     /// Coordinator -> member, every `heartbeat_interval`.
     Heartbeat { term: Term, version: u64 },
-    /// Member -> coordinator: reply to a heartbeat, with the view version the member holds and the highest
-    /// `next_id` it has seen (so that `next_id` survives coordinator changes).
-    HeartbeatAck { term: Term, version: u64, next_id_seen: NodeId },
+    /// Member -> coordinator: reply to a heartbeat, naming the view the member holds (its term, version and
+    /// coordinator) and the highest `next_id` it has seen (so that `next_id` survives coordinator changes).
+    HeartbeatAck { term: Term, version: u64, coordinator: NodeKey, next_id_seen: NodeId },
     /// Member -> coordinator: graceful departure (`/quit`).
     Leave { term: Term },
     /// Candidate -> higher-ranked members: I am running for `term`. `suspect` is the coordinator the candidate

@@ -1,21 +1,21 @@
+use chatmesh_sim::*;
+use std::time::Duration;
 fn main() {
-    for seed in 0..5 {
-        let o = chatmesh_sim::random_run(seed);
-        println!(
-            "seed {seed}: nodes {} faults {} settled {:?} problems {}",
-            o.nodes,
-            o.faults.len(),
-            o.settled_after,
-            o.problems.len()
-        );
-    }
-    let mut sim = chatmesh_sim::Sim::new(chatmesh_sim::SimOptions::quiet(1), Default::default());
-    for _ in 0..5 {
-        sim.add_node(std::time::Duration::ZERO);
-    }
-    sim.run_for(std::time::Duration::from_secs(30));
-    println!("5 quiet nodes 30s: delivered {} events {}", sim.obs.delivered, sim.obs.events.len());
-    for (t, i, e) in sim.obs.events.iter().take(30) {
-        println!("{t:?} n{i} {e:?}");
+    for n in [4usize, 8, 16, 32] {
+        let mut worst = Duration::ZERO;
+        let mut terms = 0;
+        let mut elections = 0;
+        for seed in 0..20 {
+            let mut sim = Sim::new(SimOptions::quiet(seed), Default::default());
+            for _ in 0..n {
+                sim.add_node(Duration::ZERO);
+            }
+            let t = sim.run_until_true(Duration::from_secs(60), |s| settled_problems(s).is_empty()).expect("settles");
+            worst = worst.max(t);
+            let c = coordinator_of(&sim).unwrap();
+            terms = terms.max(sim.node(c).unwrap().term());
+            elections = elections.max((0..n).map(|i| sim.node(i).unwrap().stats().elections_started).sum::<u64>());
+        }
+        println!("{n} nodes at once: worst settle {worst:?}, max final term {terms}, max elections {elections}");
     }
 }

@@ -18,7 +18,7 @@ pub use check::{connected_parts, id_problems, settled_problems};
 pub use net::SimOptions;
 pub use scenario::{
     all_follow, coordinator_of, failover_run, highest, percentiles, random_options, random_run, settle, stop_faults,
-    Failure, Outcome, FAULT_PHASE, SETTLE_BOUND,
+    Failure, Outcome, FAULT_PHASE, SETTLE_BOUND, STABLE_FOR,
 };
 pub use sim::{Observations, Sim, SimNode};
 

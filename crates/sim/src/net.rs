@@ -1,6 +1,8 @@
 //! The simulated network: one-way latency with jitter, loss, duplication, reordering, partitions and cut
-//! links. Links are TCP-like: established by a dial, torn down by a close, a crash or a reset; across a
-//! partition they go silent without either side being told, as real TCP does.
+//! links. Links are TCP-like: established by a dial, torn down by a close, a crash or a reset; frames on a
+//! link arrive in order or not at all (a frame of a replaced link is dropped); across a partition a link
+//! goes silent without either side being told, as real TCP does. Loss and duplication of frames are
+//! harsher than TCP on purpose: the core must not rely on a link for anything a reconnect could lose.
 
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -17,7 +19,8 @@ pub struct SimOptions {
     pub loss: f64,
     /// Probability that a datagram or frame is delivered twice.
     pub duplicate: f64,
-    /// Probability that a datagram or frame is held back by up to `reorder_delay`, overtaking later ones.
+    /// Probability that a datagram or frame is held back by up to `reorder_delay`. Datagrams overtake each
+    /// other; frames on one link stay in order (TCP) and hold up the frames behind them instead.
     pub reorder: f64,
     pub reorder_delay: Duration,
     /// A dial to an unreachable or stopped (paused) process fails after this long, as a driver's connect and

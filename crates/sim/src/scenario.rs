@@ -176,11 +176,26 @@ pub fn stop_faults(sim: &mut Sim, rng: &mut ChaCha8Rng) {
     }
 }
 
-/// Waits until the membership has settled; returns the index of the coordinator.
+/// How long the checks must keep holding for `settle` to call the membership settled: a state that holds
+/// for an instant while stale messages are still in flight is not settled.
+pub const STABLE_FOR: Duration = Duration::from_secs(1);
+
+/// Waits until the membership has settled and stays so for `STABLE_FOR`; returns the coordinator's index.
 pub fn settle(sim: &mut Sim, limit: Duration) -> Result<usize, Vec<String>> {
-    match sim.run_until_true(limit, |s| settled_problems(s).is_empty()) {
-        Some(_) => Ok(coordinator_of(sim).expect("settled means one coordinator")),
-        None => Err(settled_problems(sim)),
+    let deadline = sim.now() + limit;
+    loop {
+        let left = deadline.saturating_duration_since(sim.now());
+        if sim.run_until_true(left, |s| settled_problems(s).is_empty()).is_none() {
+            return Err(settled_problems(sim));
+        }
+        let coordinator = coordinator_of(sim).expect("settled means one coordinator");
+        let view = sim.node(coordinator).and_then(|c| c.view()).map(|v| v.order());
+        sim.run_for(STABLE_FOR);
+        let same = coordinator_of(sim) == Some(coordinator)
+            && sim.node(coordinator).and_then(|c| c.view()).map(|v| v.order()) == view;
+        if same && settled_problems(sim).is_empty() {
+            return Ok(coordinator);
+        }
     }
 }
 

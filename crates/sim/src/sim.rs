@@ -96,6 +96,8 @@ pub struct Sim {
     seq: u64,
     queue: BinaryHeap<Reverse<Scheduled>>,
     net: Network,
+    /// Latest arrival scheduled on each link direction: frames on a link arrive in order, as on TCP.
+    fifo: BTreeMap<(usize, usize, u64), Instant>,
 }
 
 impl Sim {
@@ -113,6 +115,7 @@ impl Sim {
             seq: 0,
             queue: BinaryHeap::new(),
             net: Network::default(),
+            fifo: BTreeMap::new(),
         }
     }
 
@@ -395,9 +398,12 @@ impl Sim {
         }
         let from = self.nodes[i].key;
         for d in self.net.deliveries(&self.opts, &mut self.rng) {
+            let last = self.fifo.entry((i, j, gen)).or_insert(self.now);
+            let at = (self.now + d).max(*last);
+            *last = at;
             let input = Input::Frame { from, bytes: bytes.clone() };
             let inc = self.nodes[j].incarnation;
-            self.schedule(self.now + d, Ev::Deliver { node: j, inc, input, link: Some((p, gen)) });
+            self.schedule(at, Ev::Deliver { node: j, inc, input, link: Some((p, gen)) });
         }
     }
 
@@ -499,6 +505,15 @@ impl Sim {
     /// Starts a crashed process again from what it made durable.
     pub fn restart(&mut self, i: usize) {
         if self.nodes[i].core.is_none() && !self.nodes[i].left {
+            self.boot(i);
+        }
+    }
+
+    /// Starts a node that left gracefully again, from its data directory (a user running `chatmesh` again).
+    pub fn rejoin(&mut self, i: usize) {
+        if self.nodes[i].left {
+            self.nodes[i].left = false;
+            self.nodes[i].core = None;
             self.boot(i);
         }
     }

@@ -1,0 +1,277 @@
+//! Named scenarios: the situations the seeds and DESIGN.md name, each checked against the promises.
+//! Times are virtual: deterministic for a given seed, whatever the machine is doing.
+
+use chatmesh_core::{Command, MemberState, NodeId, Role, Timing};
+use chatmesh_sim::*;
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+fn mesh(seed: u64, n: usize) -> (Sim, usize) {
+    let mut sim = Sim::new(SimOptions::quiet(seed), Timing::default());
+    for i in 0..n {
+        sim.add_node(Duration::from_millis(20 * i as u64));
+    }
+    let c = settle(&mut sim, secs(30)).unwrap_or_else(|p| panic!("did not settle: {p:?}"));
+    (sim, c)
+}
+
+fn id(sim: &Sim, i: usize) -> NodeId {
+    sim.node(i).and_then(|c| c.my_id()).expect("in the mesh")
+}
+
+fn assert_clean(sim: &Sim) {
+    assert!(sim.obs.violations.is_empty(), "{:?}", sim.obs.violations);
+    assert!(id_problems(sim).is_empty(), "{:?}", id_problems(sim));
+}
+
+#[test]
+fn coordinator_crash_elects_the_highest_survivor_within_milliseconds() {
+    let (mut sim, c) = mesh(1, 5);
+    sim.crash(c);
+    let next = highest(&sim, &sim.live()).unwrap();
+    let key = sim.nodes[next].key;
+    let took = sim.run_until_true(secs(5), |s| all_follow(s, key)).expect("failover");
+    assert!(took < Duration::from_millis(50), "took {took:?}");
+    settle(&mut sim, secs(5)).unwrap();
+    let view = sim.node(next).unwrap().view().unwrap();
+    assert_eq!(view.get(&sim.nodes[c].key).unwrap().state, MemberState::Failed, "the dead coordinator is announced");
+    assert_clean(&sim);
+}
+
+#[test]
+fn coordinator_paused_then_resumed_goes_silent_then_takes_its_role_back() {
+    let (mut sim, c) = mesh(2, 5);
+    let old_id = id(&sim, c);
+    sim.pause(c);
+    let next = highest(&sim, &sim.live()).unwrap();
+    let key = sim.nodes[next].key;
+    let took = sim.run_until_true(secs(5), |s| all_follow(s, key)).expect("failover");
+    assert!(took < secs(1), "silent failover took {took:?}");
+    sim.run_for(secs(3));
+    sim.resume(c);
+    let back = settle(&mut sim, secs(10)).unwrap();
+    // Bully: the resumed node is the highest-ranked live member again.
+    assert_eq!(back, c);
+    assert_eq!(id(&sim, c), old_id);
+    assert_clean(&sim);
+}
+
+#[test]
+fn partition_gives_each_part_a_coordinator_and_heal_merges_them() {
+    let (mut sim, _) = mesh(3, 6);
+    sim.partition(&[vec![0, 1, 2], vec![3, 4, 5]]);
+    settle(&mut sim, secs(10)).unwrap();
+    let parts = connected_parts(&sim);
+    assert_eq!(parts.len(), 2);
+    for part in &parts {
+        let coordinators: Vec<_> = part.iter().filter(|&&i| sim.node(i).unwrap().role() == Role::Coordinator).collect();
+        assert_eq!(coordinators.len(), 1, "one coordinator per part");
+        assert_eq!(Some(*coordinators[0]), highest(&sim, part));
+    }
+    let terms: Vec<_> = parts.iter().map(|p| sim.node(p[0]).unwrap().term()).collect();
+    sim.heal();
+    let c = settle(&mut sim, secs(10)).unwrap();
+    assert_eq!(Some(c), highest(&sim, &sim.live()));
+    assert!(sim.node(c).unwrap().term() > *terms.iter().max().unwrap(), "the merged term is above both");
+    assert_clean(&sim);
+}
+
+#[test]
+fn simultaneous_founders_end_as_one_mesh_with_distinct_ids() {
+    let mut sim = Sim::new(SimOptions::quiet(4), Timing::default());
+    let a = sim.add_node(Duration::ZERO);
+    let b = sim.add_node(Duration::ZERO);
+    // Neither hears the other while it looks for a mesh: both found one, both as #1.
+    sim.partition(&[vec![a], vec![b]]);
+    sim.run_for(secs(2));
+    for i in [a, b] {
+        assert_eq!(sim.node(i).unwrap().role(), Role::Coordinator);
+        assert_eq!(id(&sim, i), NodeId(1));
+    }
+    sim.heal();
+    let c = settle(&mut sim, secs(5)).unwrap();
+    assert_ne!(id(&sim, a), id(&sim, b));
+    assert_eq!(sim.node(c).unwrap().view().unwrap().alive().count(), 2);
+    assert_clean(&sim);
+}
+
+#[test]
+fn simultaneous_starts_without_a_partition_end_as_one_mesh() {
+    for seed in 0..50 {
+        let mut sim = Sim::new(SimOptions::quiet(seed), Timing::default());
+        for _ in 0..4 {
+            sim.add_node(Duration::ZERO);
+        }
+        settle(&mut sim, secs(10)).unwrap_or_else(|p| panic!("seed {seed}: {p:?}"));
+        assert_clean(&sim);
+    }
+}
+
+#[test]
+fn sixteen_nodes_joining_at_once_settle_with_sixteen_distinct_ids() {
+    let mut sim = Sim::new(SimOptions::quiet(5), Timing::default());
+    for _ in 0..16 {
+        sim.add_node(Duration::ZERO);
+    }
+    let took = sim.run_until_true(secs(20), |s| settled_problems(s).is_empty());
+    assert!(took.is_some(), "{:?}", settled_problems(&sim));
+    let ids: BTreeSet<NodeId> = (0..16).map(|i| id(&sim, i)).collect();
+    assert_eq!(ids.len(), 16);
+    assert_clean(&sim);
+}
+
+#[test]
+fn a_restarted_member_rejoins_with_the_same_id() {
+    let (mut sim, c) = mesh(6, 4);
+    let m = (0..4).find(|&i| i != c).unwrap();
+    let before = id(&sim, m);
+    sim.crash(m);
+    sim.run_until_true(secs(5), |s| {
+        s.node(c).unwrap().view().unwrap().get(&s.nodes[m].key).unwrap().state == MemberState::Failed
+    })
+    .expect("the crash is detected and announced");
+    sim.run_for(secs(2));
+    sim.restart(m);
+    settle(&mut sim, secs(10)).unwrap();
+    assert_eq!(id(&sim, m), before);
+    assert_clean(&sim);
+}
+
+#[test]
+fn a_member_that_left_gets_its_id_back_when_it_returns() {
+    let (mut sim, c) = mesh(7, 4);
+    let m = (0..4).find(|&i| i != c).unwrap();
+    let before = id(&sim, m);
+    sim.command(m, Command::Leave);
+    sim.run_for(secs(1));
+    assert!(sim.nodes[m].left);
+    let view = sim.node(c).unwrap().view().unwrap();
+    assert_eq!(
+        view.get(&sim.nodes[m].key).unwrap().state,
+        MemberState::Left,
+        "announced as a departure, not a failure"
+    );
+    sim.rejoin(m);
+    settle(&mut sim, secs(10)).unwrap();
+    assert_eq!(id(&sim, m), before);
+    assert_clean(&sim);
+}
+
+#[test]
+fn a_leaving_coordinator_is_succeeded_at_once() {
+    let (mut sim, c) = mesh(8, 5);
+    sim.command(c, Command::Leave);
+    let next = highest(&sim, &sim.live()).unwrap();
+    let key = sim.nodes[next].key;
+    let took = sim.run_until_true(secs(5), |s| all_follow(s, key)).expect("succession");
+    assert!(took < Duration::from_millis(50), "took {took:?}");
+    settle(&mut sim, secs(5)).unwrap();
+    let view = sim.node(next).unwrap().view().unwrap();
+    assert_eq!(view.get(&sim.nodes[c].key).unwrap().state, MemberState::Left);
+    assert_clean(&sim);
+}
+
+#[test]
+fn a_cascade_of_coordinator_failures_always_ends_with_the_highest_survivor() {
+    let (mut sim, mut c) = mesh(9, 8);
+    let mut last_term = sim.node(c).unwrap().term();
+    for round in 0..5 {
+        if round % 2 == 0 {
+            sim.crash(c);
+        } else {
+            sim.pause(c);
+        }
+        let next = highest(&sim, &sim.live()).unwrap();
+        c = settle(&mut sim, secs(10)).unwrap_or_else(|p| panic!("round {round}: {p:?}"));
+        assert_eq!(c, next);
+        let term = sim.node(c).unwrap().term();
+        assert!(term > last_term);
+        last_term = term;
+    }
+    assert_clean(&sim);
+}
+
+#[test]
+fn commands_are_not_refused_while_an_election_runs() {
+    let (mut sim, c) = mesh(10, 5);
+    sim.pause(c);
+    let low = (0..5).filter(|&i| i != c).min_by_key(|&i| id(&sim, i)).unwrap();
+    sim.run_until_true(secs(5), |s| s.node(low).unwrap().election_running()).expect("an election starts");
+    let rejected = sim.node(low).unwrap().stats().rejected_total();
+    sim.command(low, Command::RefreshView);
+    sim.command(low, Command::StartElection);
+    assert!(sim.node(low).unwrap().election_running());
+    assert_eq!(sim.node(low).unwrap().stats().rejected_total(), rejected);
+    sim.command(low, Command::Leave);
+    sim.run_for(secs(2));
+    assert!(sim.nodes[low].left, "/quit during an election still leaves");
+    sim.resume(c);
+    settle(&mut sim, secs(10)).unwrap();
+    assert_clean(&sim);
+}
+
+#[test]
+fn elect_command_runs_an_election_that_the_highest_member_wins() {
+    let (mut sim, c) = mesh(12, 5);
+    let term = sim.node(c).unwrap().term();
+    let low = (0..5).filter(|&i| i != c).min_by_key(|&i| id(&sim, i)).unwrap();
+    sim.command(low, Command::StartElection);
+    assert!(sim.node(low).unwrap().election_running());
+    sim.run_for(secs(1));
+    let again = settle(&mut sim, secs(5)).unwrap();
+    assert_eq!(again, c);
+    assert!(sim.node(c).unwrap().term() > term, "a new term was announced");
+    assert_clean(&sim);
+}
+
+#[test]
+fn an_isolated_coordinator_is_replaced_and_steps_down_when_it_returns() {
+    let (mut sim, c) = mesh(13, 5);
+    sim.isolate(c);
+    let others: Vec<usize> = (0..5).filter(|&i| i != c).collect();
+    let next = highest(&sim, &others).unwrap();
+    let key = sim.nodes[next].key;
+    sim.run_until_true(secs(5), |s| others.iter().all(|&i| s.node(i).unwrap().coordinator() == Some(key)))
+        .expect("the others elect a coordinator");
+    // The isolated one still believes it coordinates a mesh of one.
+    assert_eq!(sim.node(c).unwrap().role(), Role::Coordinator);
+    sim.heal();
+    let after = settle(&mut sim, secs(10)).unwrap();
+    assert_eq!(after, c, "the highest-ranked live member coordinates again");
+    assert_clean(&sim);
+}
+
+#[test]
+fn a_node_back_after_a_long_absence_finds_the_mesh_and_keeps_its_id() {
+    let (mut sim, c) = mesh(14, 4);
+    let m = (0..4).find(|&i| i != c).unwrap();
+    let before = id(&sim, m);
+    sim.crash(m);
+    sim.run_for(Duration::from_secs(7 * 24 * 3600));
+    sim.restart(m);
+    settle(&mut sim, secs(10)).unwrap();
+    assert_eq!(id(&sim, m), before);
+    assert_clean(&sim);
+}
+
+#[test]
+fn failover_after_a_crash_takes_milliseconds_and_after_silence_under_a_second() {
+    let seeds: Vec<u64> = (0..200).collect();
+    for failure in [Failure::Crash, Failure::Silent] {
+        let times: Vec<Duration> = run_parallel(&seeds, |s| failover_run(s, 5, failure))
+            .into_iter()
+            .enumerate()
+            .map(|(s, r)| r.unwrap_or_else(|p| panic!("seed {s}: {p:?}")))
+            .collect();
+        let (p50, p99, max) = percentiles(times);
+        println!("{failure:?}: p50 {p50:?} p99 {p99:?} max {max:?}");
+        match failure {
+            Failure::Crash => assert!(p99 < Duration::from_millis(50), "crash failover p99 {p99:?}"),
+            Failure::Silent => assert!(p99 < secs(1), "silent failover p99 {p99:?}"),
+        }
+    }
+}
