@@ -35,7 +35,7 @@ fn main() -> ExitCode {
         None => {
             eprintln!("chatmesh: joining a mesh interactively needs the node driver, which is not built yet.");
             eprintln!("Try `chatmesh demo`, or `chatmesh --help`.");
-            return ExitCode::from(2);
+            return ExitCode::FAILURE;
         }
     };
     match result {

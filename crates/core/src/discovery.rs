@@ -146,7 +146,7 @@ impl Node {
                     m.state = MemberState::Failed;
                 }
                 saved.admit(me.key, &me.name, me.addr, Some(me.id));
-                saved.term = saved.term.saturating_add(1);
+                saved.term = self.fresh_term(saved.term.saturating_add(1));
                 saved
             }
             None => View::founding(1, me),

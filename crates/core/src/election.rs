@@ -153,7 +153,7 @@ impl Node {
     /// coordinator did not answer, so it is marked failed in the announced view.
     fn win_election(&mut self, now: Instant, term: Term, suspect: Option<NodeKey>) {
         let mut view = self.view.clone().expect("a member has a view");
-        view.term = term.max(view.term.saturating_add(1));
+        view.term = self.fresh_term(term.max(view.term.saturating_add(1)));
         if let Some(s) = suspect.filter(|s| *s != self.cfg.key) {
             if view.set_state(&s, MemberState::Failed) {
                 self.stats.members_failed += 1;

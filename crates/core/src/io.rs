@@ -75,6 +75,11 @@ pub enum Output {
 pub struct Snapshot {
     pub my_id: Option<NodeId>,
     pub view: Option<View>,
+    /// The highest term of any view this node held: it never announces a term at or below it again, even
+    /// after joining a part of the mesh at a lower term.
+    pub max_term: Term,
+    /// The highest `next_id` this node has seen: no view it writes has a lower one.
+    pub max_next_id: NodeId,
 }
 
 /// Something a user or an operator would want to see.

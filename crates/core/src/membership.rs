@@ -100,7 +100,9 @@ impl Node {
         match self.role {
             Role::Joining => {
                 let newer = self.view_order().is_none_or(|mine| view.order() > mine);
-                if view.is_alive(&me) && (self.joining.map(|c| c.key) == Some(from) || newer) {
+                let from_target = self.joining.map(|c| c.key) == Some(from);
+                // A view that moves us off our own (free) ID predates our `Join`: wait for its answer.
+                if view.is_alive(&me) && (from_target || newer) && self.moved_off_free_id(&view).is_none() {
                     self.enter_mesh(now, view);
                 }
             }
@@ -131,8 +133,7 @@ impl Node {
             self.join(now, coordinator);
             return;
         }
-        let offered = view.get(&me).map(|m| m.id);
-        if let Some(mine) = self.my_id.filter(|id| Some(*id) != offered && view.by_id(*id).is_none()) {
+        if let Some(mine) = self.moved_off_free_id(&view) {
             // The coordinator moved us to another ID although ours is free there (it merged an older picture
             // of us): ask it to keep ours, as a join would, rather than take the new one.
             self.send_join(coordinator.key, Some(mine));
@@ -146,6 +147,12 @@ impl Node {
         self.install_view(view);
         self.coordinator_alive(now);
         self.after_view_change(now);
+    }
+
+    /// Our own ID, if `view` gives us another one although ours is free in it.
+    fn moved_off_free_id(&self, view: &View) -> Option<NodeId> {
+        let offered = view.get(&self.cfg.key).map(|m| m.id);
+        self.my_id.filter(|id| Some(*id) != offered && view.by_id(*id).is_none())
     }
 
     /// After a member adopts a view: keep the full mesh, and start an election if the coordinator is gone
@@ -374,7 +381,7 @@ impl Node {
         }
         let mut view = self.view.clone().expect("a coordinator has a view");
         let moved = view.merge(&theirs);
-        view.term = view.term.max(theirs.term).saturating_add(1);
+        view.term = self.fresh_term(view.term.max(theirs.term).saturating_add(1));
         self.stats.merges += 1;
         for r in moved {
             self.event(Event::IdReassigned { key: r.key, old: r.old, new: r.new });

@@ -80,6 +80,8 @@ pub struct Node {
     pub(crate) leaving: bool,
     /// The highest `next_id` this node has seen in any view or join: the floor of every view it writes.
     pub(crate) next_id_seen: NodeId,
+    /// The highest term of any view this node held (durable): the floor of every term it announces.
+    pub(crate) max_term: Term,
     /// When this node last became coordinator: members get a grace period from then.
     pub(crate) coordinator_since: Option<Instant>,
     /// Member: when the coordinator last proved it coordinates.
@@ -94,7 +96,9 @@ impl Node {
     pub fn new(cfg: Config, snapshot: Snapshot, now: Instant) -> Node {
         let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
         let nonce = rng.gen();
-        let next_id_seen = snapshot.view.as_ref().map_or(NodeId(1), |v| v.next_id);
+        let view_next_id = snapshot.view.as_ref().map_or(NodeId(1), |v| v.next_id);
+        let next_id_seen = snapshot.max_next_id.max(view_next_id);
+        let max_term = snapshot.max_term.max(snapshot.view.as_ref().map_or(0, |v| v.term));
         let mut node = Node {
             cfg,
             rng,
@@ -111,6 +115,7 @@ impl Node {
             joining: None,
             leaving: false,
             next_id_seen,
+            max_term,
             coordinator_since: None,
             coordinator_heard: None,
             merge_requested: BTreeMap::new(),
@@ -226,7 +231,12 @@ impl Node {
     }
 
     pub fn snapshot(&self) -> Snapshot {
-        Snapshot { my_id: self.my_id, view: self.view.clone() }
+        Snapshot { my_id: self.my_id, view: self.view.clone(), max_term: self.max_term, max_next_id: self.next_id_seen }
+    }
+
+    /// A term above every term this node has held: what it announces next.
+    pub(crate) fn fresh_term(&self, at_least: Term) -> Term {
+        at_least.max(self.max_term.saturating_add(1))
     }
 
     pub(crate) fn my_rank(&self) -> Rank {
@@ -513,6 +523,7 @@ impl Node {
     pub(crate) fn install_view(&mut self, view: View) {
         let was_in_mesh = matches!(self.role, Role::Member | Role::Coordinator);
         self.next_id_seen = self.next_id_seen.max(view.next_id);
+        self.max_term = self.max_term.max(view.term);
         let old = self.view.replace(view);
         let view = self.view.as_ref().expect("just installed");
         let mine = view.get(&self.cfg.key).map(|m| m.id);

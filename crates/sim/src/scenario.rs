@@ -66,6 +66,12 @@ pub fn random_run(seed: u64) -> Outcome {
         }
     }
     stop_faults(&mut sim, &mut rng);
+    if std::env::var_os("CHATMESH_SIM_DEBUG").is_some() {
+        for n in &sim.nodes {
+            let role = n.core.as_ref().map(|c| c.role());
+            eprintln!("{} core {:?} paused {} left {} pending {}", n.name, role, n.paused, n.left, n.pending_start);
+        }
+    }
     faults.push(format!("{:?}: faults stop", sim.elapsed()));
     let settled_after = sim.run_until_true(SETTLE_BOUND, |s| settled_problems(s).is_empty());
     let mut problems = Vec::new();
@@ -141,8 +147,10 @@ fn random_fault(sim: &mut Sim, rng: &mut ChaCha8Rng) -> Option<String> {
             let i = sim.add_node(Duration::ZERO);
             Some(format!("add {}", name(sim, i)))
         }
-        86..=88 if running.len() > 2 => {
-            let i = pick(&running, rng)?;
+        86..=88 if sim.live().len() > 2 => {
+            // Only a running process can be told to quit; a stopped one would quit when continued,
+            // and the generator keeps at least two others.
+            let i = pick(&sim.live(), rng)?;
             sim.command(i, Command::Leave);
             Some(format!("leave {}", name(sim, i)))
         }

@@ -1,11 +1,11 @@
 //! Randomized scenarios mixing every fault, then a quiet period in which the promises must hold.
-//! `CHATMESH_SIM_SEEDS=N` runs N seeds (default 500); `CHATMESH_SIM_SEED=S` replays one.
+//! `CHATMESH_SIM_SEEDS=N` runs N seeds (default 2000); `CHATMESH_SIM_SEED=S` replays one.
 
 use chatmesh_sim::{random_run, run_parallel, seeds_from_env};
 
 #[test]
 fn random_scenarios_keep_the_membership_promises() {
-    let seeds = seeds_from_env(500);
+    let seeds = seeds_from_env(2000);
     let outcomes = run_parallel(&seeds, random_run);
     let failed: Vec<_> = outcomes.iter().filter(|o| !o.problems.is_empty()).collect();
     let settle: Vec<_> = outcomes.iter().filter_map(|o| o.settled_after).collect();

@@ -29,6 +29,19 @@ const SEEDS: &[(u64, &str)] = &[
     (6864, "the same, with equal versions"),
     (7308, "the same"),
     (9139, "a delayed merge request gave a node a new ID after it had moved on"),
+    // Found by a 100,000-seed hunt (`chatmesh-sim random --first 10000 --seeds 100000`).
+    (11427, "a restarted coordinator joined a lower-term part and won the same term twice (no term floor)"),
+    (31025, "the same: a member held a higher version than its coordinator"),
+    (35075, "the same"),
+    (48482, "the same"),
+    (51385, "the same: a member stuck as failed in a reused term"),
+    (109265, "the same"),
+    (56105, "a restarted node joined a part with a lower next_id and published below what it had seen"),
+    (97134, "the same"),
+    (23830, "a joiner entered the mesh from a view that predated its Join and moved it off its free ID"),
+    (51645, "the same"),
+    (66933, "the same, after a stale one-node merge request"),
+    (100394, "generator: quit commands queued for stopped processes left no live node once they resumed"),
 ];
 
 #[test]
