@@ -4,18 +4,54 @@ use crate::types::NodeKey;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Config {
     /// Nodes only talk to nodes of the same mesh name.
     pub mesh: String,
     /// Display name.
     pub name: String,
+    /// The node's ed25519 secret key (its seed): it signs this node's messages.
+    pub secret: [u8; 32],
+    /// The public key: the node's identity. `Node::new` derives it from `secret`, whatever it says here.
     pub key: NodeKey,
     /// The TCP address other nodes dial to reach this one.
     pub addr: SocketAddr,
     /// Seeds the node's RNG (election jitter, founding window, nonces).
     pub seed: u64,
     pub timing: Timing,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("mesh", &self.mesh)
+            .field("name", &self.name)
+            .field("secret", &"<redacted>")
+            .field("key", &self.key)
+            .field("addr", &self.addr)
+            .field("seed", &self.seed)
+            .field("timing", &self.timing)
+            .finish()
+    }
+}
+
+impl Config {
+    pub fn new(mesh: &str, name: &str, secret: [u8; 32], addr: SocketAddr, seed: u64) -> Config {
+        Config {
+            mesh: mesh.into(),
+            name: name.into(),
+            secret,
+            key: key_of(&secret),
+            addr,
+            seed,
+            timing: Timing::default(),
+        }
+    }
+}
+
+/// The public key (identity) of an ed25519 secret key.
+pub fn key_of(secret: &[u8; 32]) -> NodeKey {
+    NodeKey(ed25519_dalek::SigningKey::from_bytes(secret).verifying_key().to_bytes())
 }
 
 /// Every protocol timer. The defaults are for a LAN or one machine: fast failover without false elections on
@@ -47,6 +83,13 @@ pub struct Timing {
     pub link_timeout: Duration,
     /// A leaving member stops after this long even without the coordinator's confirmation.
     pub leave_timeout: Duration,
+    /// First retransmission (frontier nudge) to a member that has not acknowledged; doubles per member.
+    pub retransmit_interval: Duration,
+    pub retransmit_max: Duration,
+    /// Frontier exchange with one random linked member.
+    pub anti_entropy_interval: Duration,
+    /// A sync whose next page does not come within this is abandoned.
+    pub sync_timeout: Duration,
 }
 
 impl Default for Timing {
@@ -66,6 +109,10 @@ impl Default for Timing {
             keepalive_interval: ms(1000),
             link_timeout: ms(3000),
             leave_timeout: ms(500),
+            retransmit_interval: ms(200),
+            retransmit_max: ms(5000),
+            anti_entropy_interval: ms(1000),
+            sync_timeout: ms(2000),
         }
     }
 }

@@ -1,5 +1,6 @@
 //! What goes into the node and what comes out of it.
 
+use crate::history::{Frontier, HistoryState, Message, MessageError, OrderKey};
 use crate::types::{NodeId, NodeKey, Term};
 use crate::view::View;
 use std::net::SocketAddr;
@@ -19,11 +20,18 @@ pub enum Input {
     ConnectFailed { peer: NodeKey },
     /// Something the user asked for.
     Command(Command),
+    /// The driver's answer to `Output::Load` with the same `id`.
+    Loaded { id: u64, messages: Vec<Message>, more: bool },
+    /// A wall clock reading (Unix milliseconds), for the `sent_at` of messages this node writes. The driver
+    /// gives one at start and now and then; the core never reads a clock.
+    Clock { unix_ms: u64 },
 }
 
 /// User commands that reach the protocol. None is refused because an election is running.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, PartialEq, Eq, Debug)]
 pub enum Command {
+    /// Send a chat message.
+    Send { text: String },
     /// `/quit`: leave the mesh gracefully, then stop.
     Leave,
     /// `/elect`: start a Bully election now.
@@ -66,8 +74,29 @@ pub enum Output {
     },
     /// Make this durable; a restarted node is built from the last one (`Node::new`).
     Persist(Snapshot),
+    /// Append these messages (in this order: each is causally ready after the ones before it) and replace
+    /// the history summary with `state`, in one transaction. Durable before any later output.
+    Store {
+        messages: Vec<Message>,
+        state: HistoryState,
+    },
+    /// Read messages from the store and answer with `Input::Loaded` (see `LoadRequest`).
+    Load(LoadRequest),
     /// For the user interfaces and the logs.
     Event(Event),
+}
+
+/// A read of the store: the messages held that a peer with `frontier` lacks (seq above its frontier for
+/// that author, any seq for an author it does not list), in canonical order, only those after `after`,
+/// at most `max_messages` of them and, past the first, at most `max_bytes` of bodies. `more` in the answer
+/// says whether any such message was left out.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct LoadRequest {
+    pub id: u64,
+    pub frontier: Frontier,
+    pub after: Option<OrderKey>,
+    pub max_messages: u32,
+    pub max_bytes: u32,
 }
 
 /// The durable membership state of a node.
@@ -125,6 +154,23 @@ pub enum Event {
     },
     ElectionStarted {
         term: Term,
+    },
+    /// A message this node wrote is durable: show it as sent (stored).
+    Sent {
+        message: Message,
+    },
+    /// A message from someone else is durable and causally delivered: show it.
+    Delivered {
+        message: Message,
+    },
+    /// `member` acknowledged this node's messages up to `upto` (see `Node::delivery_status`).
+    Acked {
+        member: NodeKey,
+        upto: u64,
+    },
+    /// `Command::Send` was refused; nothing was stored or sent.
+    SendRefused {
+        reason: MessageError,
     },
     /// Input from outside was refused; the node's state is unchanged.
     Rejected {

@@ -16,40 +16,39 @@
 //! - `timer`: every timer, one doc line each.
 //! - `io`: `Input`, `Output`, `Event`, `Snapshot`.
 //! - `stats`: counters, and the reasons input is refused.
+//! - `history`: chat messages (`message`: signing, canonical order, digest), causal delivery and acks
+//!   (`mod.rs`), anti-entropy and retransmission (`sync`).
 //!
 //! # Driving the node
 //! ```
-//! use chatmesh_core::{Config, Input, Node, Output, Snapshot, NodeKey, Timing};
+//! use chatmesh_core::{Command, Config, HistoryState, Input, Node, Output, Role, Snapshot};
 //! use std::time::{Duration, Instant};
 //!
 //! let start = Instant::now(); // a driver reads the clock; the core never does
-//! let cfg = Config {
-//!     mesh: "demo".into(),
-//!     name: "ana".into(),
-//!     key: NodeKey([7; 32]),
-//!     addr: "127.0.0.1:7000".parse().unwrap(),
-//!     seed: 42,
-//!     timing: Timing::default(),
-//! };
-//! let mut node = Node::new(cfg, Snapshot::default(), start);
+//! let cfg = Config::new("demo", "ana", [7; 32], "127.0.0.1:7000".parse().unwrap(), 42);
+//! // A fresh node: no durable membership snapshot, no history yet.
+//! let mut node = Node::new(cfg, Snapshot::default(), HistoryState::default(), start);
+//! node.handle_input(start, Input::Clock { unix_ms: 1_700_000_000_000 });
 //! // Nobody answers discovery: once the founding window has passed, the node founds the mesh.
 //! let later = start + Duration::from_secs(2);
 //! while let Some(at) = node.poll_timeout().filter(|at| *at <= later) {
 //!     node.handle_timeout(at);
 //!     while let Some(output) = node.poll_output() {
 //!         match output {
-//!             Output::Persist(_) => { /* make durable before carrying out what follows */ }
-//!             _ => { /* send datagrams and frames, dial links, show events */ }
+//!             Output::Persist(_) | Output::Store { .. } => { /* make durable before what follows */ }
+//!             _ => { /* send datagrams and frames, dial links, answer loads, show events */ }
 //!         }
 //!     }
 //! }
-//! assert_eq!(node.role(), chatmesh_core::Role::Coordinator);
-//! # let _ = Input::LinkUp { peer: NodeKey([1; 32]) };
+//! assert_eq!(node.role(), Role::Coordinator);
+//! node.handle_input(later, Input::Command(Command::Send { text: "olá".into() }));
+//! assert_eq!(node.history().count, 1);
 //! ```
 
 mod config;
 mod discovery;
 mod election;
+pub mod history;
 mod io;
 mod membership;
 mod node;
@@ -59,8 +58,12 @@ mod types;
 mod view;
 mod wire;
 
-pub use config::{Config, Timing};
-pub use io::{Command, Destination, Event, Input, Output, Snapshot};
+pub use config::{key_of, Config, Timing};
+pub use history::{
+    AuthorState, Body, DeliveryStatus, Frontier, HistoryDigest, HistoryState, MembershipEvent, Message, MessageError,
+    MessageId, OrderKey, MAX_HELD, PAGE_BYTES, PAGE_MESSAGES,
+};
+pub use io::{Command, Destination, Event, Input, LoadRequest, Output, Snapshot};
 pub use node::{Node, Role};
 pub use stats::{Reject, Stats};
 pub use timer::Timer;

@@ -44,7 +44,7 @@ impl Node {
         if was_member {
             // A member asking to keep its ID, or a restarted one we had not missed: it gets the view.
             if admission.changed || raised {
-                self.publish(view, None);
+                self.publish(now, view, None);
             } else {
                 let view = view.clone();
                 self.send(from, &Frame::View { view });
@@ -52,7 +52,7 @@ impl Node {
             return;
         }
         if admission.changed || raised {
-            self.publish(view, Some(from));
+            self.publish(now, view, Some(from));
         }
         let view = self.view.clone().expect("a coordinator has a view");
         self.send(from, &Frame::Welcome { view });
@@ -83,6 +83,7 @@ impl Node {
         let (term, coordinator) = (view.term, view.coordinator);
         let id = self.my_id.unwrap_or_default();
         self.event(Event::Joined { id, term, coordinator });
+        self.send_frontier(coordinator, false);
         self.after_view_change(now);
     }
 
@@ -239,7 +240,13 @@ impl Node {
     }
 
     /// Coordinator: a member is alive; resend the view if it is behind; take up a higher `next_id`.
-    pub(crate) fn on_heartbeat_ack(&mut self, from: NodeKey, held: (Term, u64, NodeKey), next_id_seen: NodeId) {
+    pub(crate) fn on_heartbeat_ack(
+        &mut self,
+        now: Instant,
+        from: NodeKey,
+        held: (Term, u64, NodeKey),
+        next_id_seen: NodeId,
+    ) {
         if self.role != Role::Coordinator {
             return;
         }
@@ -250,7 +257,7 @@ impl Node {
         if next_id_seen > view.next_id {
             self.next_id_seen = self.next_id_seen.max(next_id_seen);
             let view = view.clone();
-            self.publish(view, None);
+            self.publish(now, view, None);
         } else if behind {
             let view = view.clone();
             self.send(from, &Frame::View { view });
@@ -287,7 +294,7 @@ impl Node {
     }
 
     /// Coordinator: mark `keys` failed and announce it.
-    pub(crate) fn declare_failed(&mut self, _now: Instant, keys: Vec<NodeKey>) {
+    pub(crate) fn declare_failed(&mut self, now: Instant, keys: Vec<NodeKey>) {
         let mut view = self.view.clone().expect("a coordinator has a view");
         let mut changed = false;
         for key in &keys {
@@ -298,18 +305,18 @@ impl Node {
             for key in keys {
                 self.disconnect(key);
             }
-            self.publish(view, None);
+            self.publish(now, view, None);
         }
     }
 
-    pub(crate) fn on_leave(&mut self, _now: Instant, from: NodeKey) {
+    pub(crate) fn on_leave(&mut self, now: Instant, from: NodeKey) {
         if self.role != Role::Coordinator {
             self.redirect(from);
             return;
         }
         let mut view = self.view.clone().expect("a coordinator has a view");
         if view.set_state(&from, MemberState::Left) {
-            self.publish(view, None);
+            self.publish(now, view, None);
         }
         let view = self.view.clone().expect("a coordinator has a view");
         self.send(from, &Frame::View { view });
@@ -332,7 +339,7 @@ impl Node {
                 self.leaving = true;
                 let mut view = self.view.clone().expect("a coordinator has a view");
                 view.set_state(&self.cfg.key, MemberState::Left);
-                self.publish(view, None);
+                self.publish(now, view, None);
                 // Give the driver a moment to flush the view before the links close.
                 self.timers.set(Timer::LeaveDeadline, now + self.cfg.timing.heartbeat_interval);
                 self.timers.cancel(Timer::Heartbeat);
@@ -392,7 +399,7 @@ impl Node {
                 peer.last_heard = Some(now);
             }
         }
-        self.publish(view, None);
+        self.publish(now, view, None);
     }
 
     /// Becomes coordinator with `view` (its term already chosen): publishes it, which is the announcement.
@@ -402,7 +409,7 @@ impl Node {
         self.joining = None;
         self.role = Role::Coordinator;
         self.coordinator_since = Some(now);
-        self.publish(view, None);
+        self.publish(now, view, None);
         self.timers.set(Timer::Heartbeat, now);
         self.timers.set(Timer::Beacon, now);
     }

@@ -1,13 +1,15 @@
 //! The node: one ChatMesh peer as a pure state machine.
 
-use crate::config::Config;
+use crate::config::{key_of, Config};
 use crate::election::Election;
+use crate::history::{History, HistoryState, MembershipEvent};
 use crate::io::{Command, Destination, Event, Input, Output, Snapshot};
 use crate::stats::{Reject, Stats};
 use crate::timer::{Timer, Timers};
 use crate::types::{Contact, NodeId, NodeKey, Rank, Term};
 use crate::view::{MemberState, View, ViewOrder};
 use crate::wire::{Datagram, DatagramBody, Frame};
+use ed25519_dalek::SigningKey;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, VecDeque};
@@ -63,6 +65,8 @@ pub(crate) struct Peer {
 /// same inputs at the same instants always produce the same outputs.
 pub struct Node {
     pub(crate) cfg: Config,
+    pub(crate) signing: SigningKey,
+    pub(crate) history: History,
     pub(crate) rng: ChaCha8Rng,
     pub(crate) role: Role,
     pub(crate) my_id: Option<NodeId>,
@@ -91,9 +95,11 @@ pub struct Node {
 }
 
 impl Node {
-    /// A node starting (or restarting from `snapshot`, its last durable state) at `now`. It begins by
-    /// looking for its mesh.
-    pub fn new(cfg: Config, snapshot: Snapshot, now: Instant) -> Node {
+    /// A node starting (or restarting from its last durable state: `snapshot` and `history`, the last ones
+    /// it was asked to persist and store) at `now`. It begins by looking for its mesh.
+    pub fn new(mut cfg: Config, snapshot: Snapshot, history: HistoryState, now: Instant) -> Node {
+        cfg.key = key_of(&cfg.secret);
+        let signing = SigningKey::from_bytes(&cfg.secret);
         let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
         let nonce = rng.gen();
         let view_next_id = snapshot.view.as_ref().map_or(NodeId(1), |v| v.next_id);
@@ -101,6 +107,8 @@ impl Node {
         let max_term = snapshot.max_term.max(snapshot.view.as_ref().map_or(0, |v| v.term));
         let mut node = Node {
             cfg,
+            signing,
+            history: History::new(history),
             rng,
             role: Role::Discovering,
             my_id: snapshot.my_id,
@@ -123,6 +131,8 @@ impl Node {
         };
         node.start_discovery(now);
         node.timers.set(Timer::Keepalive, now + node.cfg.timing.keepalive_interval);
+        node.timers.set(Timer::Retransmit, now + node.cfg.timing.retransmit_interval);
+        node.timers.set(Timer::AntiEntropy, now + node.cfg.timing.anti_entropy_interval);
         node
     }
 
@@ -153,6 +163,8 @@ impl Node {
             Input::LinkDown { peer } => self.on_link_down(now, peer),
             Input::ConnectFailed { peer } => self.on_connect_failed(now, peer),
             Input::Command(c) => self.on_command(now, c),
+            Input::Loaded { id, messages, more } => self.on_loaded(id, messages, more),
+            Input::Clock { unix_ms } => self.set_wall_clock(now, unix_ms),
         }
     }
 
@@ -170,6 +182,9 @@ impl Node {
                 Timer::ElectionAnnounce { round } => self.on_election_announce_timeout(now, round),
                 Timer::Keepalive => self.on_keepalive_timer(now),
                 Timer::LeaveDeadline => self.stop(),
+                Timer::Retransmit => self.on_retransmit_timer(now),
+                Timer::AntiEntropy => self.on_anti_entropy_timer(now),
+                Timer::SyncDeadline => self.on_sync_deadline(now),
             }
         }
     }
@@ -282,7 +297,7 @@ impl Node {
             Frame::ViewRequest { .. } => self.on_view_request(from),
             Frame::Heartbeat { term, .. } => self.on_heartbeat(now, from, term),
             Frame::HeartbeatAck { term, version, coordinator, next_id_seen } => {
-                self.on_heartbeat_ack(from, (term, version, coordinator), next_id_seen)
+                self.on_heartbeat_ack(now, from, (term, version, coordinator), next_id_seen)
             }
             Frame::Leave { .. } => self.on_leave(now, from),
             Frame::Election { term, suspect } => self.on_election(now, from, term, suspect),
@@ -290,11 +305,21 @@ impl Node {
             Frame::NotCoordinator { term, coordinator } => self.on_not_coordinator(now, from, term, coordinator),
             Frame::MergeRequest { view } => self.on_merge_request(now, from, view),
             Frame::Ping { .. } => {}
+            Frame::Messages { messages } => self.on_messages(now, from, messages),
+            Frame::Ack { acks } => self.on_ack(from, acks),
+            Frame::Frontier { frontier, reply } => self.on_frontier(now, from, frontier, reply),
+            Frame::SyncRequest { frontier, after, limit } => self.on_sync_request(from, frontier, after, limit),
+            Frame::SyncPage { messages, more } => self.on_sync_page(now, from, messages, more),
         }
     }
 
     fn on_command(&mut self, now: Instant, command: Command) {
         match command {
+            Command::Send { text } => {
+                if let Err(reason) = self.author(now, crate::history::Body::Text(text)) {
+                    self.event(Event::SendRefused { reason });
+                }
+            }
             Command::Leave => self.leave(now),
             Command::StartElection => {
                 if matches!(self.role, Role::Member | Role::Coordinator) {
@@ -436,6 +461,8 @@ impl Node {
         for bytes in queued {
             self.out.push_back(Output::Frame { to: key, bytes });
         }
+        // Anti-entropy on every new link: whichever side lacks something pulls it.
+        self.send_frontier(key, false);
     }
 
     /// A link that matters is redialled at once: a killed process resets its sockets, so a failed redial
@@ -547,19 +574,51 @@ impl Node {
         }
         self.out.push_back(Output::Persist(self.snapshot()));
         for e in events {
+            // Members a view brings get our frontier: anti-entropy on every view change.
+            if let Event::MemberJoined { key, .. } = &e {
+                if was_in_mesh {
+                    let key = *key;
+                    self.send_frontier(key, false);
+                }
+            }
             self.event(e);
         }
     }
 
     /// Coordinator only: installs `view` as the next version and replicates it to every alive member except
     /// `skip` (a joiner, who gets it in its `Welcome`).
-    pub(crate) fn publish(&mut self, mut view: View, skip: Option<NodeKey>) {
+    pub(crate) fn publish(&mut self, now: Instant, mut view: View, skip: Option<NodeKey>) {
+        let old = self.view.clone();
         view.version = self.view.as_ref().map_or(1, |v| v.version + 1);
         view.coordinator = self.cfg.key;
         view.raise_next_id(self.next_id_seen);
         self.install_view(view);
         self.stats.views_published += 1;
         self.broadcast_view(skip);
+        self.record_changes(now, old.as_ref());
+    }
+
+    /// Coordinator: writes what changed from `old` into the history (joins, departures, failures, and
+    /// this node taking over), so that every node shows each change at the same place.
+    fn record_changes(&mut self, now: Instant, old: Option<&View>) {
+        let Some(old) = old else { return };
+        let view = self.view.as_ref().expect("just published");
+        let mut events = Vec::new();
+        if old.coordinator != view.coordinator {
+            let id = self.my_id.unwrap_or_default();
+            events.push(MembershipEvent::CoordinatorChanged { term: view.term, id, key: self.cfg.key });
+        }
+        for e in member_events(old, view) {
+            events.push(match e {
+                Event::MemberJoined { id, key, name } => MembershipEvent::Joined { id, key, name },
+                Event::MemberLeft { id, key, name } => MembershipEvent::Left { id, key, name },
+                Event::MemberFailed { id, key, name } => MembershipEvent::Failed { id, key, name },
+                _ => continue,
+            });
+        }
+        for e in events {
+            self.record(now, e);
+        }
     }
 
     pub(crate) fn broadcast_view(&mut self, skip: Option<NodeKey>) {

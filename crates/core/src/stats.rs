@@ -23,6 +23,8 @@ pub enum Reject {
     NotCoordinator,
     /// A name longer than the limit, or another field out of bounds.
     OutOfBounds,
+    /// A chat message whose signature does not verify, over the limits, or inconsistent.
+    BadMessage,
 }
 
 impl fmt::Display for Reject {
@@ -37,6 +39,7 @@ impl fmt::Display for Reject {
             Reject::InvalidView => "invalid view",
             Reject::NotCoordinator => "request for the coordinator sent to a member",
             Reject::OutOfBounds => "field out of bounds",
+            Reject::BadMessage => "invalid or forged chat message",
         })
     }
 }

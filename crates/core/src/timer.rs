@@ -24,6 +24,12 @@ pub enum Timer {
     Keepalive,
     /// Leaving: stop even if the coordinator never confirmed.
     LeaveDeadline,
+    /// Nudge members that have not acknowledged our latest message (with backoff per member).
+    Retransmit,
+    /// Exchange frontiers with one random linked member.
+    AntiEntropy,
+    /// The peer we pull pages from went quiet.
+    SyncDeadline,
 }
 
 impl Timer {
@@ -38,11 +44,14 @@ impl Timer {
             Timer::ElectionAnswer { .. } | Timer::ElectionAnnounce { .. } => 6,
             Timer::Keepalive => 7,
             Timer::LeaveDeadline => 8,
+            Timer::Retransmit => 9,
+            Timer::AntiEntropy => 10,
+            Timer::SyncDeadline => 11,
         }
     }
 }
 
-const SLOTS: usize = 9;
+const SLOTS: usize = 12;
 
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Timers {

@@ -5,6 +5,7 @@
 //! know gets `DecodeError::Malformed` and drops that one frame; a change that cannot be appended bumps
 //! `WIRE_VERSION`.
 
+use crate::history::{Message, OrderKey};
 use crate::types::{Contact, NodeId, NodeKey, Term};
 use crate::view::View;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
@@ -48,6 +49,16 @@ pub enum Frame {
     MergeRequest { view: View },
     /// Link keepalive, so that a silently dead link is noticed and closed.
     Ping { term: Term },
+    /// Author -> members: new messages (each also reaches late members through anti-entropy).
+    Messages { messages: Vec<Message> },
+    /// Receiver -> author: I hold your messages up to `seq`, durably (cumulative, per author).
+    Ack { acks: Vec<(NodeKey, u64)> },
+    /// What I hold: author -> highest contiguous seq. `reply` marks an answer to one (never answered).
+    Frontier { frontier: Vec<(NodeKey, u64)>, reply: bool },
+    /// Send me a page of what I lack (given my frontier), in canonical order after `after`.
+    SyncRequest { frontier: Vec<(NodeKey, u64)>, after: Option<OrderKey>, limit: u32 },
+    /// A page of a sync; `more` says whether the next page has anything.
+    SyncPage { messages: Vec<Message>, more: bool },
 }
 
 #[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
@@ -170,6 +181,11 @@ impl Frame {
             Frame::NotCoordinator { .. } => "not-coordinator",
             Frame::MergeRequest { .. } => "merge-request",
             Frame::Ping { .. } => "ping",
+            Frame::Messages { .. } => "messages",
+            Frame::Ack { .. } => "ack",
+            Frame::Frontier { .. } => "frontier",
+            Frame::SyncRequest { .. } => "sync-request",
+            Frame::SyncPage { .. } => "sync-page",
         }
     }
 }

@@ -1,10 +1,13 @@
-//! Checkers for the promises of DESIGN.md section 3 that the membership layer makes:
-//! 5 (one coordinator per connected part: the highest-ranked live member, once faults stop),
-//! 6 (IDs unique in a settled view; a key keeps its ID unless a clash forced a new one),
-//! and: every live node holds the same view as its part's coordinator.
+//! Checkers for the promises of DESIGN.md section 3, run once faults stop:
+//! 1 (nothing lost: what any live node stores, every node of its part stores; no message shown as sent is
+//!   lost), 4 (convergence: equal history digests in a part), 5 (one coordinator per connected part: the
+//! highest-ranked live member), 6 (IDs unique in a settled view; a key keeps its ID unless a clash forced a
+//! new one), and: every live node holds the same view as its part's coordinator.
+//! Promises 2 (nothing invented: every stored message is exactly one its author signed; no duplicates) and
+//! 3 (causal order, per-author order without gaps) are checked on every write, in `sim.rs` and `store.rs`.
 
 use crate::sim::Sim;
-use chatmesh_core::{NodeKey, Rank, Role};
+use chatmesh_core::{MessageId, NodeKey, Rank, Role};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Live nodes grouped by who can reach whom (transitively).
@@ -106,7 +109,43 @@ fn check_part(sim: &Sim, part: &[usize], problems: &mut Vec<String>) {
                 cview.order()
             ));
         }
+        let (mine, theirs) = (node.history(), core(c).history());
+        if i != c && (mine.digest, mine.count) != (theirs.digest, theirs.count) {
+            problems.push(format!(
+                "{} holds {} messages (digest {}), coordinator {} holds {} ({})",
+                name(i),
+                mine.count,
+                mine.digest.short(),
+                name(c),
+                theirs.count,
+                theirs.digest.short()
+            ));
+        }
     }
+}
+
+/// Promise 1 once faults stop: every message any live node of a part stores, all of them store; every
+/// message shown to its author as sent is stored by its author if the author is live (a crash does not lose
+/// it: it was durable before it was shown).
+pub fn history_problems(sim: &Sim) -> Vec<String> {
+    let mut problems = Vec::new();
+    for part in connected_parts(sim) {
+        let union: BTreeSet<MessageId> = part.iter().flat_map(|&i| sim.nodes[i].store.ids()).collect();
+        for &i in &part {
+            let held: BTreeSet<MessageId> = sim.nodes[i].store.ids().collect();
+            let missing = union.difference(&held).count();
+            if missing > 0 {
+                problems.push(format!("{} lacks {missing} messages that others of its part store", sim.nodes[i].name));
+            }
+        }
+    }
+    for id in &sim.obs.sent {
+        let Some(author) = sim.nodes.iter().find(|n| n.key == id.author) else { continue };
+        if author.store.get(id).is_none() {
+            problems.push(format!("{} lost {id}, which it had shown as sent", author.name));
+        }
+    }
+    problems
 }
 
 /// Promise 6 over the whole run: a node whose own durable ID changed (restarts included) either lost it to a

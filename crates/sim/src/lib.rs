@@ -13,14 +13,16 @@ mod check;
 mod net;
 mod scenario;
 mod sim;
+mod store;
 
-pub use check::{connected_parts, id_problems, settled_problems};
+pub use check::{connected_parts, history_problems, id_problems, settled_problems};
 pub use net::SimOptions;
 pub use scenario::{
-    all_follow, coordinator_of, failover_run, highest, percentiles, random_options, random_run, settle, stop_faults,
-    Failure, Outcome, FAULT_PHASE, SETTLE_BOUND, STABLE_FOR,
+    all_follow, chat, coordinator_of, failover_run, highest, percentiles, random_options, random_run, settle,
+    stop_faults, Failure, Outcome, FAULT_PHASE, SETTLE_BOUND, STABLE_FOR,
 };
 pub use sim::{Observations, Sim, SimNode};
+pub use store::SimStore;
 
 /// The seeds a test should run: `CHATMESH_SIM_SEED=S` replays one, `CHATMESH_SIM_SEEDS=N` runs `0..N`,
 /// otherwise `0..default`.

@@ -26,6 +26,9 @@ pub struct SimOptions {
     /// A dial to an unreachable or stopped (paused) process fails after this long, as a driver's connect and
     /// handshake timeout would.
     pub connect_timeout: Duration,
+    /// Probability that a process is killed in the middle of carrying out one step's outputs: what came
+    /// before the cut is durable or sent, the rest is lost (checks the output-ordering contract).
+    pub crash_mid_output: f64,
     /// Print every delivery and output to stderr (for replaying one seed).
     pub trace: bool,
 }
@@ -41,6 +44,7 @@ impl SimOptions {
             reorder: 0.0,
             reorder_delay: Duration::from_millis(20),
             connect_timeout: Duration::from_millis(500),
+            crash_mid_output: 0.0,
             trace: std::env::var_os("CHATMESH_SIM_TRACE").is_some(),
         }
     }
@@ -50,6 +54,7 @@ impl SimOptions {
         self.loss = 0.0;
         self.duplicate = 0.0;
         self.reorder = 0.0;
+        self.crash_mid_output = 0.0;
     }
 }
 

@@ -1,6 +1,6 @@
 //! Scenarios: randomized runs mixing every fault, and the failover measurement.
 
-use crate::check::{id_problems, settled_problems};
+use crate::check::{history_problems, id_problems, settled_problems};
 use crate::net::SimOptions;
 use crate::sim::Sim;
 use chatmesh_core::{Command, NodeKey, Rank, Role, Timing};
@@ -41,7 +41,19 @@ pub fn random_options(seed: u64, rng: &mut ChaCha8Rng) -> SimOptions {
     opts.loss = *[0.0, 0.0, 0.01, 0.05, 0.1].choose(rng).expect("non-empty");
     opts.duplicate = *[0.0, 0.01, 0.05].choose(rng).expect("non-empty");
     opts.reorder = *[0.0, 0.05, 0.2].choose(rng).expect("non-empty");
+    opts.crash_mid_output = *[0.0, 0.0, 0.0005, 0.002].choose(rng).expect("non-empty");
     opts
+}
+
+/// Sends a chat message from a random running process, if there is one.
+pub fn chat(sim: &mut Sim, rng: &mut ChaCha8Rng, n: &mut u64) {
+    let running: Vec<usize> =
+        (0..sim.nodes.len()).filter(|&i| sim.nodes[i].core.is_some() && !sim.nodes[i].left).collect();
+    if let Some(&i) = running.choose(rng) {
+        *n += 1;
+        let text = format!("message {n} from {}", sim.nodes[i].name);
+        sim.command(i, Command::Send { text });
+    }
 }
 
 /// One randomized run: nodes start at random times, faults of every kind for `FAULT_PHASE`, then faults stop
@@ -57,15 +69,24 @@ pub fn random_run(seed: u64) -> Outcome {
         sim.add_node(after);
     }
     let mut faults = Vec::new();
+    let mut sent = 0;
     let end = sim.now() + FAULT_PHASE;
     while sim.now() < end {
-        let wait = ms(rng.gen_range(50..2500));
+        let wait = ms(rng.gen_range(20..400));
         sim.run_for(wait);
-        if let Some(f) = random_fault(&mut sim, &mut rng) {
-            faults.push(format!("{:?}: {f}", sim.elapsed()));
+        if rng.gen_bool(0.15) {
+            if let Some(f) = random_fault(&mut sim, &mut rng) {
+                faults.push(format!("{:?}: {f}", sim.elapsed()));
+            }
+        }
+        if rng.gen_bool(0.6) {
+            chat(&mut sim, &mut rng, &mut sent);
         }
     }
     stop_faults(&mut sim, &mut rng);
+    for _ in 0..3 {
+        chat(&mut sim, &mut rng, &mut sent);
+    }
     if std::env::var_os("CHATMESH_SIM_DEBUG").is_some() {
         for n in &sim.nodes {
             let role = n.core.as_ref().map(|c| c.role());
@@ -81,6 +102,7 @@ pub fn random_run(seed: u64) -> Outcome {
     // Settled must mean settled: nothing may move while nothing happens.
     sim.run_for(Duration::from_secs(3));
     problems.extend(settled_problems(&sim));
+    problems.extend(history_problems(&sim));
     problems.extend(id_problems(&sim));
     problems.extend(sim.obs.violations.iter().cloned());
     Outcome { seed, nodes: sim.nodes.len(), faults, settled_after, problems }

@@ -1,8 +1,10 @@
 //! The simulator: many `Node`s on one virtual clock and one simulated network. Same seed, same run.
 
 use crate::net::{delay, pair, Network, Pair, SimOptions};
+use crate::store::SimStore;
 use chatmesh_core::{
-    Command, Config, Destination, Event, Input, Node, NodeId, NodeKey, Output, Role, Snapshot, Timing,
+    Command, Config, Destination, Event, HistoryState, Input, LoadRequest, Message, MessageId, Node, NodeId, NodeKey,
+    Output, Role, Snapshot, Timing,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -22,6 +24,8 @@ pub struct SimNode {
     pub paused: bool,
     /// What the process made durable: what a restart comes back with.
     pub durable: Snapshot,
+    /// Its message store (durable too).
+    pub store: SimStore,
     /// Left the mesh gracefully.
     pub left: bool,
     /// Added, but its start is still to come.
@@ -51,6 +55,15 @@ pub struct Observations {
     pub violations: Vec<String>,
     /// Every change of a node's own durable ID: (node index, old, new).
     pub id_changes: Vec<(usize, NodeId, NodeId)>,
+    /// Every message an author wrote (stored by its author first), exactly as signed.
+    pub signed: BTreeMap<MessageId, Message>,
+    /// Messages shown to their author as sent.
+    pub sent: Vec<MessageId>,
+    /// Messages delivered, over all nodes (for cost per delivered message).
+    pub deliveries: u64,
+    /// Frames and their bytes sent over all links.
+    pub frames: u64,
+    pub frame_bytes: u64,
     pub rejected: u64,
     pub delivered: u64,
 }
@@ -137,19 +150,13 @@ impl Sim {
     /// Adds a process with a display name that starts after `after`; returns its index.
     pub fn add_named_node(&mut self, name: &str, after: Duration) -> usize {
         let i = self.nodes.len();
-        let mut key = [0u8; 32];
-        self.rng.fill(&mut key);
-        let key = NodeKey(key);
+        let mut secret = [0u8; 32];
+        self.rng.fill(&mut secret);
+        let key = chatmesh_core::key_of(&secret);
         let ip = Ipv4Addr::new(10, (i / 250) as u8, (i % 250) as u8 + 1, 1);
         let name = name.to_owned();
-        let cfg = Config {
-            mesh: "sim".into(),
-            name: name.clone(),
-            key,
-            addr: SocketAddr::V4(SocketAddrV4::new(ip, 7000)),
-            seed: 0,
-            timing: self.timing.clone(),
-        };
+        let mut cfg = Config::new("sim", &name, secret, SocketAddr::V4(SocketAddrV4::new(ip, 7000)), 0);
+        cfg.timing = self.timing.clone();
         self.nodes.push(SimNode {
             name,
             key,
@@ -158,6 +165,7 @@ impl Sim {
             incarnation: 0,
             paused: false,
             durable: Snapshot::default(),
+            store: SimStore::default(),
             left: false,
             pending_start: true,
             udp: SocketAddr::V4(SocketAddrV4::new(ip, 40000)),
@@ -236,10 +244,13 @@ impl Sim {
         n.incarnation += 1;
         let mut cfg = n.cfg.clone();
         cfg.seed = self.opts.seed ^ ((i as u64) << 32) ^ n.incarnation.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        n.core = Some(Node::new(cfg, n.durable.clone(), self.now));
+        n.core = Some(Node::new(cfg, n.durable.clone(), n.store.state.clone(), self.now));
         n.paused = false;
         n.timer_at = None;
         self.trace(i, "boot");
+        let unix_ms = self.wall_ms();
+        let now = self.now;
+        self.nodes[i].core.as_mut().expect("just booted").handle_input(now, Input::Clock { unix_ms });
         self.drain(i);
     }
 
@@ -283,7 +294,13 @@ impl Sim {
         self.drain(i);
     }
 
-    /// Carries out node `i`'s outputs, then schedules its next timer.
+    /// The simulated wall clock, in Unix milliseconds.
+    pub fn wall_ms(&self) -> u64 {
+        1_700_000_000_000 + self.elapsed().as_millis() as u64
+    }
+
+    /// Carries out node `i`'s outputs, then schedules its next timer. With `crash_mid_output`, the process
+    /// may die part-way: what was carried out stays, the rest is lost.
     fn drain(&mut self, i: usize) {
         let mut outputs = Vec::new();
         let Some(core) = self.nodes[i].core.as_mut() else { return };
@@ -291,7 +308,14 @@ impl Sim {
             outputs.push(o);
         }
         let next = core.poll_timeout();
-        for o in outputs {
+        let p = self.opts.crash_mid_output;
+        let cut = (p > 0.0 && outputs.len() > 1 && self.rng.gen_bool(p)).then(|| self.rng.gen_range(1..outputs.len()));
+        for (k, o) in outputs.into_iter().enumerate() {
+            if Some(k) == cut {
+                self.trace(i, &format!("killed after {k} outputs"));
+                self.crash(i);
+                return;
+            }
             self.carry_out(i, o);
         }
         let n = &mut self.nodes[i];
@@ -310,6 +334,13 @@ impl Sim {
         }
         match o {
             Output::Persist(snapshot) => self.persist(i, snapshot),
+            Output::Store { messages, state } => self.store(i, messages, state),
+            Output::Load(request) => self.load(i, request),
+            Output::Event(Event::Sent { message }) => {
+                self.obs.sent.push(message.id());
+            }
+            Output::Event(Event::Delivered { .. }) => self.obs.deliveries += 1,
+            Output::Event(Event::Acked { .. }) => {}
             Output::Event(Event::Rejected { .. }) => self.obs.rejected += 1,
             Output::Event(e) => {
                 if e == Event::Stopped {
@@ -351,6 +382,39 @@ impl Sim {
             }
         }
         self.nodes[i].durable = snapshot;
+    }
+
+    /// Writes messages to node `i`'s store, checking each against the promises a store can see.
+    fn store(&mut self, i: usize, messages: Vec<Message>, state: HistoryState) {
+        let me = self.nodes[i].key;
+        for m in &messages {
+            if m.author == me && !self.obs.signed.contains_key(&m.id()) {
+                self.obs.signed.insert(m.id(), m.clone());
+            }
+            match self.obs.signed.get(&m.id()) {
+                Some(original) if original == m => {}
+                Some(_) => {
+                    self.violation(format!("{} stored {} unlike what its author signed", self.nodes[i].name, m.id()))
+                }
+                None => self.violation(format!("{} stored {} that its author never wrote", self.nodes[i].name, m.id())),
+            }
+            if let Some(problem) = self.nodes[i].store.append(m) {
+                self.violation(format!("{}: {problem}", self.nodes[i].name));
+            }
+        }
+        let st = &self.nodes[i].store;
+        if state.digest != st.digest || state.count != st.count {
+            let name = self.nodes[i].name.clone();
+            self.violation(format!("{name}'s history summary disagrees with its store"));
+        }
+        self.nodes[i].store.state = state;
+    }
+
+    fn load(&mut self, i: usize, request: LoadRequest) {
+        let (messages, more) = self.nodes[i].store.load(&request);
+        let inc = self.nodes[i].incarnation;
+        let input = Input::Loaded { id: request.id, messages, more };
+        self.schedule(self.now, Ev::Deliver { node: i, inc, input, link: None });
     }
 
     pub(crate) fn violation(&mut self, what: String) {
@@ -397,6 +461,8 @@ impl Sim {
             return;
         }
         let from = self.nodes[i].key;
+        self.obs.frames += 1;
+        self.obs.frame_bytes += bytes.len() as u64;
         for d in self.net.deliveries(&self.opts, &mut self.rng) {
             let last = self.fifo.entry((i, j, gen)).or_insert(self.now);
             let at = (self.now + d).max(*last);

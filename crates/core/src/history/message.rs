@@ -1,0 +1,272 @@
+//! Chat messages: identity, signed content, canonical order, limits.
+
+use crate::types::{NodeId, NodeKey, Term};
+use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+use std::fmt;
+
+/// Longest text body, in bytes of UTF-8.
+pub const MAX_BODY_LEN: usize = 16 * 1024;
+/// Most dependencies one message may name.
+pub const MAX_DEPS: usize = 64;
+/// Prefix of the bytes an author signs: a signature for anything else cannot be replayed as a message.
+const SIGNING_DOMAIN: &[u8] = b"chatmesh/message/v1";
+
+/// A message's identity: its author and the author's sequence number (from 1, never reused).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Serialize, Deserialize)]
+pub struct MessageId {
+    pub author: NodeKey,
+    pub seq: u64,
+}
+
+impl fmt::Display for MessageId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.author, self.seq)
+    }
+}
+
+/// A message's place in the canonical history: `(lamport, author, seq)`, a linear extension of causality
+/// (every dependency has a smaller lamport), so two nodes holding the same messages show the same history.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Serialize, Deserialize)]
+pub struct OrderKey {
+    pub lamport: u64,
+    pub author: NodeKey,
+    pub seq: u64,
+}
+
+/// What a message says.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub enum Body {
+    /// Chat text.
+    Text(String),
+    /// A membership or coordinator change, written by the coordinator so that every node shows it at the
+    /// same place in the history.
+    Membership(MembershipEvent),
+}
+
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub enum MembershipEvent {
+    Joined { id: NodeId, key: NodeKey, name: String },
+    Left { id: NodeId, key: NodeKey, name: String },
+    Failed { id: NodeId, key: NodeKey, name: String },
+    CoordinatorChanged { term: Term, id: NodeId, key: NodeKey },
+}
+
+/// An ed25519 signature (serde knows arrays up to 32 bytes, hence two halves).
+#[derive(Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sig(pub [[u8; 32]; 2]);
+
+impl fmt::Debug for Sig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Sig({:02x}{:02x}..)", self.0[0][0], self.0[0][1])
+    }
+}
+
+impl Sig {
+    fn to_bytes(self) -> [u8; 64] {
+        let mut b = [0u8; 64];
+        b[..32].copy_from_slice(&self.0[0]);
+        b[32..].copy_from_slice(&self.0[1]);
+        b
+    }
+
+    fn from_bytes(b: [u8; 64]) -> Sig {
+        let mut halves = [[0u8; 32]; 2];
+        halves[0].copy_from_slice(&b[..32]);
+        halves[1].copy_from_slice(&b[32..]);
+        Sig(halves)
+    }
+}
+
+/// A chat message as it travels and is stored.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Message {
+    pub author: NodeKey,
+    pub seq: u64,
+    /// One more than the largest lamport among the author's previous message and `deps`.
+    pub lamport: u64,
+    /// The heads of the author's history when it wrote (other authors' messages it had seen last).
+    pub deps: Vec<MessageId>,
+    /// When the author wrote it: milliseconds since the Unix epoch by the author's clock (display only).
+    pub sent_at: u64,
+    pub body: Body,
+    pub signature: Sig,
+}
+
+/// Why a message was refused. Nothing was stored, shown or forwarded.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum MessageError {
+    BadSignature,
+    BodyTooLong,
+    TooManyDeps,
+    /// `seq` 0, a lamport not above what it claims to depend on, or a dependency on itself or later.
+    Inconsistent,
+}
+
+impl fmt::Display for MessageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            MessageError::BadSignature => "signature does not verify against the author's key",
+            MessageError::BodyTooLong => "body over the size limit",
+            MessageError::TooManyDeps => "too many dependencies",
+            MessageError::Inconsistent => "inconsistent sequence, lamport or dependencies",
+        })
+    }
+}
+
+#[derive(Serialize)]
+struct Signed<'a> {
+    author: &'a NodeKey,
+    seq: u64,
+    lamport: u64,
+    deps: &'a [MessageId],
+    sent_at: u64,
+    body: &'a Body,
+}
+
+impl Message {
+    /// Writes and signs a message. `key` must be the author's signing key.
+    pub fn sign(key: &SigningKey, seq: u64, lamport: u64, deps: Vec<MessageId>, sent_at: u64, body: Body) -> Message {
+        let author = NodeKey(key.verifying_key().to_bytes());
+        let mut m = Message { author, seq, lamport, deps, sent_at, body, signature: Sig([[0; 32]; 2]) };
+        m.signature = Sig::from_bytes(key.sign(&m.signed_bytes()).to_bytes());
+        m
+    }
+
+    fn signed_bytes(&self) -> Vec<u8> {
+        let signed = Signed {
+            author: &self.author,
+            seq: self.seq,
+            lamport: self.lamport,
+            deps: &self.deps,
+            sent_at: self.sent_at,
+            body: &self.body,
+        };
+        postcard::to_extend(&signed, SIGNING_DOMAIN.to_vec()).expect("a Vec grows as needed")
+    }
+
+    pub fn id(&self) -> MessageId {
+        MessageId { author: self.author, seq: self.seq }
+    }
+
+    pub fn order_key(&self) -> OrderKey {
+        OrderKey { lamport: self.lamport, author: self.author, seq: self.seq }
+    }
+
+    /// Checks limits, internal consistency and the author's signature.
+    pub fn verify(&self) -> Result<(), MessageError> {
+        if let Body::Text(t) = &self.body {
+            if t.len() > MAX_BODY_LEN {
+                return Err(MessageError::BodyTooLong);
+            }
+        }
+        if self.deps.len() > MAX_DEPS {
+            return Err(MessageError::TooManyDeps);
+        }
+        let self_dep = self.deps.iter().any(|d| d.author == self.author && d.seq >= self.seq);
+        if self.seq == 0 || self.lamport == 0 || self_dep {
+            return Err(MessageError::Inconsistent);
+        }
+        let key = VerifyingKey::from_bytes(&self.author.0).map_err(|_| MessageError::BadSignature)?;
+        let sig = Signature::from_bytes(&self.signature.to_bytes());
+        key.verify(&self.signed_bytes(), &sig).map_err(|_| MessageError::BadSignature)
+    }
+
+    /// The hash that enters the history digest: the message's ID and its signed content, signature
+    /// included (two messages with one ID but different content give different hashes).
+    pub fn digest_hash(&self) -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update(self.author.0);
+        h.update(self.seq.to_be_bytes());
+        h.update(Sha256::digest(self.signed_bytes()));
+        h.update(self.signature.to_bytes());
+        h.finalize().into()
+    }
+}
+
+/// The order-independent digest of a set of messages: the XOR of their `digest_hash`es. Equal digests mean
+/// equal histories (the set holds no duplicates, and finding two sets with equal XOR is as hard as a
+/// collision of SHA-256 under XOR sums of distinct preimages, which no one knows how to do).
+#[derive(Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct HistoryDigest(pub [u8; 32]);
+
+impl HistoryDigest {
+    pub fn add(&mut self, m: &Message) {
+        for (a, b) in self.0.iter_mut().zip(m.digest_hash()) {
+            *a ^= b;
+        }
+    }
+
+    /// Sixteen hex digits: enough to compare by eye.
+    pub fn short(&self) -> String {
+        self.0[..8].iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+impl fmt::Debug for HistoryDigest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "HistoryDigest({})", self.short())
+    }
+}
+
+impl fmt::Display for HistoryDigest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0.iter().map(|b| format!("{b:02x}")).collect::<String>())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(b: u8) -> SigningKey {
+        SigningKey::from_bytes(&[b; 32])
+    }
+
+    fn text(s: &str) -> Body {
+        Body::Text(s.into())
+    }
+
+    #[test]
+    fn a_signed_message_verifies_and_any_change_breaks_it() {
+        let m = Message::sign(&key(1), 1, 1, vec![], 1000, text("olá"));
+        assert_eq!(m.verify(), Ok(()));
+        let mut forged = m.clone();
+        forged.body = text("ola");
+        assert_eq!(forged.verify(), Err(MessageError::BadSignature));
+        let mut stolen = m.clone();
+        stolen.author = NodeKey(key(2).verifying_key().to_bytes());
+        assert_eq!(stolen.verify(), Err(MessageError::BadSignature));
+        let mut bumped = m;
+        bumped.lamport = 7;
+        assert_eq!(bumped.verify(), Err(MessageError::BadSignature));
+    }
+
+    #[test]
+    fn limits_are_checked_before_the_signature() {
+        let long = Message::sign(&key(1), 1, 1, vec![], 0, Body::Text("x".repeat(MAX_BODY_LEN + 1)));
+        assert_eq!(long.verify(), Err(MessageError::BodyTooLong));
+        let ok = Message::sign(&key(1), 1, 1, vec![], 0, Body::Text("x".repeat(MAX_BODY_LEN)));
+        assert_eq!(ok.verify(), Ok(()));
+        let zero = Message::sign(&key(1), 0, 1, vec![], 0, text("a"));
+        assert_eq!(zero.verify(), Err(MessageError::Inconsistent));
+    }
+
+    #[test]
+    fn the_digest_does_not_depend_on_order_and_tells_contents_apart() {
+        let a = Message::sign(&key(1), 1, 1, vec![], 0, text("a"));
+        let b = Message::sign(&key(2), 1, 1, vec![], 0, text("b"));
+        let (mut x, mut y) = (HistoryDigest::default(), HistoryDigest::default());
+        x.add(&a);
+        x.add(&b);
+        y.add(&b);
+        y.add(&a);
+        assert_eq!(x, y);
+        let other = Message::sign(&key(2), 1, 1, vec![], 0, text("B"));
+        let mut z = HistoryDigest::default();
+        z.add(&a);
+        z.add(&other);
+        assert_ne!(x, z);
+    }
+}

@@ -1,0 +1,294 @@
+//! The chat history: signed messages, causal delivery, acknowledgements, retransmission and anti-entropy.
+//!
+//! A message is stored exactly when it is delivered (causally ready), so what a node holds of each author is
+//! a contiguous prefix: its *frontier*. The frontier is at once the cumulative acknowledgement (an `Ack`
+//! names it after the messages are durable), the retransmission test (an author nudges a member whose
+//! frontier lags its own), and the anti-entropy summary (peers exchange frontiers and pull what they lack,
+//! in pages in canonical order, which is a linear extension of causality, so every page is deliverable as it
+//! arrives). The core holds only summaries; message bodies live in the store, read through `Output::Load`.
+
+pub mod message;
+mod sync;
+
+use crate::io::{Event, Output};
+use crate::node::{Node, Role};
+use crate::stats::Reject;
+use crate::types::NodeKey;
+use crate::wire::Frame;
+pub use message::{Body, HistoryDigest, MembershipEvent, Message, MessageError, MessageId, OrderKey, Sig};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// Most messages held back waiting for their dependencies; beyond it they are dropped and pulled again.
+pub const MAX_HELD: usize = 4096;
+/// Most messages in one sync page.
+pub const PAGE_MESSAGES: u32 = 512;
+/// Most bytes of message bodies in one sync page (the frame limit is 1 MiB).
+pub const PAGE_BYTES: u32 = 512 * 1024;
+/// Most authors a frontier may list.
+pub const MAX_AUTHORS: usize = 4096;
+/// Most loads served at once; further sync requests wait for the requester to retry.
+pub const MAX_PENDING_LOADS: usize = 16;
+
+/// What this node holds of one author: the last message of its contiguous prefix.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
+pub struct AuthorState {
+    pub seq: u64,
+    pub lamport: u64,
+}
+
+/// author -> highest contiguous seq held.
+pub type Frontier = BTreeMap<NodeKey, u64>;
+
+/// The durable summary of the history a node holds. The driver stores it in the same transaction as the
+/// messages it summarizes (`Output::Store`), and hands the last one back to `Node::new` after a restart.
+#[derive(Clone, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
+pub struct HistoryState {
+    pub authors: BTreeMap<NodeKey, AuthorState>,
+    /// The largest lamport held: a new message gets one more.
+    pub clock: u64,
+    /// Messages no held message depends on (with their lamports): the next own message's dependencies.
+    pub heads: Vec<(MessageId, u64)>,
+    pub digest: HistoryDigest,
+    pub count: u64,
+}
+
+impl HistoryState {
+    pub fn frontier(&self) -> Frontier {
+        self.authors.iter().map(|(k, a)| (*k, a.seq)).collect()
+    }
+
+    pub fn seq_of(&self, author: &NodeKey) -> u64 {
+        self.authors.get(author).map_or(0, |a| a.seq)
+    }
+
+    /// Whether `m` can be delivered now: the author's previous message and every dependency are held.
+    fn ready(&self, m: &Message) -> bool {
+        self.seq_of(&m.author) + 1 == m.seq && m.deps.iter().all(|d| self.seq_of(&d.author) >= d.seq)
+    }
+
+    /// Whether `m`'s lamport is consistent with what we know of its predecessors.
+    fn lamport_consistent(&self, m: &Message) -> bool {
+        let own = self.authors.get(&m.author).map_or(0, |a| a.lamport);
+        let latest_deps = m.deps.iter().filter_map(|d| self.authors.get(&d.author).filter(|a| a.seq == d.seq));
+        m.lamport > own && latest_deps.into_iter().all(|a| m.lamport > a.lamport)
+    }
+
+    fn apply(&mut self, m: &Message) {
+        self.authors.insert(m.author, AuthorState { seq: m.seq, lamport: m.lamport });
+        self.clock = self.clock.max(m.lamport);
+        self.heads.retain(|(h, _)| h.author != m.author && !m.deps.contains(h));
+        self.heads.push((m.id(), m.lamport));
+        if self.heads.len() > message::MAX_DEPS {
+            // Keep the most recent heads; an older one is almost surely covered by them already.
+            self.heads.sort_by_key(|(id, lamport)| std::cmp::Reverse((*lamport, *id)));
+            self.heads.truncate(message::MAX_DEPS);
+        }
+        self.digest.add(m);
+        self.count += 1;
+    }
+}
+
+/// Delivery status of one of this node's own messages.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct DeliveryStatus {
+    /// Durable here (always true for a message this node sent: it is stored before it is shown).
+    pub stored: bool,
+    /// Current alive members other than this node that acknowledged it.
+    pub acked: usize,
+    /// Current alive members other than this node.
+    pub members: usize,
+}
+
+/// Volatile history state: what the durable summary does not hold.
+#[derive(Debug, Default)]
+pub(crate) struct History {
+    pub state: HistoryState,
+    /// Valid messages waiting for a dependency.
+    pub held: BTreeMap<MessageId, Message>,
+    /// What each peer is known to hold (from its acks and frontiers).
+    pub peers: BTreeMap<NodeKey, Frontier>,
+    /// The peer we are pulling pages from, if any, and when we give up on it.
+    pub sync: Option<(NodeKey, Instant)>,
+    /// Loads asked of the driver: id -> the peer the page is for.
+    pub loads: BTreeMap<u64, NodeKey>,
+    pub next_load: u64,
+    /// Retransmission backoff per member: when we may nudge it next, and the current interval.
+    pub nudge: BTreeMap<NodeKey, (Instant, Duration)>,
+    /// A wall clock reading from the driver: (instant, Unix milliseconds then).
+    pub wall: Option<(Instant, u64)>,
+}
+
+impl History {
+    pub fn new(state: HistoryState) -> History {
+        History { state, ..History::default() }
+    }
+}
+
+impl Node {
+    /// The durable history summary.
+    pub fn history(&self) -> &HistoryState {
+        &self.history.state
+    }
+
+    /// The status of this node's own message `seq`.
+    pub fn delivery_status(&self, seq: u64) -> DeliveryStatus {
+        let me = self.cfg.key;
+        let stored = self.history.state.seq_of(&me) >= seq;
+        let others: Vec<NodeKey> = self
+            .view
+            .as_ref()
+            .filter(|_| matches!(self.role, Role::Member | Role::Coordinator))
+            .map(|v| v.alive().map(|m| m.key).filter(|k| *k != me).collect())
+            .unwrap_or_default();
+        let acked = others.iter().filter(|k| self.peer_holds(k, &me) >= seq).count();
+        DeliveryStatus { stored, acked, members: others.len() }
+    }
+
+    fn peer_holds(&self, peer: &NodeKey, author: &NodeKey) -> u64 {
+        self.history.peers.get(peer).and_then(|f| f.get(author)).copied().unwrap_or(0)
+    }
+
+    pub(crate) fn set_wall_clock(&mut self, now: Instant, unix_ms: u64) {
+        self.history.wall = Some((now, unix_ms));
+    }
+
+    fn wall_ms(&self, now: Instant) -> u64 {
+        self.history.wall.map_or(0, |(at, ms)| ms + now.saturating_duration_since(at).as_millis() as u64)
+    }
+
+    /// Writes a message as this node: durable first, shown as sent, then pushed to every alive member.
+    /// Refused (with the reason) only for a body over the limit; never because of an election.
+    pub(crate) fn author(&mut self, now: Instant, body: Body) -> Result<MessageId, MessageError> {
+        if let Body::Text(t) = &body {
+            if t.len() > message::MAX_BODY_LEN {
+                return Err(MessageError::BodyTooLong);
+            }
+        }
+        let me = self.cfg.key;
+        let st = &self.history.state;
+        let seq = st.seq_of(&me) + 1;
+        let lamport = st.clock.saturating_add(1);
+        let deps: Vec<MessageId> = st.heads.iter().map(|(id, _)| *id).filter(|id| id.author != me).collect();
+        let m = Message::sign(&self.signing, seq, lamport, deps, self.wall_ms(now), body);
+        let id = m.id();
+        self.history.state.apply(&m);
+        let state = self.history.state.clone();
+        self.out.push_back(Output::Store { messages: vec![m.clone()], state });
+        self.event(Event::Sent { message: m.clone() });
+        self.push_to_members(&m);
+        Ok(id)
+    }
+
+    fn push_to_members(&mut self, m: &Message) {
+        if !matches!(self.role, Role::Member | Role::Coordinator) {
+            return;
+        }
+        let Some(view) = &self.view else { return };
+        let to: Vec<NodeKey> = view.alive().map(|x| x.key).filter(|k| *k != self.cfg.key).collect();
+        match (Frame::Messages { messages: vec![m.clone()] }).encode() {
+            Ok(bytes) => {
+                for key in to {
+                    self.send_bytes(key, bytes.clone());
+                }
+            }
+            Err(e) => tracing::error!(node = %self.cfg.key, "message not sent: {e}"),
+        }
+    }
+
+    /// Coordinator: records a membership change in the history, so every node shows it at one place.
+    pub(crate) fn record(&mut self, now: Instant, event: MembershipEvent) {
+        if let Err(e) = self.author(now, Body::Membership(event)) {
+            tracing::error!(node = %self.cfg.key, "membership event not recorded: {e}");
+        }
+    }
+
+    /// Messages from a peer (pushed by their author, or a sync page): verify, deliver what is ready, hold
+    /// back the rest, store the delivered ones in one batch, then acknowledge them to their authors.
+    pub(crate) fn on_messages(&mut self, now: Instant, from: NodeKey, messages: Vec<Message>) {
+        let mut batch = Vec::new();
+        for m in messages {
+            let id = m.id();
+            if self.history.state.seq_of(&m.author) >= m.seq || self.history.held.contains_key(&id) {
+                continue;
+            }
+            if let Err(e) = m.verify() {
+                self.reject(Reject::BadMessage, &format!("{id} from {from}: {e}"));
+                continue;
+            }
+            if self.history.state.ready(&m) {
+                self.deliver(m, &mut batch);
+            } else if self.history.held.len() < MAX_HELD {
+                self.history.held.insert(id, m);
+            }
+        }
+        if batch.is_empty() {
+            if !self.history.held.is_empty() && self.history.sync.is_none() {
+                self.start_sync(now, from);
+            }
+            return;
+        }
+        self.commit(batch);
+    }
+
+    /// Delivers `m` and then whatever held messages it made ready, in causal order.
+    fn deliver(&mut self, m: Message, batch: &mut Vec<Message>) {
+        if !self.history.state.lamport_consistent(&m) {
+            self.reject(Reject::BadMessage, &format!("{}: lamport not above its predecessors", m.id()));
+            return;
+        }
+        self.history.state.apply(&m);
+        batch.push(m);
+        loop {
+            let ready = self.history.held.values().find(|h| self.history.state.ready(h)).map(Message::id);
+            let Some(id) = ready else { break };
+            let h = self.history.held.remove(&id).expect("just found");
+            if self.history.state.lamport_consistent(&h) {
+                self.history.state.apply(&h);
+                batch.push(h);
+            }
+        }
+        let st = &self.history.state;
+        self.history.held.retain(|id, _| st.seq_of(&id.author) < id.seq);
+    }
+
+    /// Stores a delivered batch (durable before anything that follows), shows it, then acknowledges it.
+    fn commit(&mut self, batch: Vec<Message>) {
+        let state = self.history.state.clone();
+        let mut authors: Vec<NodeKey> = batch.iter().map(|m| m.author).collect();
+        authors.sort_unstable();
+        authors.dedup();
+        self.out.push_back(Output::Store { messages: batch.clone(), state });
+        for m in batch {
+            self.event(Event::Delivered { message: m });
+        }
+        let me = self.cfg.key;
+        for author in authors.into_iter().filter(|a| *a != me) {
+            let seq = self.history.state.seq_of(&author);
+            self.send(author, &Frame::Ack { acks: vec![(author, seq)] });
+        }
+    }
+
+    pub(crate) fn on_ack(&mut self, from: NodeKey, acks: Vec<(NodeKey, u64)>) {
+        for (author, seq) in acks.into_iter().take(MAX_AUTHORS) {
+            self.learn_peer_holds(from, author, seq);
+        }
+    }
+
+    /// Records that `peer` holds `author` up to `seq` (acks and frontiers only ever move it forward).
+    pub(crate) fn learn_peer_holds(&mut self, peer: NodeKey, author: NodeKey, seq: u64) {
+        let known = self.history.peers.entry(peer).or_default();
+        if known.len() >= MAX_AUTHORS && !known.contains_key(&author) {
+            return;
+        }
+        let entry = known.entry(author).or_default();
+        if seq > *entry {
+            *entry = seq;
+            if author == self.cfg.key {
+                self.history.nudge.remove(&peer);
+                self.event(Event::Acked { member: peer, upto: seq });
+            }
+        }
+    }
+}

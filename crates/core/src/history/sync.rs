@@ -1,0 +1,178 @@
+//! Anti-entropy and retransmission: peers exchange frontiers and pull what they lack, in pages.
+//!
+//! - A node sends its frontier when a link comes up, when it enters the mesh, to members a new view
+//!   brings, to one random linked member every `anti_entropy_interval`, and as retransmission: an author
+//!   whose member has not acknowledged its latest message re-sends its frontier to it with backoff
+//!   (`retransmit_interval` doubling to `retransmit_max`), and the member pulls the missing messages.
+//! - A node that sees a peer holding more than it does pulls from that peer: `SyncRequest` with its own
+//!   frontier and a cursor; the peer answers a `SyncPage` with the messages the requester lacks, the
+//!   smallest in canonical order first, at most `PAGE_MESSAGES` and `PAGE_BYTES`; pages continue after the
+//!   last message received until the peer says there is no more. One sync at a time, so memory is bounded
+//!   by one page plus the hold-back queue.
+
+use super::{Frontier, Message, OrderKey, MAX_AUTHORS, MAX_PENDING_LOADS, PAGE_BYTES, PAGE_MESSAGES};
+use crate::io::{LoadRequest, Output};
+use crate::node::{Link, Node, Role};
+use crate::stats::Reject;
+use crate::timer::Timer;
+use crate::types::NodeKey;
+use crate::wire::Frame;
+use rand::seq::IteratorRandom;
+use std::time::Instant;
+
+impl Node {
+    fn frontier_vec(&self) -> Vec<(NodeKey, u64)> {
+        self.history.state.authors.iter().map(|(k, a)| (*k, a.seq)).take(MAX_AUTHORS).collect()
+    }
+
+    pub(crate) fn send_frontier(&mut self, to: NodeKey, reply: bool) {
+        if to != self.cfg.key {
+            let frontier = self.frontier_vec();
+            self.send(to, &Frame::Frontier { frontier, reply });
+        }
+    }
+
+    pub(crate) fn on_frontier(&mut self, now: Instant, from: NodeKey, frontier: Vec<(NodeKey, u64)>, reply: bool) {
+        if frontier.len() > MAX_AUTHORS {
+            self.reject(Reject::OutOfBounds, &format!("frontier of {} authors from {from}", frontier.len()));
+            return;
+        }
+        for (author, seq) in &frontier {
+            self.learn_peer_holds(from, *author, *seq);
+        }
+        let theirs: Frontier = frontier.into_iter().collect();
+        let mine = &self.history.state;
+        let they_have_more = theirs.iter().any(|(a, s)| *s > mine.seq_of(a));
+        let i_have_more = mine.authors.iter().any(|(a, st)| st.seq > theirs.get(a).copied().unwrap_or(0));
+        if they_have_more {
+            self.start_sync(now, from);
+        }
+        if i_have_more && !reply {
+            self.send_frontier(from, true);
+        }
+    }
+
+    /// Starts pulling from `peer` unless a sync is already running.
+    pub(crate) fn start_sync(&mut self, now: Instant, peer: NodeKey) {
+        if self.history.sync.is_some() || peer == self.cfg.key {
+            return;
+        }
+        self.request_page(now, peer, None);
+    }
+
+    fn request_page(&mut self, now: Instant, peer: NodeKey, after: Option<OrderKey>) {
+        let frontier = self.frontier_vec();
+        self.send(peer, &Frame::SyncRequest { frontier, after, limit: PAGE_MESSAGES });
+        let deadline = now + self.cfg.timing.sync_timeout;
+        self.history.sync = Some((peer, deadline));
+        self.timers.set(Timer::SyncDeadline, deadline);
+    }
+
+    /// A peer pulls from us: ask the driver for the page (the core holds no message bodies).
+    pub(crate) fn on_sync_request(
+        &mut self,
+        from: NodeKey,
+        frontier: Vec<(NodeKey, u64)>,
+        after: Option<OrderKey>,
+        limit: u32,
+    ) {
+        if frontier.len() > MAX_AUTHORS {
+            self.reject(Reject::OutOfBounds, &format!("sync request of {} authors from {from}", frontier.len()));
+            return;
+        }
+        if self.history.loads.len() >= MAX_PENDING_LOADS {
+            // The requester retries after its sync timeout.
+            return;
+        }
+        let id = self.history.next_load;
+        self.history.next_load += 1;
+        self.history.loads.insert(id, from);
+        let request = LoadRequest {
+            id,
+            frontier: frontier.into_iter().collect(),
+            after,
+            max_messages: limit.clamp(1, PAGE_MESSAGES),
+            max_bytes: PAGE_BYTES,
+        };
+        self.out.push_back(Output::Load(request));
+    }
+
+    /// The driver answered a load: send the page to whoever asked.
+    pub(crate) fn on_loaded(&mut self, id: u64, messages: Vec<Message>, more: bool) {
+        if let Some(peer) = self.history.loads.remove(&id) {
+            self.send(peer, &Frame::SyncPage { messages, more });
+        }
+    }
+
+    pub(crate) fn on_sync_page(&mut self, now: Instant, from: NodeKey, messages: Vec<Message>, more: bool) {
+        let last = messages.last().map(Message::order_key);
+        self.on_messages(now, from, messages);
+        if self.history.sync.is_some_and(|(p, _)| p == from) {
+            match (more, last) {
+                (true, Some(after)) => self.request_page(now, from, Some(after)),
+                _ => {
+                    self.history.sync = None;
+                    self.timers.cancel(Timer::SyncDeadline);
+                    self.sync_from_whoever_has_more(now);
+                }
+            }
+        }
+    }
+
+    /// The peer we pulled from went quiet: forget it, and pull from whoever is known to hold more.
+    pub(crate) fn on_sync_deadline(&mut self, now: Instant) {
+        self.history.sync = None;
+        self.sync_from_whoever_has_more(now);
+    }
+
+    fn sync_from_whoever_has_more(&mut self, now: Instant) {
+        let mine = &self.history.state;
+        let ahead = self.history.peers.iter().find(|(peer, f)| {
+            self.peers.get(*peer).is_some_and(|p| p.link == Link::Up) && f.iter().any(|(a, s)| *s > mine.seq_of(a))
+        });
+        if let Some((peer, _)) = ahead {
+            let peer = *peer;
+            self.start_sync(now, peer);
+        }
+    }
+
+    /// Retransmission: nudge every alive member that lags our own messages, with backoff per member.
+    pub(crate) fn on_retransmit_timer(&mut self, now: Instant) {
+        let timing = self.cfg.timing.clone();
+        let me = self.cfg.key;
+        let mine = self.history.state.seq_of(&me);
+        let lagging: Vec<NodeKey> = match (&self.view, self.role) {
+            (Some(v), Role::Member | Role::Coordinator) if mine > 0 => v
+                .alive()
+                .map(|m| m.key)
+                .filter(|k| *k != me && self.history.peers.get(k).and_then(|f| f.get(&me)).copied().unwrap_or(0) < mine)
+                .collect(),
+            _ => Vec::new(),
+        };
+        for key in lagging {
+            let (next, interval) = *self.history.nudge.entry(key).or_insert((now, timing.retransmit_interval));
+            if now >= next {
+                self.send_frontier(key, false);
+                let interval = (interval * 2).min(timing.retransmit_max);
+                self.history.nudge.insert(key, (now + interval, interval));
+            }
+        }
+        self.timers.set(Timer::Retransmit, now + timing.retransmit_interval);
+    }
+
+    /// Periodic anti-entropy with one random linked member.
+    pub(crate) fn on_anti_entropy_timer(&mut self, now: Instant) {
+        let me = self.cfg.key;
+        let linked = self
+            .view
+            .iter()
+            .flat_map(|v| v.alive())
+            .map(|m| m.key)
+            .filter(|k| *k != me && self.peers.get(k).is_some_and(|p| p.link == Link::Up));
+        if let Some(peer) = linked.choose(&mut self.rng) {
+            self.send_frontier(peer, false);
+        }
+        let delay = self.jitter(self.cfg.timing.anti_entropy_interval);
+        self.timers.set(Timer::AntiEntropy, now + delay);
+    }
+}
