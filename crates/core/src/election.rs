@@ -74,9 +74,9 @@ impl Node {
 
     /// Somebody lower-ranked is running: answer it. Then:
     /// - a coordinator with members above it hands over (runs, and loses to them);
-    /// - a coordinator at the top re-announces at a new term if the candidate proposed one above its own
-    ///   (`/elect`, or a candidate whose suspicion came from the current term), once per term; otherwise it
-    ///   proves it is alive with a heartbeat, which ends the candidate's election;
+    /// - a coordinator at the top that the candidate suspects proves it is alive with a heartbeat, which
+    ///   ends the candidate's election without a new term; to a forced election (`/elect`, a take-over) it
+    ///   re-announces at a new term if the candidate proposed one above its own, so once per term;
     /// - a member runs its own election only if its coordinator is not both alive and above it: otherwise
     ///   the outcome does not depend on it, and a cascade of elections would only churn terms.
     pub(crate) fn on_election(&mut self, now: Instant, from: NodeKey, proposed: Term, suspect: Option<NodeKey>) {
@@ -86,6 +86,12 @@ impl Node {
         let me = self.my_rank();
         let view = self.view.as_ref().expect("a member has a view");
         let Some(their_rank) = view.get(&from).filter(|m| m.is_alive()).map(|m| m.rank()) else {
+            if self.role == Role::Coordinator && view.get(&from).is_some() {
+                // A member we declared failed that is alive after all: our view tells it to rejoin.
+                let view = view.clone();
+                self.send(from, &Frame::View { view });
+                return;
+            }
             self.redirect(from);
             self.reject(crate::stats::Reject::NotMember, &format!("election from {from}"));
             return;
@@ -100,7 +106,7 @@ impl Node {
         if self.role == Role::Coordinator {
             if !at_top {
                 self.start_election(now, None);
-            } else if proposed > term {
+            } else if suspect != Some(self.cfg.key) && proposed > term {
                 self.stats.elections_started += 1;
                 self.event(Event::ElectionStarted { term: term.saturating_add(1) });
                 self.win_election(now, term.saturating_add(1), None);

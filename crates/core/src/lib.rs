@@ -59,6 +59,7 @@ mod view;
 mod wire;
 
 pub use config::{key_of, Config, Timing};
+pub use ed25519_dalek::SigningKey;
 pub use history::{
     AuthorState, Body, DeliveryStatus, Frontier, HistoryDigest, HistoryState, MembershipEvent, Message, MessageError,
     MessageId, OrderKey, MAX_HELD, PAGE_BYTES, PAGE_MESSAGES,

@@ -29,8 +29,8 @@ impl Node {
             self.reject(Reject::NotCoordinator, &format!("join from {from}"));
             return;
         }
-        self.next_id_seen = self.next_id_seen.max(join.next_id_seen);
         let mut view = self.view.clone().expect("a coordinator has a view");
+        self.learn_next_id(view.next_id, join.next_id_seen);
         let was_member = view.is_alive(&from);
         let raised = view.raise_next_id(self.next_id_seen);
         let admission = view.admit(from, &join.name, join.addr, join.id_hint);
@@ -195,9 +195,11 @@ impl Node {
         match self.role {
             Role::Joining if self.joining.is_some_and(|c| c.key == from && c.key != hint.key) => self.join(now, hint),
             Role::Member | Role::Coordinator => {
+                // A greater (term, coordinator) means we are behind; an equal one, sent in answer to us, means
+                // its sender does not count us as a member: either way the hinted coordinator sorts it out.
                 let view = self.view.as_ref().expect("a member has a view");
                 let mine = (view.term, view.rank_of(&view.coordinator));
-                if (term, Some(hint.rank())) > mine {
+                if (term, Some(hint.rank())) >= mine {
                     self.join(now, hint);
                 }
             }
@@ -223,15 +225,15 @@ impl Node {
             next_id_seen: self.next_id_seen,
         };
         let from_coordinator = view.coordinator == from;
-        let term = view.term;
+        let my_term = view.term;
         let outranks_me = view.rank_of(&from).is_some_and(|r| r > self.my_rank());
-        if from_coordinator && term == view.term && self.role == Role::Member {
+        if from_coordinator && term == my_term && self.role == Role::Member {
             self.coordinator_alive(now);
         }
         self.send(from, &ack);
         if self.leaving && from_coordinator {
             // Our `Leave` may have been lost: repeat it until the coordinator records it.
-            self.send(from, &Frame::Leave { term });
+            self.send(from, &Frame::Leave { term: my_term });
         }
         // The coordinator is alive: a suspicion of it is unfounded, and an election it outranks is moot.
         if from_coordinator && self.election.as_ref().is_some_and(|e| e.suspect == Some(from) || outranks_me) {
@@ -254,14 +256,25 @@ impl Node {
         // Any other (term, version) than ours means the member holds another view: older, or of another
         // coordinator of the same term. Either way it needs ours (and tells us if ours is the stale one).
         let behind = !view.is_alive(&from) || held != (view.term, view.version, view.coordinator);
-        if next_id_seen > view.next_id {
-            self.next_id_seen = self.next_id_seen.max(next_id_seen);
-            let view = view.clone();
+        let current = view.next_id;
+        if next_id_seen > current && self.learn_next_id(current, next_id_seen) {
+            let view = self.view.clone().expect("a coordinator has a view");
             self.publish(now, view, None);
         } else if behind {
-            let view = view.clone();
+            let view = self.view.clone().expect("a coordinator has a view");
             self.send(from, &Frame::View { view });
         }
+    }
+
+    /// Takes up a `next_id` a member has seen, if plausible: no real mesh is more than a view's worth of
+    /// IDs ahead of another part. Returns whether it was taken.
+    fn learn_next_id(&mut self, current: NodeId, seen: NodeId) -> bool {
+        if seen.0 > current.0.saturating_add(crate::view::MAX_VIEW_ENTRIES as u32) {
+            self.reject(Reject::OutOfBounds, &format!("next_id {seen} far beyond {current}"));
+            return false;
+        }
+        self.next_id_seen = self.next_id_seen.max(seen);
+        true
     }
 
     /// Coordinator, every `heartbeat_interval`: heartbeat the members, declare the silent ones failed.
@@ -302,10 +315,13 @@ impl Node {
         }
         if changed {
             self.stats.members_failed += keys.len() as u64;
-            for key in keys {
-                self.disconnect(key);
-            }
             self.publish(now, view, None);
+            // Tell them too, best effort: one that is alive after all (a stall, a dial that failed by
+            // chance) learns it is out and rejoins, instead of running an election nobody answers.
+            let view = self.view.clone().expect("just published");
+            for key in keys {
+                self.send(key, &Frame::View { view: view.clone() });
+            }
         }
     }
 
@@ -377,6 +393,11 @@ impl Node {
         if self.role != Role::Coordinator || self.leaving {
             self.redirect(from);
             self.reject(Reject::NotCoordinator, &format!("merge request from {from}"));
+            return;
+        }
+        let mine = self.view.as_ref().expect("a coordinator has a view");
+        if mine.is_alive(&from) && theirs.term <= mine.term {
+            // Already merged (a request that was in flight, or repeated): nothing new to take.
             return;
         }
         let their_rank = theirs.rank_of(&from).expect("validated");

@@ -99,6 +99,7 @@ impl Node {
     /// it was asked to persist and store) at `now`. It begins by looking for its mesh.
     pub fn new(mut cfg: Config, snapshot: Snapshot, history: HistoryState, now: Instant) -> Node {
         cfg.key = key_of(&cfg.secret);
+        truncate_name(&mut cfg.name);
         let signing = SigningKey::from_bytes(&cfg.secret);
         let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
         let nonce = rng.gen();
@@ -251,7 +252,7 @@ impl Node {
 
     /// A term above every term this node has held: what it announces next.
     pub(crate) fn fresh_term(&self, at_least: Term) -> Term {
-        at_least.max(self.max_term.saturating_add(1))
+        at_least.max(self.max_term.saturating_add(1)).min(crate::view::MAX_TERM)
     }
 
     pub(crate) fn my_rank(&self) -> Rank {
@@ -308,7 +309,7 @@ impl Node {
             Frame::Messages { messages } => self.on_messages(now, from, messages),
             Frame::Ack { acks } => self.on_ack(from, acks),
             Frame::Frontier { frontier, reply } => self.on_frontier(now, from, frontier, reply),
-            Frame::SyncRequest { frontier, after, limit } => self.on_sync_request(from, frontier, after, limit),
+            Frame::SyncRequest { frontier, after, limit } => self.on_sync_request(now, from, frontier, after, limit),
             Frame::SyncPage { messages, more } => self.on_sync_page(now, from, messages, more),
         }
     }
@@ -484,6 +485,10 @@ impl Node {
 
     fn on_connect_failed(&mut self, now: Instant, key: NodeKey) {
         let Some(peer) = self.peers.get_mut(&key) else { return };
+        if peer.link == Link::Up {
+            // Our dial failed, but a link is up (the peer dialled us meanwhile): nothing is wrong.
+            return;
+        }
         peer.link = Link::Down;
         peer.unreachable = true;
         peer.queue.clear();
@@ -589,7 +594,7 @@ impl Node {
     /// `skip` (a joiner, who gets it in its `Welcome`).
     pub(crate) fn publish(&mut self, now: Instant, mut view: View, skip: Option<NodeKey>) {
         let old = self.view.clone();
-        view.version = self.view.as_ref().map_or(1, |v| v.version + 1);
+        view.version = self.view.as_ref().map_or(1, |v| v.version.saturating_add(1));
         view.coordinator = self.cfg.key;
         view.raise_next_id(self.next_id_seen);
         self.install_view(view);
@@ -662,6 +667,17 @@ impl Node {
         ] {
             self.timers.cancel(t);
         }
+    }
+}
+
+/// Names longer than the limit would make every view that lists them invalid: cut at a char boundary.
+fn truncate_name(name: &mut String) {
+    if name.len() > crate::view::MAX_NAME_LEN {
+        let mut end = crate::view::MAX_NAME_LEN;
+        while !name.is_char_boundary(end) {
+            end -= 1;
+        }
+        name.truncate(end);
     }
 }
 

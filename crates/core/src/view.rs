@@ -12,6 +12,11 @@ use std::net::SocketAddr;
 pub const MAX_NAME_LEN: usize = 64;
 /// Most entries a view may hold (alive, failed and departed together).
 pub const MAX_VIEW_ENTRIES: usize = 4096;
+/// The largest term or version a view may carry: far beyond any real mesh, and far enough below
+/// `u64::MAX` that no increment can overflow.
+pub const MAX_TERM: Term = u64::MAX >> 2;
+/// The largest `next_id` a view may carry, so that handing out IDs can never wrap or saturate.
+pub const MAX_NEXT_ID: NodeId = NodeId(u32::MAX >> 2);
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub enum MemberState {
@@ -86,6 +91,8 @@ pub enum ViewError {
     NameTooLong,
     CoordinatorMissing,
     NextIdTooLow,
+    /// A term, version or `next_id` beyond the bounds no real mesh reaches.
+    OutOfRange,
 }
 
 impl View {
@@ -131,6 +138,9 @@ impl View {
 
     /// Checks what a view from the network must satisfy before anything trusts it.
     pub fn validate(&self) -> Result<(), ViewError> {
+        if self.term > MAX_TERM || self.version > MAX_TERM || self.next_id > MAX_NEXT_ID {
+            return Err(ViewError::OutOfRange);
+        }
         if self.members.len() > MAX_VIEW_ENTRIES {
             return Err(ViewError::TooManyEntries);
         }
@@ -157,8 +167,9 @@ impl View {
         Ok(())
     }
 
-    /// Raises `next_id` to at least `floor`; returns whether it moved.
+    /// Raises `next_id` to at least `floor` (never beyond `MAX_NEXT_ID`); returns whether it moved.
     pub fn raise_next_id(&mut self, floor: NodeId) -> bool {
+        let floor = floor.min(MAX_NEXT_ID);
         if floor > self.next_id {
             self.next_id = floor;
             true
@@ -172,7 +183,8 @@ impl View {
     /// (its `Welcome` was lost) or one from a part it has since left. Otherwise a known key keeps its ID here,
     /// and an unknown key gets a fresh ID.
     pub fn admit(&mut self, key: NodeKey, name: &str, addr: SocketAddr, id_hint: Option<NodeId>) -> Admission {
-        let hint = id_hint.filter(|h| h.0 > 0 && self.by_id(*h).is_none_or(|m| m.key == key));
+        let plausible = |h: &NodeId| h.0 > 0 && h.0 < self.next_id.0.saturating_add(MAX_VIEW_ENTRIES as u32);
+        let hint = id_hint.filter(|h| plausible(h) && self.by_id(*h).is_none_or(|m| m.key == key));
         if let Some(i) = self.members.iter().position(|m| m.key == key) {
             let mut m = self.members.remove(i);
             let mut changed = m.state != MemberState::Alive || m.addr != addr || m.name != name;
@@ -218,23 +230,27 @@ impl View {
     pub fn merge(&mut self, other: &View) -> Vec<Reassignment> {
         self.raise_next_id(other.next_id);
         let mut moved = Vec::new();
-        for theirs in &other.members {
-            if let Some(i) = self.members.iter().position(|m| m.key == theirs.key) {
-                if theirs.is_alive() && !self.members[i].is_alive() {
-                    let mut mine = self.members.remove(i);
-                    if self.by_id(theirs.id).is_none() {
-                        mine.id = theirs.id;
-                    }
-                    mine.state = MemberState::Alive;
-                    mine.addr = theirs.addr;
-                    mine.name.clone_from(&theirs.name);
-                    if mine.id != theirs.id {
-                        moved.push(Reassignment { key: mine.key, old: theirs.id, new: mine.id });
-                    }
-                    self.insert(mine);
-                }
+        // Keys known on both sides first, so that an ID one of them leaves is free before new keys look.
+        let (known, new): (Vec<&Member>, Vec<&Member>) = other.members.iter().partition(|m| self.get(&m.key).is_some());
+        for theirs in known {
+            let i = self.members.iter().position(|m| m.key == theirs.key).expect("partitioned");
+            if !theirs.is_alive() || self.members[i].is_alive() {
                 continue;
             }
+            let mut mine = self.members.remove(i);
+            if self.by_id(theirs.id).is_none() {
+                mine.id = theirs.id;
+            }
+            mine.state = MemberState::Alive;
+            mine.addr = theirs.addr;
+            mine.name.clone_from(&theirs.name);
+            if mine.id != theirs.id {
+                moved.push(Reassignment { key: mine.key, old: theirs.id, new: mine.id });
+            }
+            self.raise_next_id(mine.id.next());
+            self.insert(mine);
+        }
+        for theirs in new {
             let mut member = theirs.clone();
             if self.by_id(member.id).is_some() {
                 let new = self.next_id;
@@ -312,6 +328,35 @@ mod tests {
         // A hint held by another key is not honoured.
         assert_eq!(v.admit(key(2), "b", addr(), Some(NodeId(1))).id, NodeId(5));
         assert!(v.validate().is_ok());
+    }
+
+    #[test]
+    fn merge_moves_revived_keys_before_judging_clashes() {
+        // P is failed as #3 here and alive as #5 there; Q is new with #3. P moves to #5 first, so #3 is
+        // free for Q and nobody's ID changes.
+        let mut here = View::founding(1, member(1, 1));
+        here.admit(key(2), "x", addr(), None);
+        here.admit(key(80), "p", addr(), Some(NodeId(3)));
+        here.set_state(&key(80), MemberState::Failed);
+        let mut there = View::founding(1, member(4, 9));
+        there.admit(key(81), "q", addr(), Some(NodeId(3)));
+        there.admit(key(80), "p", addr(), Some(NodeId(5)));
+        let moved = here.merge(&there);
+        assert!(moved.is_empty(), "{moved:?}");
+        assert_eq!(here.get(&key(80)).unwrap().id, NodeId(5));
+        assert_eq!(here.get(&key(81)).unwrap().id, NodeId(3));
+        assert!(here.validate().is_ok());
+    }
+
+    #[test]
+    fn implausible_hints_and_next_ids_from_the_network_are_bounded() {
+        let mut v = View::founding(1, member(1, 1));
+        assert_eq!(v.admit(key(2), "b", addr(), Some(NodeId(u32::MAX))).id, NodeId(2));
+        v.raise_next_id(NodeId(u32::MAX));
+        assert_eq!(v.next_id, MAX_NEXT_ID);
+        assert!(v.validate().is_ok());
+        v.term = u64::MAX;
+        assert_eq!(v.validate(), Err(ViewError::OutOfRange));
     }
 
     #[test]

@@ -148,23 +148,10 @@ pub fn history_problems(sim: &Sim) -> Vec<String> {
     problems
 }
 
-/// Promise 6 over the whole run: a node whose own durable ID changed (restarts included) either lost it to a
-/// clash (another key was bound to that ID in some view) or went back to an ID it held before, in the
-/// registry of the part that absorbed its own in a merge; never for nothing.
-pub fn id_problems(sim: &Sim) -> Vec<String> {
-    let mut problems = Vec::new();
-    for &(i, old, new) in &sim.obs.id_changes {
-        let key = sim.nodes[i].key;
-        let clash = sim.obs.bindings.get(&old).is_some_and(|keys| keys.iter().any(|k| *k != key));
-        let held_before = sim.obs.id_changes.iter().any(|&(j, o, _)| j == i && o == new);
-        if !clash && !held_before {
-            problems.push(format!(
-                "{} went from ID {old} to {new} although no other key ever held {old}",
-                sim.nodes[i].name
-            ));
-        }
-    }
-    problems
+/// Promise 6 over the whole run: how many times a node's own durable ID changed (each change is checked
+/// when it happens, against the view that caused it; see `Sim::persist`).
+pub fn id_changes(sim: &Sim) -> usize {
+    sim.obs.id_changes.len()
 }
 
 fn names_of(sim: &Sim, part: &[usize]) -> Vec<String> {

@@ -379,6 +379,15 @@ impl Sim {
         if let (Some(old), Some(new)) = (self.nodes[i].durable.my_id, snapshot.my_id) {
             if old != new {
                 self.obs.id_changes.push((i, old, new));
+                // Promise 6: the view that moved us must show why: another key holds our old ID, or we go
+                // back to an ID we held before (the registry of a part that absorbed ours).
+                let me = self.nodes[i].key;
+                let clash = snapshot.view.as_ref().and_then(|v| v.by_id(old)).is_some_and(|m| m.key != me);
+                let held_before = self.obs.id_changes.iter().any(|&(j, o, _)| j == i && o == new);
+                if !clash && !held_before {
+                    let name = self.nodes[i].name.clone();
+                    self.violation(format!("{name} went from ID {old} to {new} although no other key holds {old}"));
+                }
             }
         }
         self.nodes[i].durable = snapshot;
@@ -391,10 +400,15 @@ impl Sim {
             if m.author == me && !self.obs.signed.contains_key(&m.id()) {
                 self.obs.signed.insert(m.id(), m.clone());
             }
+            let simulated = self.nodes.iter().any(|n| n.key == m.author);
             match self.obs.signed.get(&m.id()) {
                 Some(original) if original == m => {}
                 Some(_) => {
                     self.violation(format!("{} stored {} unlike what its author signed", self.nodes[i].name, m.id()))
+                }
+                // An author outside the simulation (a test injecting messages): it must at least be signed.
+                None if !simulated && m.verify().is_ok() => {
+                    self.obs.signed.insert(m.id(), m.clone());
                 }
                 None => self.violation(format!("{} stored {} that its author never wrote", self.nodes[i].name, m.id())),
             }

@@ -59,7 +59,10 @@ impl SimStore {
         let mut candidates: Vec<&Message> = Vec::new();
         for (author, msgs) in &self.by_author {
             let held = req.frontier.get(author).copied().unwrap_or(0);
-            let after = msgs.range(held + 1..).map(|(_, m)| m).filter(|m| req.after.is_none_or(|a| m.order_key() > a));
+            let after = msgs
+                .range(held.saturating_add(1)..)
+                .map(|(_, m)| m)
+                .filter(|m| req.after.is_none_or(|a| m.order_key() > a));
             candidates.extend(after.take(limit + 1));
         }
         candidates.sort_by_key(|m| m.order_key());

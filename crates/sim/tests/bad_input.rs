@@ -1,6 +1,7 @@
 //! Bad input from outside (undecodable bytes, forged or stale messages, messages from strangers) changes
 //! nothing in a node's state, is counted by reason, and never panics.
 
+use chatmesh_core::history::message::MAX_BODY_LEN;
 use chatmesh_core::*;
 use chatmesh_sim::{coordinator_of, settle, Sim, SimOptions};
 use std::time::Duration;
@@ -142,21 +143,87 @@ fn messages_only_members_or_coordinators_may_send_are_refused_from_others() {
     refused(&mut m, coordinator, frame(stranger(), Frame::Join(long)), Reject::OutOfBounds);
 }
 
+fn contact() -> Contact {
+    Contact { id: NodeId(99), key: stranger(), addr: addr() }
+}
+
+/// A node that has just started: discovering, not yet answered.
+fn discovering() -> Sim {
+    let mut sim = Sim::new(SimOptions::quiet(12), Timing::default());
+    sim.add_node(Duration::ZERO);
+    sim.run_for(Duration::from_millis(1));
+    assert_eq!(sim.node(0).unwrap().role(), Role::Discovering);
+    sim
+}
+
 #[test]
-fn an_offer_with_a_foreign_nonce_does_not_pull_a_member_away() {
+fn an_offer_with_a_foreign_nonce_does_not_make_a_joiner_dial() {
+    let mut sim = discovering();
+    let offer =
+        Datagram { mesh: "sim".into(), body: DatagramBody::Offer { nonce: 12345, coordinator: contact(), term: 9 } };
+    sim.inject(0, Input::Datagram { from: addr(), bytes: offer.encode().unwrap() });
+    assert_eq!(sim.node(0).unwrap().role(), Role::Discovering);
+}
+
+#[test]
+fn a_joiner_refuses_a_welcome_from_anyone_but_the_coordinator_it_asked() {
+    let mut sim = discovering();
+    // A beacon makes the joiner ask the stranger to admit it.
+    let beacon = Datagram {
+        mesh: "sim".into(),
+        body: DatagramBody::Beacon { coordinator: contact(), term: 3, version: 1, members: 1 },
+    };
+    sim.inject(0, Input::Datagram { from: addr(), bytes: beacon.encode().unwrap() });
+    assert_eq!(sim.node(0).unwrap().role(), Role::Joining);
+    let me = sim.nodes[0].key;
+    let impostor = NodeKey([0xAB; 32]);
+    let view = |coordinator: NodeKey, with_me: bool| {
+        let mut members =
+            vec![Member { id: NodeId(5), key: coordinator, name: "c".into(), addr: addr(), state: MemberState::Alive }];
+        if with_me {
+            members.insert(
+                0,
+                Member { id: NodeId(2), key: me, name: "me".into(), addr: addr(), state: MemberState::Alive },
+            );
+        }
+        // The coordinator outranks the joiner, so the joiner stays a member (no Bully take-over).
+        View { term: 3, version: 2, coordinator, next_id: NodeId(6), members }
+    };
+    let before = state(&sim, 0);
+    let count = |sim: &Sim, r: Reject| sim.node(0).unwrap().stats().rejected.get(&r).copied().unwrap_or(0);
+    sim.inject(0, frame(impostor, Frame::Welcome { view: view(impostor, true) }));
+    assert_eq!(count(&sim, Reject::UnexpectedWelcome), 1);
+    sim.inject(0, frame(stranger(), Frame::Welcome { view: view(stranger(), false) }));
+    assert_eq!(count(&sim, Reject::InvalidView), 1, "a welcome that does not list the joiner");
+    assert_eq!(state(&sim, 0), before);
+    // The genuine one is taken.
+    sim.inject(0, frame(stranger(), Frame::Welcome { view: view(stranger(), true) }));
+    assert_eq!(sim.node(0).unwrap().role(), Role::Member);
+    assert_eq!(sim.node(0).unwrap().my_id(), Some(NodeId(2)));
+}
+
+#[test]
+fn a_forged_or_altered_chat_message_is_never_stored() {
     let mut m = settled_mesh();
     let member = m.member;
-    let before = state(&m.sim, member);
-    let offer = Datagram {
-        mesh: "sim".into(),
-        body: DatagramBody::Offer {
-            nonce: 12345,
-            coordinator: Contact { id: NodeId(99), key: stranger(), addr: addr() },
-            term: 999,
-        },
-    };
-    m.sim.inject(member, Input::Datagram { from: addr(), bytes: offer.encode().unwrap() });
-    assert_eq!(state(&m.sim, member), before);
+    let author = m.coordinator;
+    m.sim.command(author, Command::Send { text: "genuine".into() });
+    m.sim.run_for(Duration::from_secs(1));
+    let from = m.sim.nodes[author].key;
+    let genuine = m.sim.nodes[member].store.by_author[&from].values().last().unwrap().clone();
+    let count = m.sim.node(member).unwrap().history().count;
+    // The next message of that author, with a signature that is not its author's.
+    let mut forged = genuine.clone();
+    forged.seq += 1;
+    forged.lamport += 1;
+    forged.body = Body::Text("forged".into());
+    refused(&mut m, member, frame(from, Frame::Messages { messages: vec![forged] }), Reject::BadMessage);
+    // A body over the limit, properly signed by a stranger.
+    let long =
+        Message::sign(&SigningKey::from_bytes(&[9; 32]), 1, 1, vec![], 0, Body::Text("x".repeat(MAX_BODY_LEN + 1)));
+    refused(&mut m, member, frame(from, Frame::SyncPage { messages: vec![long], more: false }), Reject::BadMessage);
+    assert_eq!(m.sim.node(member).unwrap().history().count, count);
+    assert!(m.sim.obs.violations.is_empty(), "{:?}", m.sim.obs.violations);
 }
 
 #[test]

@@ -25,7 +25,7 @@ fn id(sim: &Sim, i: usize) -> NodeId {
 
 fn assert_clean(sim: &Sim) {
     assert!(sim.obs.violations.is_empty(), "{:?}", sim.obs.violations);
-    assert!(id_problems(sim).is_empty(), "{:?}", id_problems(sim));
+    assert!(history_problems(sim).is_empty(), "{:?}", history_problems(sim));
 }
 
 #[test]

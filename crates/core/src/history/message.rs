@@ -10,6 +10,9 @@ use std::fmt;
 pub const MAX_BODY_LEN: usize = 16 * 1024;
 /// Most dependencies one message may name.
 pub const MAX_DEPS: usize = 64;
+/// The largest seq or lamport a message may carry: far beyond any real history, and far enough below
+/// `u64::MAX` that a node's clock can never saturate (which would break the canonical order).
+pub const MAX_COUNTER: u64 = u64::MAX >> 2;
 /// Prefix of the bytes an author signs: a signature for anything else cannot be replayed as a message.
 const SIGNING_DOMAIN: &[u8] = b"chatmesh/message/v1";
 
@@ -165,7 +168,8 @@ impl Message {
             return Err(MessageError::TooManyDeps);
         }
         let self_dep = self.deps.iter().any(|d| d.author == self.author && d.seq >= self.seq);
-        if self.seq == 0 || self.lamport == 0 || self_dep {
+        let out_of_range = self.seq > MAX_COUNTER || self.lamport > MAX_COUNTER;
+        if self.seq == 0 || self.lamport == 0 || self_dep || out_of_range {
             return Err(MessageError::Inconsistent);
         }
         let key = VerifyingKey::from_bytes(&self.author.0).map_err(|_| MessageError::BadSignature)?;
@@ -251,6 +255,8 @@ mod tests {
         assert_eq!(ok.verify(), Ok(()));
         let zero = Message::sign(&key(1), 0, 1, vec![], 0, text("a"));
         assert_eq!(zero.verify(), Err(MessageError::Inconsistent));
+        let huge = Message::sign(&key(1), 1, u64::MAX - 1, vec![], 0, text("a"));
+        assert_eq!(huge.verify(), Err(MessageError::Inconsistent), "a clock pushed near the end would saturate");
     }
 
     #[test]

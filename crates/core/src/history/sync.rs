@@ -71,6 +71,7 @@ impl Node {
     /// A peer pulls from us: ask the driver for the page (the core holds no message bodies).
     pub(crate) fn on_sync_request(
         &mut self,
+        now: Instant,
         from: NodeKey,
         frontier: Vec<(NodeKey, u64)>,
         after: Option<OrderKey>,
@@ -79,6 +80,10 @@ impl Node {
         if frontier.len() > MAX_AUTHORS {
             self.reject(Reject::OutOfBounds, &format!("sync request of {} authors from {from}", frontier.len()));
             return;
+        }
+        // What a requester lists is what it holds: acknowledgements, and maybe something for us to pull.
+        for (author, seq) in &frontier {
+            self.learn_peer_holds(from, *author, *seq);
         }
         if self.history.loads.len() >= MAX_PENDING_LOADS {
             // The requester retries after its sync timeout.
@@ -95,6 +100,9 @@ impl Node {
             max_bytes: PAGE_BYTES,
         };
         self.out.push_back(Output::Load(request));
+        if request_has_more(&self.history.state, &self.history.peers, &from) {
+            self.start_sync(now, from);
+        }
     }
 
     /// The driver answered a load: send the page to whoever asked.
@@ -106,6 +114,7 @@ impl Node {
 
     pub(crate) fn on_sync_page(&mut self, now: Instant, from: NodeKey, messages: Vec<Message>, more: bool) {
         let last = messages.last().map(Message::order_key);
+        let before = self.history.state.count;
         self.on_messages(now, from, messages);
         if self.history.sync.is_some_and(|(p, _)| p == from) {
             match (more, last) {
@@ -113,8 +122,22 @@ impl Node {
                 _ => {
                     self.history.sync = None;
                     self.timers.cancel(Timer::SyncDeadline);
-                    self.sync_from_whoever_has_more(now);
+                    // The peer had nothing beyond what we now hold: what we believed it held beyond that
+                    // was stale (or untrue), and must not send us back to it at once.
+                    self.cap_peer_knowledge(from);
+                    if self.history.state.count > before {
+                        self.sync_from_whoever_has_more(now);
+                    }
                 }
+            }
+        }
+    }
+
+    fn cap_peer_knowledge(&mut self, peer: NodeKey) {
+        let mine = &self.history.state;
+        if let Some(known) = self.history.peers.get_mut(&peer) {
+            for (author, seq) in known.iter_mut() {
+                *seq = (*seq).min(mine.seq_of(author));
             }
         }
     }
@@ -125,7 +148,7 @@ impl Node {
         self.sync_from_whoever_has_more(now);
     }
 
-    fn sync_from_whoever_has_more(&mut self, now: Instant) {
+    pub(crate) fn sync_from_whoever_has_more(&mut self, now: Instant) {
         let mine = &self.history.state;
         let ahead = self.history.peers.iter().find(|(peer, f)| {
             self.peers.get(*peer).is_some_and(|p| p.link == Link::Up) && f.iter().any(|(a, s)| *s > mine.seq_of(a))
@@ -175,4 +198,13 @@ impl Node {
         let delay = self.jitter(self.cfg.timing.anti_entropy_interval);
         self.timers.set(Timer::AntiEntropy, now + delay);
     }
+}
+
+/// Whether `peer` is known to hold something `mine` lacks.
+fn request_has_more(
+    mine: &super::HistoryState,
+    peers: &std::collections::BTreeMap<NodeKey, Frontier>,
+    peer: &NodeKey,
+) -> bool {
+    peers.get(peer).is_some_and(|f| f.iter().any(|(a, s)| *s > mine.seq_of(a)))
 }
