@@ -14,10 +14,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Show the mission on a whole mesh: discovery, IDs, failover, partition and merge.
+    /// Run a whole mesh and narrate it: discovery, IDs, chat, failover, partition and merge.
     ///
-    /// Today the mesh runs in the deterministic simulator (virtual time); real processes on this machine
-    /// come with the node driver.
+    /// Today the mesh runs in the deterministic simulator (virtual time, the real protocol core); real
+    /// processes on this machine come with the node driver.
     Demo {
         /// Number of nodes (4 to 8).
         #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(4..=8))]

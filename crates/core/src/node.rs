@@ -308,7 +308,10 @@ impl Node {
             Frame::Ping { .. } => {}
             Frame::Messages { messages } => self.on_messages(now, from, messages),
             Frame::Ack { acks } => self.on_ack(from, acks),
-            Frame::Frontier { frontier, reply } => self.on_frontier(now, from, frontier, reply),
+            Frame::Frontier { frontier, reply, clock } => {
+                self.observe_clock(clock);
+                self.on_frontier(now, from, frontier, reply)
+            }
             Frame::SyncRequest { frontier, after, limit } => self.on_sync_request(now, from, frontier, after, limit),
             Frame::SyncPage { messages, more } => self.on_sync_page(now, from, messages, more),
         }

@@ -54,7 +54,8 @@ pub enum Frame {
     /// Receiver -> author: I hold your messages up to `seq`, durably (cumulative, per author).
     Ack { acks: Vec<(NodeKey, u64)> },
     /// What I hold: author -> highest contiguous seq. `reply` marks an answer to one (never answered).
-    Frontier { frontier: Vec<(NodeKey, u64)>, reply: bool },
+    /// `clock` is the sender's Lamport clock: the receiver's next message sorts after all the sender has.
+    Frontier { frontier: Vec<(NodeKey, u64)>, reply: bool, clock: u64 },
     /// Send me a page of what I lack (given my frontier), in canonical order after `after`.
     SyncRequest { frontier: Vec<(NodeKey, u64)>, after: Option<OrderKey>, limit: u32 },
     /// A page of a sync; `more` says whether the next page has anything.

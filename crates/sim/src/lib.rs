@@ -25,13 +25,26 @@ pub use sim::{Observations, Sim, SimNode};
 pub use store::SimStore;
 
 /// The seeds a test should run: `CHATMESH_SIM_SEED=S` replays one, `CHATMESH_SIM_SEEDS=N` runs `0..N`,
-/// otherwise `0..default`.
+/// otherwise `0..default`. A value that is not a number (or zero seeds) stops the test with a clear
+/// message rather than quietly running something else.
 pub fn seeds_from_env(default: u64) -> Vec<u64> {
-    if let Some(seed) = std::env::var("CHATMESH_SIM_SEED").ok().and_then(|s| s.parse().ok()) {
+    let read = |name: &str| {
+        std::env::var(name).ok().map(|s| {
+            s.trim().parse::<u64>().unwrap_or_else(|_| panic!("{name}={s:?} is not a number: give a whole number"))
+        })
+    };
+    if let Some(seed) = read("CHATMESH_SIM_SEED") {
+        println!("replaying seed {seed}");
         return vec![seed];
     }
-    let n = std::env::var("CHATMESH_SIM_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(default);
+    let n = read("CHATMESH_SIM_SEEDS").unwrap_or(default);
+    assert!(n > 0, "CHATMESH_SIM_SEEDS=0 would test nothing: give at least 1");
     (0..n).collect()
+}
+
+/// Whether the simulator should print a trace: `CHATMESH_SIM_TRACE` set to anything but empty or `0`.
+pub fn trace_from_env() -> bool {
+    std::env::var("CHATMESH_SIM_TRACE").is_ok_and(|v| !v.is_empty() && v != "0")
 }
 
 /// Runs `f` over `seeds` on every core; returns the results in seed order.

@@ -16,14 +16,15 @@ struct Cli {
 enum Cmd {
     /// Failover time in virtual time, over many seeds, for a crash (links reset) and a silent failure.
     Failover {
-        #[arg(long, default_value_t = 1000)]
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
         seeds: u64,
         #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(2..=64))]
         nodes: u64,
     },
     /// Randomized fault-injection runs; prints failing seeds with the command that replays them.
     Random {
-        #[arg(long, default_value_t = 1000)]
+        /// How many seeds (the test runs 2,000 by default).
+        #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..))]
         seeds: u64,
         #[arg(long, default_value_t = 0)]
         first: u64,

@@ -45,7 +45,7 @@ impl SimOptions {
             reorder_delay: Duration::from_millis(20),
             connect_timeout: Duration::from_millis(500),
             crash_mid_output: 0.0,
-            trace: std::env::var_os("CHATMESH_SIM_TRACE").is_some(),
+            trace: crate::trace_from_env(),
         }
     }
 

@@ -104,7 +104,7 @@ impl Gen {
         match self.rng.gen_range(0..17) {
             12 => Frame::Messages { messages: vec![self.message()] },
             13 => Frame::Ack { acks: self.frontier() },
-            14 => Frame::Frontier { frontier: self.frontier(), reply: self.rng.gen() },
+            14 => Frame::Frontier { frontier: self.frontier(), reply: self.rng.gen(), clock: self.num() },
             15 => Frame::SyncRequest { frontier: self.frontier(), after: None, limit: self.rng.gen() },
             16 => Frame::SyncPage { messages: vec![self.message()], more: self.rng.gen() },
             0 => Frame::Join(Join {

@@ -28,6 +28,8 @@ pub const PAGE_MESSAGES: u32 = 512;
 pub const PAGE_BYTES: u32 = 512 * 1024;
 /// Most authors a frontier may list.
 pub const MAX_AUTHORS: usize = 4096;
+/// The largest jump a clock heard of in a frontier may move ours (more than any real burst of messages).
+pub const MAX_CLOCK_HINT: u64 = 1 << 24;
 /// Most loads served at once; further sync requests wait for the requester to retry.
 pub const MAX_PENDING_LOADS: usize = 16;
 
@@ -150,6 +152,16 @@ impl Node {
         self.history.peers.get(peer).and_then(|f| f.get(author)).copied().unwrap_or(0)
     }
 
+    /// Lamport's receive rule: a clock heard of moves ours forward, so that what we write next sorts after
+    /// everything the sender held. Only a plausible jump is taken: this is a hint (delivered messages move
+    /// the clock anyway), and a clock pushed to the ceiling would make every message we write invalid.
+    pub(crate) fn observe_clock(&mut self, clock: u64) {
+        let st = &mut self.history.state;
+        if clock > st.clock && clock - st.clock <= MAX_CLOCK_HINT {
+            st.clock = clock;
+        }
+    }
+
     pub(crate) fn set_wall_clock(&mut self, now: Instant, unix_ms: u64) {
         self.history.wall = Some((now, unix_ms));
     }
@@ -170,6 +182,10 @@ impl Node {
         let st = &self.history.state;
         let seq = st.seq_of(&me) + 1;
         let lamport = st.clock.saturating_add(1);
+        if lamport > message::MAX_COUNTER || seq > message::MAX_COUNTER {
+            // Only a misbehaving member can push the clock this far; writing on would make invalid messages.
+            return Err(MessageError::Inconsistent);
+        }
         let deps: Vec<MessageId> = st.heads.iter().map(|(id, _)| *id).filter(|id| id.author != me).collect();
         let m = Message::sign(&self.signing, seq, lamport, deps, self.wall_ms(now), body);
         let id = m.id();

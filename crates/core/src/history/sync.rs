@@ -28,7 +28,8 @@ impl Node {
     pub(crate) fn send_frontier(&mut self, to: NodeKey, reply: bool) {
         if to != self.cfg.key {
             let frontier = self.frontier_vec();
-            self.send(to, &Frame::Frontier { frontier, reply });
+            let clock = self.history.state.clock;
+            self.send(to, &Frame::Frontier { frontier, reply, clock });
         }
     }
 

@@ -1,0 +1,184 @@
+//! Named chat scenarios: what the seeds ask of the history (nothing lost, one converged causal history,
+//! a newcomer gets all of it), in the situations that threaten it. Times are virtual.
+
+use chatmesh_core::{Command, Timing};
+use chatmesh_sim::*;
+use std::time::Duration;
+
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+fn mesh(seed: u64, n: usize) -> Sim {
+    let mut sim = Sim::new(SimOptions::quiet(seed), Timing::default());
+    for i in 0..n {
+        sim.add_node(Duration::from_millis(20 * i as u64));
+    }
+    settle(&mut sim, secs(30)).unwrap_or_else(|p| panic!("did not settle: {p:?}"));
+    sim
+}
+
+fn say(sim: &mut Sim, i: usize, text: &str) {
+    sim.command(i, Command::Send { text: text.into() });
+}
+
+/// Every live node holds the same history, nothing was violated, nothing shown as sent was lost.
+fn assert_converged(sim: &Sim) {
+    assert!(sim.obs.violations.is_empty(), "{:?}", sim.obs.violations);
+    assert!(history_problems(sim).is_empty(), "{:?}", history_problems(sim));
+    assert!(settled_problems(sim).is_empty(), "{:?}", settled_problems(sim));
+}
+
+fn holders(sim: &Sim, id: &chatmesh_core::MessageId) -> usize {
+    sim.live().iter().filter(|&&i| sim.nodes[i].store.get(id).is_some()).count()
+}
+
+#[test]
+fn a_message_that_reached_one_member_before_its_author_died_reaches_all() {
+    let mut sim = mesh(21, 5);
+    let author = 0;
+    // The author's links to all but one member are cut: its broadcast reaches only that one.
+    for j in 2..5 {
+        sim.cut(author, j);
+    }
+    say(&mut sim, author, "half a broadcast");
+    let id = *sim.obs.sent.last().unwrap();
+    sim.run_for(Duration::from_millis(50));
+    assert_eq!(holders(&sim, &id), 2, "the author and the one member it reached");
+    sim.crash(author);
+    sim.heal();
+    settle(&mut sim, secs(10)).unwrap();
+    assert_eq!(holders(&sim, &id), 4, "every survivor holds it, through anti-entropy");
+    assert_converged(&sim);
+}
+
+#[test]
+fn a_message_no_one_received_before_its_author_died_comes_back_with_the_author() {
+    let mut sim = mesh(22, 4);
+    sim.isolate(0);
+    say(&mut sim, 0, "said alone");
+    let id = *sim.obs.sent.last().unwrap();
+    sim.crash(0);
+    sim.heal();
+    settle(&mut sim, secs(10)).unwrap();
+    assert_eq!(holders(&sim, &id), 0, "only the dead author holds it");
+    sim.restart(0);
+    settle(&mut sim, secs(10)).unwrap();
+    assert_eq!(holders(&sim, &id), 4, "it was durable before it was shown as sent; the restart sends it");
+    assert_converged(&sim);
+}
+
+#[test]
+fn kills_in_the_middle_of_a_step_lose_nothing_that_was_shown_or_acknowledged() {
+    for seed in 0..30 {
+        let mut opts = SimOptions::quiet(seed);
+        opts.crash_mid_output = 0.01;
+        let mut sim = Sim::new(opts, Timing::default());
+        for _ in 0..4 {
+            sim.add_node(Duration::ZERO);
+        }
+        for k in 0..200 {
+            sim.run_for(Duration::from_millis(20));
+            let i = k % 4;
+            if sim.nodes[i].core.is_none() {
+                sim.restart(i);
+            } else {
+                say(&mut sim, i, &format!("message {k}"));
+            }
+        }
+        sim.opts.calm();
+        for i in 0..4 {
+            sim.restart(i);
+        }
+        settle(&mut sim, secs(30)).unwrap_or_else(|p| panic!("seed {seed}: {p:?}"));
+        assert_converged(&sim);
+    }
+}
+
+#[test]
+fn both_sides_of_a_partition_chat_and_converge_after_the_heal() {
+    let mut sim = mesh(23, 6);
+    sim.partition(&[vec![0, 1, 2], vec![3, 4, 5]]);
+    settle(&mut sim, secs(10)).unwrap();
+    for k in 0..300 {
+        say(&mut sim, k % 6, &format!("split message {k}"));
+        sim.run_for(Duration::from_millis(5));
+    }
+    settle(&mut sim, secs(10)).unwrap();
+    let before: Vec<u64> = (0..6).map(|i| sim.node(i).unwrap().history().count).collect();
+    assert_ne!(before[0], before[3], "the two sides hold different histories");
+    sim.heal();
+    let took = sim.run_until_true(secs(10), |s| settled_problems(s).is_empty()).expect("converges");
+    println!("300 divergent messages: converged {took:?} after the heal");
+    settle(&mut sim, secs(10)).unwrap();
+    assert_converged(&sim);
+    let count = sim.node(0).unwrap().history().count;
+    assert!(count > before[0] && count > before[3]);
+}
+
+#[test]
+fn a_newcomer_receives_a_history_of_ten_thousand_messages() {
+    let mut sim = mesh(24, 3);
+    for k in 0..10_000 {
+        say(&mut sim, k % 3, &format!("message {k} with a little text to carry"));
+        if k % 100 == 99 {
+            sim.run_for(Duration::from_millis(10));
+        }
+    }
+    settle(&mut sim, secs(30)).unwrap();
+    let total = sim.node(0).unwrap().history().count;
+    assert!(total >= 10_000);
+    let (frames, bytes) = (sim.obs.frames, sim.obs.frame_bytes);
+    let newcomer = sim.add_node(Duration::ZERO);
+    let took = sim
+        .run_until_true(secs(60), |s| s.node(newcomer).is_some_and(|c| c.history().count >= total))
+        .expect("the newcomer gets the whole history");
+    println!(
+        "newcomer synced {total} messages in {took:?} (virtual), {} frames, {} KiB",
+        sim.obs.frames - frames,
+        (sim.obs.frame_bytes - bytes) / 1024
+    );
+    settle(&mut sim, secs(30)).unwrap();
+    assert_converged(&sim);
+}
+
+#[test]
+fn a_node_back_after_a_week_away_catches_up_and_keeps_its_id() {
+    let mut sim = mesh(25, 4);
+    let id = sim.node(3).unwrap().my_id();
+    sim.crash(3);
+    for k in 0..100 {
+        say(&mut sim, k % 3, &format!("while you were away {k}"));
+        sim.run_for(Duration::from_millis(10));
+    }
+    sim.run_for(Duration::from_secs(7 * 24 * 3600));
+    sim.restart(3);
+    settle(&mut sim, secs(30)).unwrap();
+    assert_eq!(sim.node(3).unwrap().my_id(), id);
+    assert_converged(&sim);
+}
+
+#[test]
+fn steady_chat_costs_a_few_frames_per_delivered_message() {
+    let mut sim = mesh(26, 4);
+    sim.run_for(secs(2));
+    let (frames, bytes, deliveries) = (sim.obs.frames, sim.obs.frame_bytes, sim.obs.deliveries);
+    let start = sim.now();
+    for k in 0..1000 {
+        say(&mut sim, k % 4, &format!("steady message {k:04} of about forty bytes"));
+        sim.run_for(Duration::from_millis(10));
+    }
+    settle(&mut sim, secs(10)).unwrap();
+    let elapsed = sim.now() - start;
+    let delivered = sim.obs.deliveries - deliveries;
+    let (f, b) = ((sim.obs.frames - frames) as f64, (sim.obs.frame_bytes - bytes) as f64);
+    println!(
+        "4 nodes, 1000 messages in {elapsed:?}: {delivered} deliveries, {:.2} frames and {:.0} bytes per delivered \
+         message (heartbeats, pings and acks included)",
+        f / delivered as f64,
+        b / delivered as f64
+    );
+    assert_eq!(delivered, 3000 + (sim.obs.deliveries - deliveries - 3000));
+    assert!(f / (delivered as f64) < 4.0, "push, ack and a share of the background traffic");
+    assert_converged(&sim);
+}
