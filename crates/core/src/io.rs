@@ -100,7 +100,7 @@ pub struct LoadRequest {
 }
 
 /// The durable membership state of a node.
-#[derive(Clone, PartialEq, Debug, Default)]
+#[derive(Clone, PartialEq, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Snapshot {
     pub my_id: Option<NodeId>,
     pub view: Option<View>,

@@ -1,8 +1,13 @@
-//! The ChatMesh node driver: the only crate with I/O. It will own the tokio runtime, the multicast socket,
-//! the Noise-encrypted TCP links, the SQLite store, the control HTTP API and the metrics, and drive a
-//! `chatmesh_core::Node` through one inbox (see docs/ARCHITECTURE.md).
+//! The ChatMesh node driver: the only crate with I/O.
 //!
-//! Not built yet: the protocol core and the simulator come first. Until then this crate only re-exports the
-//! core so that the workspace has its final shape.
+//! # Layout
+//! - `store`: the SQLite store (identity, membership snapshot, messages, history summary), group commit,
+//!   schema migrations, loads for anti-entropy.
+//!
+//! Still to come (see docs/ARCHITECTURE.md): the tokio driver with the multicast socket, the Noise links,
+//! the timers and one inbox feeding the core, the control HTTP API and the metrics.
+
+pub mod store;
 
 pub use chatmesh_core as core;
+pub use store::{Store, StoreError, Write, SCHEMA_VERSION};

@@ -1,0 +1,322 @@
+//! The durable store: one SQLite database per node (WAL, `synchronous=FULL`), holding the node's identity,
+//! its membership snapshot, its messages and the history summary that goes with them.
+//!
+//! Every `Output::Persist` and `Output::Store` of the core maps to a `Write`; a driver collects the writes
+//! of one drain and commits them in one transaction (group commit) before carrying out anything the core
+//! emitted after them. That is the core's output-ordering contract: what a node acknowledges or shows as
+//! sent is durable first.
+
+use chatmesh_core::{HistoryState, LoadRequest, Message, NodeKey, OrderKey, Snapshot};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// `PRAGMA application_id` of a ChatMesh database ("CHMS"): a database without it is someone else's.
+const APPLICATION_ID: i32 = 0x4348_4d53;
+/// The schema this build writes; older ones are migrated, newer ones refused.
+pub const SCHEMA_VERSION: i32 = 1;
+
+/// What went wrong with the store. Every variant names the database file; nothing is ever reset silently.
+#[derive(Debug)]
+pub enum StoreError {
+    /// The file could not be opened or created.
+    Open { path: PathBuf, source: rusqlite::Error },
+    /// The file is not a SQLite database, or is damaged.
+    Corrupt { path: PathBuf, detail: String },
+    /// A SQLite database of another program.
+    Foreign { path: PathBuf },
+    /// Written by a newer ChatMesh; this build does not know its schema.
+    NewerSchema { path: PathBuf, found: i32 },
+    /// A stored value that does not decode (damage, or a bug).
+    BadRecord { path: PathBuf, what: &'static str, detail: String },
+    /// Any other SQLite error.
+    Sql { path: PathBuf, source: rusqlite::Error },
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::Open { path, source } => write!(f, "cannot open the database {}: {source}", path.display()),
+            StoreError::Corrupt { path, detail } => write!(
+                f,
+                "{} is not a usable database ({detail}); move it aside to start afresh, or restore a backup",
+                path.display()
+            ),
+            StoreError::Foreign { path } => write!(
+                f,
+                "{} is a SQLite database of another program, not a ChatMesh one; refusing to touch it",
+                path.display()
+            ),
+            StoreError::NewerSchema { path, found } => write!(
+                f,
+                "{} has schema version {found}, newer than this build's {SCHEMA_VERSION}: use a newer chatmesh",
+                path.display()
+            ),
+            StoreError::BadRecord { path, what, detail } => {
+                write!(f, "{}: stored {what} does not decode ({detail})", path.display())
+            }
+            StoreError::Sql { path, source } => write!(f, "database {}: {source}", path.display()),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+/// One durable write the core asked for.
+#[derive(Clone, Debug)]
+pub enum Write {
+    /// `Output::Persist`.
+    Snapshot(Snapshot),
+    /// `Output::Store`.
+    Messages { messages: Vec<Message>, state: HistoryState },
+}
+
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens (or creates) the database at `path`, checks it is ChatMesh's, and migrates its schema.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let path = path.to_path_buf();
+        let fresh = !path.exists();
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(&path, flags)
+            .map_err(|source| StoreError::Open { path: path.clone(), source })?;
+        if fresh {
+            restrict_permissions(&path);
+        }
+        let store = Store { conn, path };
+        store.check_and_migrate()?;
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn sql(&self, source: rusqlite::Error) -> StoreError {
+        match source {
+            rusqlite::Error::SqliteFailure(e, ref msg)
+                if matches!(e.code, rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt) =>
+            {
+                let detail = msg.clone().unwrap_or_else(|| e.to_string());
+                StoreError::Corrupt { path: self.path.clone(), detail }
+            }
+            source => StoreError::Sql { path: self.path.clone(), source },
+        }
+    }
+
+    fn check_and_migrate(&self) -> Result<(), StoreError> {
+        let app: i32 = self.conn.query_row("PRAGMA application_id", [], |r| r.get(0)).map_err(|e| self.sql(e))?;
+        let version: i32 = self.conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(|e| self.sql(e))?;
+        let tables: i64 = self
+            .conn
+            .query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table'", [], |r| r.get(0))
+            .map_err(|e| self.sql(e))?;
+        if app != APPLICATION_ID && (app != 0 || tables > 0) {
+            return Err(StoreError::Foreign { path: self.path.clone() });
+        }
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::NewerSchema { path: self.path.clone(), found: version });
+        }
+        // WAL: readers do not block the writer; FULL: a commit is on disk before it returns, so what was
+        // acknowledged survives a power loss too, not only a crash of the process.
+        self.conn
+            .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
+            .map_err(|e| self.sql(e))?;
+        if version < 1 {
+            self.conn
+                .execute_batch(&format!(
+                    "BEGIN;
+                     CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
+                     CREATE TABLE messages (
+                         author BLOB NOT NULL, seq INTEGER NOT NULL, lamport INTEGER NOT NULL, message BLOB NOT NULL,
+                         PRIMARY KEY (author, seq)) WITHOUT ROWID;
+                     CREATE INDEX messages_canonical ON messages (lamport, author, seq);
+                     PRAGMA application_id = {APPLICATION_ID};
+                     PRAGMA user_version = 1;
+                     COMMIT;"
+                ))
+                .map_err(|e| self.sql(e))?;
+        }
+        Ok(())
+    }
+
+    fn get_meta<T: serde::de::DeserializeOwned>(&self, key: &str, what: &'static str) -> Result<Option<T>, StoreError> {
+        let blob: Option<Vec<u8>> = self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()
+            .map_err(|e| self.sql(e))?;
+        blob.map(|b| {
+            postcard::from_bytes(&b).map_err(|e| StoreError::BadRecord {
+                path: self.path.clone(),
+                what,
+                detail: e.to_string(),
+            })
+        })
+        .transpose()
+    }
+
+    /// The node's ed25519 secret key, made on first start (`None` before).
+    pub fn identity(&self) -> Result<Option<[u8; 32]>, StoreError> {
+        self.get_meta("identity", "identity")
+    }
+
+    /// Stores the identity unless one is there already (it never changes once made).
+    pub fn init_identity(&self, secret: [u8; 32]) -> Result<[u8; 32], StoreError> {
+        if let Some(existing) = self.identity()? {
+            return Ok(existing);
+        }
+        let blob = postcard::to_allocvec(&secret).expect("a fixed-size array encodes");
+        self.conn.execute("INSERT INTO meta (key, value) VALUES ('identity', ?1)", [blob]).map_err(|e| self.sql(e))?;
+        Ok(secret)
+    }
+
+    /// The last membership snapshot (what `Node::new` needs after a restart).
+    pub fn snapshot(&self) -> Result<Snapshot, StoreError> {
+        Ok(self.get_meta("snapshot", "membership snapshot")?.unwrap_or_default())
+    }
+
+    /// The last history summary.
+    pub fn history_state(&self) -> Result<HistoryState, StoreError> {
+        Ok(self.get_meta("history", "history summary")?.unwrap_or_default())
+    }
+
+    /// Commits `writes` in one transaction: all of them are durable when this returns, or none.
+    pub fn commit(&mut self, writes: &[Write]) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let sql = |source| StoreError::Sql { path: path.clone(), source };
+        let tx = self.conn.transaction().map_err(sql)?;
+        for w in writes {
+            match w {
+                Write::Snapshot(s) => {
+                    let blob = postcard::to_allocvec(s).expect("a snapshot encodes");
+                    tx.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('snapshot', ?1)", [blob])
+                        .map_err(sql)?;
+                }
+                Write::Messages { messages, state } => {
+                    {
+                        let mut insert = tx
+                            .prepare_cached(
+                                "INSERT INTO messages (author, seq, lamport, message) VALUES (?1, ?2, ?3, ?4)",
+                            )
+                            .map_err(sql)?;
+                        for m in messages {
+                            let blob = postcard::to_allocvec(m).expect("a message encodes");
+                            insert
+                                .execute(params![&m.author.0[..], to_i64(m.seq), to_i64(m.lamport), blob])
+                                .map_err(sql)?;
+                        }
+                    }
+                    let blob = postcard::to_allocvec(state).expect("a history summary encodes");
+                    tx.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('history', ?1)", [blob])
+                        .map_err(sql)?;
+                }
+            }
+        }
+        tx.commit().map_err(sql)
+    }
+
+    /// Answers `Output::Load`: the messages a peer with `req.frontier` lacks, in canonical order after
+    /// `req.after`, within the count and byte budgets; and whether more remain.
+    pub fn load(&self, req: &LoadRequest) -> Result<(Vec<Message>, bool), StoreError> {
+        let limit = req.max_messages.max(1) as usize;
+        let authors: Vec<Vec<u8>> = {
+            let mut q = self.conn.prepare_cached("SELECT DISTINCT author FROM messages").map_err(|e| self.sql(e))?;
+            let rows = q.query_map([], |r| r.get(0)).map_err(|e| self.sql(e))?;
+            rows.collect::<Result<_, _>>().map_err(|e| self.sql(e))?
+        };
+        let mut candidates = Vec::new();
+        let mut q = self
+            .conn
+            .prepare_cached(
+                "SELECT message FROM messages WHERE author = ?1 AND seq > ?2
+                 AND (lamport, author, seq) > (?3, ?4, ?5) ORDER BY seq LIMIT ?6",
+            )
+            .map_err(|e| self.sql(e))?;
+        let (after_lamport, after_author, after_seq) = match req.after {
+            Some(OrderKey { lamport, author, seq }) => (to_i64(lamport), author.0.to_vec(), to_i64(seq)),
+            None => (-1, Vec::new(), -1),
+        };
+        for author in authors {
+            let key = NodeKey(author.as_slice().try_into().map_err(|_| self.bad("message author", "not 32 bytes"))?);
+            let held = req.frontier.get(&key).copied().unwrap_or(0);
+            let rows = q
+                .query_map(
+                    params![author, to_i64(held), after_lamport, after_author, after_seq, (limit + 1) as i64],
+                    |r| r.get::<_, Vec<u8>>(0),
+                )
+                .map_err(|e| self.sql(e))?;
+            for blob in rows {
+                let blob = blob.map_err(|e| self.sql(e))?;
+                let m: Message = postcard::from_bytes(&blob).map_err(|e| self.bad("message", &e.to_string()))?;
+                candidates.push(m);
+            }
+        }
+        candidates.sort_by_key(|m| m.order_key());
+        let total = candidates.len();
+        let mut page = Vec::new();
+        let mut bytes = 0usize;
+        for m in candidates {
+            let size = body_len(&m);
+            if page.len() == limit || (!page.is_empty() && bytes + size > req.max_bytes as usize) {
+                break;
+            }
+            bytes += size;
+            page.push(m);
+        }
+        let more = total > page.len();
+        Ok((page, more))
+    }
+
+    /// The whole history in canonical order, or its last `limit` messages.
+    pub fn history(&self, limit: Option<usize>) -> Result<Vec<Message>, StoreError> {
+        let sql = "SELECT message FROM (SELECT message, lamport, author, seq FROM messages
+                   ORDER BY lamport DESC, author DESC, seq DESC LIMIT ?1) ORDER BY lamport, author, seq";
+        let mut q = self.conn.prepare_cached(sql).map_err(|e| self.sql(e))?;
+        let limit = limit.map_or(-1, |l| l as i64);
+        let rows = q.query_map([limit], |r| r.get::<_, Vec<u8>>(0)).map_err(|e| self.sql(e))?;
+        let mut out = Vec::new();
+        for blob in rows {
+            let blob = blob.map_err(|e| self.sql(e))?;
+            out.push(postcard::from_bytes(&blob).map_err(|e| self.bad("message", &e.to_string()))?);
+        }
+        Ok(out)
+    }
+
+    pub fn message_count(&self) -> Result<u64, StoreError> {
+        let n: i64 = self.conn.query_row("SELECT count(*) FROM messages", [], |r| r.get(0)).map_err(|e| self.sql(e))?;
+        Ok(n as u64)
+    }
+
+    fn bad(&self, what: &'static str, detail: &str) -> StoreError {
+        StoreError::BadRecord { path: self.path.clone(), what, detail: detail.to_owned() }
+    }
+}
+
+/// Seq and lamport are at most `u64::MAX / 4` (the core refuses larger), so they fit SQLite's integers.
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn body_len(m: &Message) -> usize {
+    match &m.body {
+        chatmesh_core::Body::Text(t) => t.len() + 200,
+        chatmesh_core::Body::Membership(_) => 200,
+    }
+}
+
+#[cfg(unix)]
+fn restrict_permissions(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    // The database holds the node's secret key: readable by its owner only.
+    if let Err(e) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)) {
+        tracing::warn!(path = %path.display(), "cannot restrict the database to its owner: {e}");
+    }
+}
+
+#[cfg(not(unix))]
+fn restrict_permissions(_: &Path) {}
