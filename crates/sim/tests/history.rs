@@ -182,3 +182,20 @@ fn steady_chat_costs_a_few_frames_per_delivered_message() {
     assert!(f / (delivered as f64) < 4.0, "push, ack and a share of the background traffic");
     assert_converged(&sim);
 }
+
+#[test]
+fn delivery_status_counts_the_members_that_acknowledged() {
+    let mut sim = mesh(27, 4);
+    // Member 3 cannot hear the author for now: the message is stored, and acknowledged by 2 of 3.
+    sim.cut(0, 3);
+    say(&mut sim, 0, "who has it?");
+    let seq = sim.obs.sent.last().unwrap().seq;
+    sim.run_for(Duration::from_millis(100));
+    let status = sim.node(0).unwrap().delivery_status(seq);
+    assert!(status.stored);
+    assert_eq!((status.acked, status.members), (2, 3));
+    // The link comes back: anti-entropy and the retransmission nudge bring it to 3 of 3.
+    sim.heal();
+    sim.run_until_true(secs(10), |s| s.node(0).unwrap().delivery_status(seq).acked == 3).expect("acknowledged by all");
+    assert_converged(&sim);
+}

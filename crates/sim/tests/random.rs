@@ -1,10 +1,11 @@
-//! Randomized scenarios mixing every fault, then a quiet period in which the promises must hold.
+//! Randomized scenarios mixing every fault with a chat workload, then a quiet period in which all six
+//! promises must hold (1, 4, 5, 6 checked once faults stop; 2, 3 and the durability contract on every write).
 //! `CHATMESH_SIM_SEEDS=N` runs N seeds (default 2000); `CHATMESH_SIM_SEED=S` replays one.
 
 use chatmesh_sim::{random_run, run_parallel, seeds_from_env};
 
 #[test]
-fn random_scenarios_keep_the_membership_promises() {
+fn random_scenarios_keep_all_six_promises() {
     let seeds = seeds_from_env(2000);
     let outcomes = run_parallel(&seeds, random_run);
     let failed: Vec<_> = outcomes.iter().filter(|o| !o.problems.is_empty()).collect();

@@ -42,6 +42,12 @@ const SEEDS: &[(u64, &str)] = &[
     (51645, "the same"),
     (66933, "the same, after a stale one-node merge request"),
     (100394, "generator: quit commands queued for stopped processes left no live node once they resumed"),
+    // With the chat workload in every run (and terms required to stay put once settled).
+    (849, "a stale ConnectFailed (an old dial) made a member suspect a coordinator whose link was up"),
+    (2169, "the same"),
+    (900, "a top coordinator re-announced a new term for a candidate that merely suspected it"),
+    (974, "the same"),
+    (2565, "generator: an /elect queued for a stopped process ran after faults stopped"),
 ];
 
 #[test]
