@@ -6,7 +6,7 @@
 //! emitted after them. That is the core's output-ordering contract: what a node acknowledges or shows as
 //! sent is durable first.
 
-use chatmesh_core::{HistoryState, LoadRequest, Message, NodeKey, OrderKey, Snapshot};
+use chatmesh_core::{HistoryState, LoadRequest, Message, OrderKey, Snapshot};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -221,54 +221,47 @@ impl Store {
     }
 
     /// Answers `Output::Load`: the messages a peer with `req.frontier` lacks, in canonical order after
-    /// `req.after`, within the count and byte budgets; and whether more remain.
+    /// `req.after`, within the count and byte budgets (bytes of encoded messages); and whether more remain.
+    /// Two phases: the candidates' keys and sizes first (cheap), then the bodies of the chosen page only.
     pub fn load(&self, req: &LoadRequest) -> Result<(Vec<Message>, bool), StoreError> {
         let limit = req.max_messages.max(1) as usize;
-        let authors: Vec<Vec<u8>> = {
-            let mut q = self.conn.prepare_cached("SELECT DISTINCT author FROM messages").map_err(|e| self.sql(e))?;
-            let rows = q.query_map([], |r| r.get(0)).map_err(|e| self.sql(e))?;
-            rows.collect::<Result<_, _>>().map_err(|e| self.sql(e))?
-        };
-        let mut candidates = Vec::new();
-        let mut q = self
-            .conn
-            .prepare_cached(
-                "SELECT message FROM messages WHERE author = ?1 AND seq > ?2
-                 AND (lamport, author, seq) > (?3, ?4, ?5) ORDER BY seq LIMIT ?6",
-            )
-            .map_err(|e| self.sql(e))?;
         let (after_lamport, after_author, after_seq) = match req.after {
             Some(OrderKey { lamport, author, seq }) => (to_i64(lamport), author.0.to_vec(), to_i64(seq)),
             None => (-1, Vec::new(), -1),
         };
-        for author in authors {
-            let key = NodeKey(author.as_slice().try_into().map_err(|_| self.bad("message author", "not 32 bytes"))?);
-            let held = req.frontier.get(&key).copied().unwrap_or(0);
-            let rows = q
-                .query_map(
-                    params![author, to_i64(held), after_lamport, after_author, after_seq, (limit + 1) as i64],
-                    |r| r.get::<_, Vec<u8>>(0),
-                )
+        let mut keys = self
+            .conn
+            .prepare_cached(
+                "SELECT lamport, seq, length(message) FROM messages WHERE author = ?1 AND seq > ?2
+                 AND (lamport, author, seq) > (?3, ?4, ?5) ORDER BY seq LIMIT ?6",
+            )
+            .map_err(|e| self.sql(e))?;
+        let mut candidates: Vec<(OrderKey, usize)> = Vec::new();
+        for author in self.history_state()?.authors.keys() {
+            let held = req.frontier.get(author).copied().unwrap_or(0);
+            let params =
+                params![&author.0[..], to_i64(held), after_lamport, after_author, after_seq, (limit + 1) as i64];
+            let rows = keys
+                .query_map(params, |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?)))
                 .map_err(|e| self.sql(e))?;
-            for blob in rows {
-                let blob = blob.map_err(|e| self.sql(e))?;
-                let m: Message = postcard::from_bytes(&blob).map_err(|e| self.bad("message", &e.to_string()))?;
-                candidates.push(m);
+            for row in rows {
+                let (lamport, seq, len) = row.map_err(|e| self.sql(e))?;
+                candidates.push((OrderKey { lamport: lamport as u64, author: *author, seq: seq as u64 }, len as usize));
             }
         }
-        candidates.sort_by_key(|m| m.order_key());
-        let total = candidates.len();
-        let mut page = Vec::new();
-        let mut bytes = 0usize;
-        for m in candidates {
-            let size = body_len(&m);
-            if page.len() == limit || (!page.is_empty() && bytes + size > req.max_bytes as usize) {
-                break;
-            }
-            bytes += size;
-            page.push(m);
+        candidates.sort_unstable_by_key(|(k, _)| *k);
+        let chosen = chatmesh_core::history::page_of(&candidates, limit, req.max_bytes as usize);
+        let more = candidates.len() > chosen;
+        let mut get = self
+            .conn
+            .prepare_cached("SELECT message FROM messages WHERE author = ?1 AND seq = ?2")
+            .map_err(|e| self.sql(e))?;
+        let mut page = Vec::with_capacity(chosen);
+        for (key, _) in &candidates[..chosen] {
+            let blob: Vec<u8> =
+                get.query_row(params![&key.author.0[..], to_i64(key.seq)], |r| r.get(0)).map_err(|e| self.sql(e))?;
+            page.push(postcard::from_bytes(&blob).map_err(|e| self.bad("message", &e.to_string()))?);
         }
-        let more = total > page.len();
         Ok((page, more))
     }
 
@@ -287,6 +280,13 @@ impl Store {
         Ok(out)
     }
 
+    /// The durability settings in force on this connection: `(journal_mode, synchronous)`.
+    pub fn durability(&self) -> Result<(String, i64), StoreError> {
+        let mode: String = self.conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).map_err(|e| self.sql(e))?;
+        let sync: i64 = self.conn.query_row("PRAGMA synchronous", [], |r| r.get(0)).map_err(|e| self.sql(e))?;
+        Ok((mode, sync))
+    }
+
     pub fn message_count(&self) -> Result<u64, StoreError> {
         let n: i64 = self.conn.query_row("SELECT count(*) FROM messages", [], |r| r.get(0)).map_err(|e| self.sql(e))?;
         Ok(n as u64)
@@ -300,13 +300,6 @@ impl Store {
 /// Seq and lamport are at most `u64::MAX / 4` (the core refuses larger), so they fit SQLite's integers.
 fn to_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
-}
-
-fn body_len(m: &Message) -> usize {
-    match &m.body {
-        chatmesh_core::Body::Text(t) => t.len() + 200,
-        chatmesh_core::Body::Membership(_) => 200,
-    }
 }
 
 #[cfg(unix)]

@@ -355,7 +355,10 @@ impl Sim {
                     self.close_link(i, j);
                 }
             }
-            Output::Frame { to, bytes } => self.send_frame(i, to, bytes),
+            Output::Frame { to, bytes } => {
+                self.check_claims(i, &bytes);
+                self.send_frame(i, to, bytes)
+            }
         }
     }
 
@@ -417,11 +420,29 @@ impl Sim {
             }
         }
         let st = &self.nodes[i].store;
-        if state.digest != st.digest || state.count != st.count {
+        if state.digest != st.digest() || state.count != st.count {
             let name = self.nodes[i].name.clone();
             self.violation(format!("{name}'s history summary disagrees with its store"));
         }
         self.nodes[i].store.state = state;
+    }
+
+    /// The output-ordering contract, seen from outside: an `Ack` or a frontier a node sends may only
+    /// claim messages its store already holds.
+    fn check_claims(&mut self, i: usize, bytes: &[u8]) {
+        let claims = match chatmesh_core::Frame::decode(bytes) {
+            Ok(chatmesh_core::Frame::Ack { acks }) => acks,
+            Ok(chatmesh_core::Frame::Frontier { frontier, .. }) => frontier,
+            _ => return,
+        };
+        for (author, seq) in claims {
+            let held =
+                self.nodes[i].store.by_author.get(&author).and_then(|m| m.keys().next_back()).copied().unwrap_or(0);
+            if seq > held {
+                let name = self.nodes[i].name.clone();
+                self.violation(format!("{name} claimed {author}/{seq} but its store holds only up to {held}"));
+            }
+        }
     }
 
     fn load(&mut self, i: usize, request: LoadRequest) {

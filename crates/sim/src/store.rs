@@ -1,6 +1,7 @@
 //! A simulated process's durable message store: what `Output::Store` wrote, answering `Output::Load` as
 //! the SQLite store does, and checking on every write the promises a store can see.
 
+use chatmesh_core::history::chain_step;
 use chatmesh_core::{HistoryDigest, HistoryState, LoadRequest, Message, MessageId, NodeKey};
 use std::collections::BTreeMap;
 
@@ -9,8 +10,8 @@ pub struct SimStore {
     pub by_author: BTreeMap<NodeKey, BTreeMap<u64, Message>>,
     /// The last summary the core asked to store with the messages.
     pub state: HistoryState,
-    /// Recomputed here, independently of the core.
-    pub digest: HistoryDigest,
+    /// Each author's hash chain, recomputed here from the stored messages, independently of the core.
+    pub chains: BTreeMap<NodeKey, [u8; 32]>,
     pub count: u64,
 }
 
@@ -48,42 +49,39 @@ impl SimStore {
             }
         }
         self.by_author.entry(m.author).or_default().insert(m.seq, m.clone());
-        self.digest.add(m);
+        let chain = self.chains.entry(m.author).or_insert([0; 32]);
+        *chain = chain_step(chain, m);
         self.count += 1;
         None
     }
 
-    /// Answers a load as `chatmesh-node`'s store does.
+    /// The digest of what this store holds, computed from its own chains.
+    pub fn digest(&self) -> HistoryDigest {
+        HistoryDigest::of(self.by_author.iter().map(|(k, m)| {
+            let seq = m.keys().next_back().copied().unwrap_or(0);
+            (k, seq, self.chains.get(k).expect("a chain per author stored"))
+        }))
+    }
+
+    /// Answers a load as `chatmesh-node`'s store does (sizes are encoded sizes).
     pub fn load(&self, req: &LoadRequest) -> (Vec<Message>, bool) {
         let limit = req.max_messages.max(1) as usize;
-        let mut candidates: Vec<&Message> = Vec::new();
+        let mut candidates: Vec<(&Message, usize)> = Vec::new();
         for (author, msgs) in &self.by_author {
             let held = req.frontier.get(author).copied().unwrap_or(0);
             let after = msgs
                 .range(held.saturating_add(1)..)
                 .map(|(_, m)| m)
                 .filter(|m| req.after.is_none_or(|a| m.order_key() > a));
-            candidates.extend(after.take(limit + 1));
+            candidates.extend(after.take(limit + 1).map(|m| (m, encoded_len(m))));
         }
-        candidates.sort_by_key(|m| m.order_key());
-        let mut page = Vec::new();
-        let mut bytes = 0usize;
-        for m in &candidates {
-            let size = body_len(m);
-            if page.len() == limit || (!page.is_empty() && bytes + size > req.max_bytes as usize) {
-                break;
-            }
-            bytes += size;
-            page.push((*m).clone());
-        }
-        let more = candidates.len() > page.len();
-        (page, more)
+        candidates.sort_by_key(|(m, _)| m.order_key());
+        let chosen = chatmesh_core::history::page_of(&candidates, limit, req.max_bytes as usize);
+        let more = candidates.len() > chosen;
+        (candidates[..chosen].iter().map(|(m, _)| (*m).clone()).collect(), more)
     }
 }
 
-fn body_len(m: &Message) -> usize {
-    match &m.body {
-        chatmesh_core::Body::Text(t) => t.len() + 200,
-        chatmesh_core::Body::Membership(_) => 200,
-    }
+fn encoded_len(m: &Message) -> usize {
+    postcard::to_allocvec(m).map_or(usize::MAX / 2, |b| b.len())
 }

@@ -189,17 +189,32 @@ impl Message {
     }
 }
 
-/// The order-independent digest of a set of messages: the XOR of their `digest_hash`es. Equal digests mean
-/// equal histories (the set holds no duplicates, and finding two sets with equal XOR is as hard as a
-/// collision of SHA-256 under XOR sums of distinct preimages, which no one knows how to do).
+/// The digest of a history: SHA-256 over its authors in key order, each as `key ‖ seq ‖ chain`, where
+/// `chain` is the author's hash chain (`chain_step`) over its messages in seq order. It does not depend on
+/// the order in which messages arrived, and equal digests mean equal histories unless SHA-256 collides
+/// (a plain XOR of message hashes would not do: it is linear, and two different sets can be built to
+/// match).
 #[derive(Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct HistoryDigest(pub [u8; 32]);
 
+/// One step of an author's hash chain: `SHA-256(previous ‖ digest_hash(m))`.
+pub fn chain_step(previous: &[u8; 32], m: &Message) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(previous);
+    h.update(m.digest_hash());
+    h.finalize().into()
+}
+
 impl HistoryDigest {
-    pub fn add(&mut self, m: &Message) {
-        for (a, b) in self.0.iter_mut().zip(m.digest_hash()) {
-            *a ^= b;
+    /// The digest of authors given as `(key, seq, chain)` in key order.
+    pub fn of<'a>(authors: impl Iterator<Item = (&'a NodeKey, u64, &'a [u8; 32])>) -> HistoryDigest {
+        let mut h = Sha256::new();
+        for (key, seq, chain) in authors {
+            h.update(key.0);
+            h.update(seq.to_be_bytes());
+            h.update(chain);
         }
+        HistoryDigest(h.finalize().into())
     }
 
     /// Sixteen hex digits: enough to compare by eye.
@@ -260,19 +275,12 @@ mod tests {
     }
 
     #[test]
-    fn the_digest_does_not_depend_on_order_and_tells_contents_apart() {
+    fn the_chain_tells_contents_and_order_apart() {
         let a = Message::sign(&key(1), 1, 1, vec![], 0, text("a"));
-        let b = Message::sign(&key(2), 1, 1, vec![], 0, text("b"));
-        let (mut x, mut y) = (HistoryDigest::default(), HistoryDigest::default());
-        x.add(&a);
-        x.add(&b);
-        y.add(&b);
-        y.add(&a);
-        assert_eq!(x, y);
-        let other = Message::sign(&key(2), 1, 1, vec![], 0, text("B"));
-        let mut z = HistoryDigest::default();
-        z.add(&a);
-        z.add(&other);
-        assert_ne!(x, z);
+        let b = Message::sign(&key(1), 2, 2, vec![], 0, text("b"));
+        let other = Message::sign(&key(1), 2, 2, vec![], 0, text("B"));
+        let ab = chain_step(&chain_step(&[0; 32], &a), &b);
+        assert_ne!(ab, chain_step(&chain_step(&[0; 32], &a), &other));
+        assert_ne!(ab, chain_step(&chain_step(&[0; 32], &b), &a));
     }
 }

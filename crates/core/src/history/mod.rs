@@ -15,7 +15,7 @@ use crate::node::{Node, Role};
 use crate::stats::Reject;
 use crate::types::NodeKey;
 use crate::wire::Frame;
-pub use message::{Body, HistoryDigest, MembershipEvent, Message, MessageError, MessageId, OrderKey, Sig};
+pub use message::{chain_step, Body, HistoryDigest, MembershipEvent, Message, MessageError, MessageId, OrderKey, Sig};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -24,10 +24,26 @@ use std::time::{Duration, Instant};
 pub const MAX_HELD: usize = 4096;
 /// Most messages in one sync page.
 pub const PAGE_MESSAGES: u32 = 512;
-/// Most bytes of message bodies in one sync page (the frame limit is 1 MiB).
+/// Most bytes of encoded messages in one sync page (the frame limit is 1 MiB).
 pub const PAGE_BYTES: u32 = 512 * 1024;
+
+/// How many of `candidates` (sorted, with their encoded sizes) make a page: at most `limit`, and within
+/// `max_bytes` after the first. Shared by every store so that pages are cut the same way everywhere.
+pub fn page_of<K>(candidates: &[(K, usize)], limit: usize, max_bytes: usize) -> usize {
+    let mut bytes = 0usize;
+    for (n, (_, size)) in candidates.iter().enumerate() {
+        if n == limit || (n > 0 && bytes + size > max_bytes) {
+            return n;
+        }
+        bytes += size;
+    }
+    candidates.len()
+}
 /// Most authors a frontier may list.
-pub const MAX_AUTHORS: usize = 4096;
+pub const MAX_AUTHORS: usize = 16_384;
+/// The largest step between two consecutive messages of one author: far beyond any real history, and small
+/// enough that reaching the counter ceiling would take a billion messages.
+pub const MAX_LAMPORT_JUMP: u64 = 1 << 32;
 /// The largest jump a clock heard of in a frontier may move ours (more than any real burst of messages).
 pub const MAX_CLOCK_HINT: u64 = 1 << 24;
 /// Most loads served at once; further sync requests wait for the requester to retry.
@@ -38,6 +54,8 @@ pub const MAX_PENDING_LOADS: usize = 16;
 pub struct AuthorState {
     pub seq: u64,
     pub lamport: u64,
+    /// The hash chain over this author's messages up to `seq` (see `HistoryDigest`).
+    pub chain: [u8; 32],
 }
 
 /// author -> highest contiguous seq held.
@@ -52,6 +70,7 @@ pub struct HistoryState {
     pub clock: u64,
     /// Messages no held message depends on (with their lamports): the next own message's dependencies.
     pub heads: Vec<(MessageId, u64)>,
+    /// The digest of the history held; brought up to date by `seal` before every store.
     pub digest: HistoryDigest,
     pub count: u64,
 }
@@ -70,15 +89,20 @@ impl HistoryState {
         self.seq_of(&m.author) + 1 == m.seq && m.deps.iter().all(|d| self.seq_of(&d.author) >= d.seq)
     }
 
-    /// Whether `m`'s lamport is consistent with what we know of its predecessors.
+    /// Whether `m`'s lamport is acceptable. Only the author's own previous message is consulted: every node
+    /// delivers an author's messages in seq order, so every node decides the same (a check that depended on
+    /// which other messages a node happens to hold would let nodes disagree, and never converge). The jump
+    /// is bounded, so that no message can push clocks to the ceiling.
     fn lamport_consistent(&self, m: &Message) -> bool {
         let own = self.authors.get(&m.author).map_or(0, |a| a.lamport);
-        let latest_deps = m.deps.iter().filter_map(|d| self.authors.get(&d.author).filter(|a| a.seq == d.seq));
-        m.lamport > own && latest_deps.into_iter().all(|a| m.lamport > a.lamport)
+        m.lamport > own && m.lamport - own <= MAX_LAMPORT_JUMP
     }
 
-    fn apply(&mut self, m: &Message) {
-        self.authors.insert(m.author, AuthorState { seq: m.seq, lamport: m.lamport });
+    /// Adds a delivered message to the summary (stores and tests build summaries with it too).
+    pub fn apply(&mut self, m: &Message) {
+        let previous = self.authors.get(&m.author).map_or([0; 32], |a| a.chain);
+        let chain = chain_step(&previous, m);
+        self.authors.insert(m.author, AuthorState { seq: m.seq, lamport: m.lamport, chain });
         self.clock = self.clock.max(m.lamport);
         self.heads.retain(|(h, _)| h.author != m.author && !m.deps.contains(h));
         self.heads.push((m.id(), m.lamport));
@@ -87,8 +111,12 @@ impl HistoryState {
             self.heads.sort_by_key(|(id, lamport)| std::cmp::Reverse((*lamport, *id)));
             self.heads.truncate(message::MAX_DEPS);
         }
-        self.digest.add(m);
         self.count += 1;
+    }
+
+    /// Recomputes the digest from the authors' chains (once per stored batch, not per message).
+    pub fn seal(&mut self) {
+        self.digest = HistoryDigest::of(self.authors.iter().map(|(k, a)| (k, a.seq, &a.chain)));
     }
 }
 
@@ -190,6 +218,7 @@ impl Node {
         let m = Message::sign(&self.signing, seq, lamport, deps, self.wall_ms(now), body);
         let id = m.id();
         self.history.state.apply(&m);
+        self.history.state.seal();
         let state = self.history.state.clone();
         self.out.push_back(Output::Store { messages: vec![m.clone()], state });
         self.event(Event::Sent { message: m.clone() });
@@ -271,6 +300,7 @@ impl Node {
 
     /// Stores a delivered batch (durable before anything that follows), shows it, then acknowledges it.
     fn commit(&mut self, batch: Vec<Message>) {
+        self.history.state.seal();
         let state = self.history.state.clone();
         let mut authors: Vec<NodeKey> = batch.iter().map(|m| m.author).collect();
         authors.sort_unstable();
@@ -281,8 +311,13 @@ impl Node {
         }
         let me = self.cfg.key;
         for author in authors.into_iter().filter(|a| *a != me) {
-            let seq = self.history.state.seq_of(&author);
-            self.send(author, &Frame::Ack { acks: vec![(author, seq)] });
+            // Only to authors we can reach or that are members: an ack must not make us dial the departed.
+            let linked = self.peers.get(&author).is_some_and(|p| p.link == crate::node::Link::Up);
+            let member = self.view.as_ref().is_some_and(|v| v.is_alive(&author));
+            if linked || member {
+                let seq = self.history.state.seq_of(&author);
+                self.send(author, &Frame::Ack { acks: vec![(author, seq)] });
+            }
         }
     }
 

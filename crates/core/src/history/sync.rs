@@ -107,9 +107,24 @@ impl Node {
     }
 
     /// The driver answered a load: send the page to whoever asked.
-    pub(crate) fn on_loaded(&mut self, id: u64, messages: Vec<Message>, more: bool) {
-        if let Some(peer) = self.history.loads.remove(&id) {
-            self.send(peer, &Frame::SyncPage { messages, more });
+    pub(crate) fn on_loaded(&mut self, id: u64, mut messages: Vec<Message>, mut more: bool) {
+        let Some(peer) = self.history.loads.remove(&id) else { return };
+        // A page must fit one frame, whatever the store put in it: cut it and say there is more.
+        loop {
+            let frame = Frame::SyncPage { messages, more };
+            match frame.encode() {
+                Ok(bytes) => return self.send_bytes(peer, bytes),
+                Err(_) => {
+                    let Frame::SyncPage { messages: m, .. } = frame else { unreachable!() };
+                    messages = m;
+                    if messages.len() <= 1 {
+                        tracing::error!(node = %self.cfg.key, "a single message does not fit a frame");
+                        return;
+                    }
+                    messages.truncate(messages.len() / 2);
+                    more = true;
+                }
+            }
         }
     }
 
@@ -117,16 +132,22 @@ impl Node {
         let last = messages.last().map(Message::order_key);
         let before = self.history.state.count;
         self.on_messages(now, from, messages);
+        let fruitful = self.history.state.count > before;
         if self.history.sync.is_some_and(|(p, _)| p == from) {
             match (more, last) {
-                (true, Some(after)) => self.request_page(now, from, Some(after)),
+                // A page that brought nothing new ends the sync: an honest page holds only what we lack,
+                // and a peer that keeps answering "more" with nothing must not hold the slot forever.
+                (true, Some(after)) if fruitful => self.request_page(now, from, Some(after)),
                 _ => {
                     self.history.sync = None;
                     self.timers.cancel(Timer::SyncDeadline);
                     // The peer had nothing beyond what we now hold: what we believed it held beyond that
                     // was stale (or untrue), and must not send us back to it at once.
                     self.cap_peer_knowledge(from);
-                    if self.history.state.count > before {
+                    // What is still held back waits for messages this peer does not have: drop it, it is
+                    // neither durable nor acknowledged, and anti-entropy brings it back with what it needs.
+                    self.history.held.clear();
+                    if fruitful {
                         self.sync_from_whoever_has_more(now);
                     }
                 }
@@ -145,17 +166,26 @@ impl Node {
 
     /// The peer we pulled from went quiet: forget it, and pull from whoever is known to hold more.
     pub(crate) fn on_sync_deadline(&mut self, now: Instant) {
-        self.history.sync = None;
+        if let Some((peer, _)) = self.history.sync.take() {
+            self.cap_peer_knowledge(peer);
+        }
         self.sync_from_whoever_has_more(now);
     }
 
     pub(crate) fn sync_from_whoever_has_more(&mut self, now: Instant) {
         let mine = &self.history.state;
-        let ahead = self.history.peers.iter().find(|(peer, f)| {
-            self.peers.get(*peer).is_some_and(|p| p.link == Link::Up) && f.iter().any(|(a, s)| *s > mine.seq_of(a))
-        });
-        if let Some((peer, _)) = ahead {
-            let peer = *peer;
+        // A random one of them, so that one peer that claims too much cannot be chosen every time and
+        // everyone does not pile onto the same peer.
+        let ahead = self
+            .history
+            .peers
+            .iter()
+            .filter(|(peer, f)| {
+                self.peers.get(*peer).is_some_and(|p| p.link == Link::Up) && f.iter().any(|(a, s)| *s > mine.seq_of(a))
+            })
+            .map(|(peer, _)| *peer)
+            .choose(&mut self.rng);
+        if let Some(peer) = ahead {
             self.start_sync(now, peer);
         }
     }
