@@ -199,3 +199,25 @@ fn delivery_status_counts_the_members_that_acknowledged() {
     sim.run_until_true(secs(10), |s| s.node(0).unwrap().delivery_status(seq).acked == 3).expect("acknowledged by all");
     assert_converged(&sim);
 }
+
+#[test]
+fn messages_arriving_in_reverse_are_all_delivered_once_the_first_arrives() {
+    use chatmesh_core::{Body, Frame, Input, Message, SigningKey};
+    let mut sim = mesh(28, 2);
+    let writer = SigningKey::from_bytes(&[42; 32]);
+    let author = chatmesh_core::key_of(&writer.to_bytes());
+    let all: Vec<Message> =
+        (1..=2000).map(|s| Message::sign(&writer, s, s, vec![], 0, Body::Text(format!("m{s}")))).collect();
+    let from = sim.nodes[1].key;
+    let frame = |messages: Vec<Message>| Input::Frame { from, bytes: Frame::Messages { messages }.encode().unwrap() };
+    let mut reversed = all[1..].to_vec();
+    reversed.reverse();
+    for chunk in reversed.chunks(100) {
+        sim.inject(0, frame(chunk.to_vec()));
+    }
+    assert_eq!(sim.node(0).unwrap().history().seq_of(&author), 0, "all held back");
+    sim.inject(0, frame(vec![all[0].clone()]));
+    assert_eq!(sim.node(0).unwrap().history().seq_of(&author), 2000, "the first releases the whole cascade");
+    settle(&mut sim, secs(30)).unwrap();
+    assert_converged(&sim);
+}

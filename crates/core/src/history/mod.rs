@@ -7,6 +7,7 @@
 //! in pages in canonical order, which is a linear extension of causality, so every page is deliverable as it
 //! arrives). The core holds only summaries; message bodies live in the store, read through `Output::Load`.
 
+mod holdback;
 pub mod message;
 mod sync;
 
@@ -136,7 +137,7 @@ pub struct DeliveryStatus {
 pub(crate) struct History {
     pub state: HistoryState,
     /// Valid messages waiting for a dependency.
-    pub held: BTreeMap<MessageId, Message>,
+    pub held: holdback::HoldBack,
     /// What each peer is known to hold (from its acks and frontiers).
     pub peers: BTreeMap<NodeKey, Frontier>,
     /// The peer we are pulling pages from, if any, and when we give up on it.
@@ -255,7 +256,7 @@ impl Node {
         let mut batch = Vec::new();
         for m in messages {
             let id = m.id();
-            if self.history.state.seq_of(&m.author) >= m.seq || self.history.held.contains_key(&id) {
+            if self.history.state.seq_of(&m.author) >= m.seq || self.history.held.contains(&id) {
                 continue;
             }
             if let Err(e) = m.verify() {
@@ -265,7 +266,7 @@ impl Node {
             if self.history.state.ready(&m) {
                 self.deliver(m, &mut batch);
             } else if self.history.held.len() < MAX_HELD {
-                self.history.held.insert(id, m);
+                self.history.held.hold(&self.history.state, m);
             }
         }
         if batch.is_empty() {
@@ -283,19 +284,24 @@ impl Node {
             self.reject(Reject::BadMessage, &format!("{}: lamport not above its predecessors", m.id()));
             return;
         }
-        self.history.state.apply(&m);
-        batch.push(m);
-        loop {
-            let ready = self.history.held.values().find(|h| self.history.state.ready(h)).map(Message::id);
-            let Some(id) = ready else { break };
-            let h = self.history.held.remove(&id).expect("just found");
-            if self.history.state.lamport_consistent(&h) {
-                self.history.state.apply(&h);
-                batch.push(h);
+        let mut next = vec![m];
+        while let Some(m) = next.pop() {
+            let st = &self.history.state;
+            if st.seq_of(&m.author) >= m.seq {
+                continue;
             }
+            if !st.ready(&m) {
+                self.history.held.hold(st, m);
+                continue;
+            }
+            if !st.lamport_consistent(&m) {
+                continue;
+            }
+            let (author, seq) = (m.author, m.seq);
+            self.history.state.apply(&m);
+            batch.push(m);
+            next.extend(self.history.held.woken(author, seq));
         }
-        let st = &self.history.state;
-        self.history.held.retain(|id, _| st.seq_of(&id.author) < id.seq);
     }
 
     /// Stores a delivered batch (durable before anything that follows), shows it, then acknowledges it.
