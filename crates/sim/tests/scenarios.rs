@@ -275,3 +275,33 @@ fn failover_after_a_crash_takes_milliseconds_and_after_silence_under_a_second() 
         }
     }
 }
+
+#[test]
+fn a_member_stalled_long_enough_to_be_declared_failed_rejoins_without_taking_over() {
+    // Review finding: a member stalled for ~700 ms was declared failed, then ran an election nobody
+    // answered, won it, and displaced the coordinator (three coordinators, four terms).
+    for stall_ms in [400, 700, 900, 1500] {
+        let (mut sim, c) = mesh(31, 5);
+        let term = sim.node(c).unwrap().term();
+        let low = (0..5).filter(|&i| i != c).min_by_key(|&i| id(&sim, i)).unwrap();
+        sim.pause(low);
+        sim.run_for(Duration::from_millis(stall_ms));
+        sim.resume(low);
+        let after = settle(&mut sim, secs(10)).unwrap_or_else(|p| panic!("{stall_ms} ms: {p:?}"));
+        assert_eq!(after, c, "{stall_ms} ms: the coordinator stays");
+        assert_eq!(sim.node(c).unwrap().term(), term, "{stall_ms} ms: no new term");
+        assert_clean(&sim);
+    }
+}
+
+#[test]
+fn a_node_with_a_name_over_the_limit_joins_under_a_shortened_name() {
+    let mut sim = Sim::new(SimOptions::quiet(32), Timing::default());
+    sim.add_node(Duration::ZERO);
+    let long = sim.add_named_node(&"é".repeat(50), Duration::from_millis(10));
+    settle(&mut sim, secs(10)).unwrap();
+    let view = sim.node(0).unwrap().view().unwrap();
+    let name = &view.get(&sim.nodes[long].key).unwrap().name;
+    assert!(name.len() <= chatmesh_core::MAX_NAME_LEN && name.starts_with("éé"), "{name:?}");
+    assert_clean(&sim);
+}
