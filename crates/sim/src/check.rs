@@ -148,12 +148,6 @@ pub fn history_problems(sim: &Sim) -> Vec<String> {
     problems
 }
 
-/// Promise 6 over the whole run: how many times a node's own durable ID changed (each change is checked
-/// when it happens, against the view that caused it; see `Sim::persist`).
-pub fn id_changes(sim: &Sim) -> usize {
-    sim.obs.id_changes.len()
-}
-
 fn names_of(sim: &Sim, part: &[usize]) -> Vec<String> {
     part.iter().map(|&i| sim.nodes[i].name.clone()).collect()
 }

@@ -15,7 +15,7 @@ mod scenario;
 mod sim;
 mod store;
 
-pub use check::{connected_parts, history_problems, id_changes, settled_problems};
+pub use check::{connected_parts, history_problems, settled_problems};
 pub use net::SimOptions;
 pub use scenario::{
     all_follow, chat, coordinator_of, failover_run, highest, percentiles, random_options, random_run, settle,

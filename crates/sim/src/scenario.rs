@@ -91,12 +91,6 @@ pub fn random_run(seed: u64) -> Outcome {
     for _ in 0..3 {
         chat(&mut sim, &mut rng, &mut sent);
     }
-    if std::env::var_os("CHATMESH_SIM_DEBUG").is_some() {
-        for n in &sim.nodes {
-            let role = n.core.as_ref().map(|c| c.role());
-            eprintln!("{} core {:?} paused {} left {} pending {}", n.name, role, n.paused, n.left, n.pending_start);
-        }
-    }
     faults.push(format!("{:?}: faults stop", sim.elapsed()));
     let settled_after = sim.run_until_true(SETTLE_BOUND, |s| settled_problems(s).is_empty());
     let mut problems = Vec::new();
