@@ -1,216 +1,649 @@
-//! `chatmesh demo`: the mission told on a simulated mesh, in virtual time.
+//! `chatmesh demo`: the mission on real node processes on this machine.
 //!
-//! The protocol core is the same one the real node will run; the network and the clock are the simulator's.
+//! Every node is this same binary started as `chatmesh --ui json ...` with its own data directory, on the
+//! loopback interface (multicast included: nothing leaves the machine), on a mesh name and group port of
+//! its own so that several demos or tests can run at once. The demo drives and checks them through their
+//! control APIs, narrates what their event streams say, and removes every process it started, also on
+//! Ctrl-C, on failure, and (through the kernel's parent-death signal) if the demo itself is killed.
 
-use chatmesh_core::{Body, Command, Event, MembershipEvent, NodeKey, Role};
-use chatmesh_sim::{all_follow, coordinator_of, highest, settle, settled_problems, Sim, SimOptions};
-use std::time::Duration;
+use crate::commands::fmt_time;
+use crate::demo_tui::{Narrator, NodeState};
+use clap::Args;
+use serde_json::Value;
+use std::io::{BufRead, BufReader, IsTerminal};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
-const NAMES: [&str; 8] = ["ana", "bruno", "carla", "davi", "eva", "fabio", "gina", "hugo"];
-const LIMIT: Duration = Duration::from_secs(30);
+const NAMES: [&str; 9] = ["ana", "bruno", "carla", "davi", "eva", "fabio", "gina", "hugo", "iris"];
+/// How long any one check may take before the step fails.
+const STEP_LIMIT: Duration = Duration::from_secs(20);
 
-pub struct DemoOptions {
-    pub nodes: usize,
-    pub seed: u64,
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// Number of nodes to start (a newcomer joins later on top of these).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(4..=8))]
+    nodes: u16,
+    /// Tell the story on the deterministic simulator instead (virtual time, the same protocol core).
+    #[arg(long)]
+    simulated: bool,
+    /// Seed of the simulated network (with --simulated).
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+    /// Keep the nodes' data and log directories (printed at the end) instead of removing them.
+    #[arg(long)]
+    keep: bool,
+    /// No pauses between steps (for tests and scripts); by default the demo paces itself for people.
+    #[arg(long)]
+    fast: bool,
+    /// Narrated plain text even on a terminal (by default a terminal gets the nodes side by side).
+    #[arg(long)]
+    plain: bool,
 }
 
-pub fn run(opts: &DemoOptions) -> anyhow::Result<()> {
-    let mut sim = Sim::new(SimOptions::quiet(opts.seed), Default::default());
-    let mut shown = 0;
-    println!("ChatMesh demo: {} nodes on a simulated LAN (virtual time, seed {})", opts.nodes, opts.seed);
-    println!("The protocol core is the real one; the network and the clock are the simulator's.\n");
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
-    step("1. Nodes start 150 ms apart and find each other through multicast; each says hello");
-    let starts: Vec<String> = (0..opts.nodes).map(|i| format!("{} at {} ms", NAMES[i], 150 * i)).collect();
-    println!("   starting: {}", starts.join(", "));
-    for (i, name) in NAMES.iter().take(opts.nodes).enumerate() {
-        sim.add_named_node(name, Duration::from_millis(150 * i as u64));
+extern "C" fn on_signal(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+pub fn main(args: DemoArgs) -> ExitCode {
+    if args.simulated {
+        return match crate::sim_demo::run(&crate::sim_demo::DemoOptions { nodes: args.nodes.into(), seed: args.seed }) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("chatmesh demo: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
     }
-    let coordinator = settle(&mut sim, LIMIT).map_err(problems)?;
-    for i in sim.live() {
-        let text = format!("olá, I am {}", name(&sim, i));
-        sim.command(i, Command::Send { text });
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe {
+        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGHUP, on_signal as *const () as libc::sighandler_t);
     }
-    settle(&mut sim, LIMIT).map_err(problems)?;
-    shown = show_events(&sim, shown);
-    table(&sim);
-    println!(
-        "   {} coordinates: the highest-ranked member (Bully: the highest ID wins; every newcomer",
-        name(&sim, coordinator)
-    );
-    println!("   has the highest ID, so each join hands it the role).\n");
-
-    step("2. The coordinator says something, then is killed (SIGKILL): its links reset, survivors notice at once");
-    sim.command(coordinator, Command::Send { text: "last words before the crash".into() });
-    let t = fail_and_measure(&mut sim, coordinator, true)?;
-    settle(&mut sim, LIMIT).map_err(problems)?;
-    shown = show_events(&sim, shown);
-    println!("   Every survivor followed the new coordinator {} after the kill.", fmt(t));
-    println!("   The last words were durable before they were shown as sent, and reached everyone:");
-    table(&sim);
-
-    step("3. The new coordinator freezes (SIGSTOP): nobody is told, its heartbeats just stop");
-    let frozen = coordinator_of(&sim).expect("settled");
-    let t = fail_and_measure(&mut sim, frozen, false)?;
-    shown = show_events(&sim, shown);
-    println!("   The silence was noticed and a successor followed by all {} after the freeze.\n", fmt(t));
-
-    step("4. It wakes up (SIGCONT): the highest-ranked live member again, Bully gives it the role back");
-    sim.resume(frozen);
-    settle(&mut sim, LIMIT).map_err(problems)?;
-    shown = show_events(&sim, shown);
-    table(&sim);
-
-    step("5. The network splits in two: each part elects its own coordinator and keeps chatting");
-    let live = sim.live();
-    let (a, b) = live.split_at(live.len() / 2);
-    let names = |part: &[usize]| part.iter().map(|&i| name(&sim, i)).collect::<Vec<_>>().join(", ");
-    println!("   split: {} | {}", names(a), names(b));
-    sim.partition(&[a.to_vec(), b.to_vec()]);
-    settle(&mut sim, LIMIT).map_err(problems)?;
-    for &i in a.iter().chain(b) {
-        let text = format!("{} talking during the split", name(&sim, i));
-        sim.command(i, Command::Send { text });
+    let base = std::env::temp_dir().join(format!("chatmesh-demo-{}", std::process::id()));
+    let pace = if args.fast { Duration::ZERO } else { Duration::from_millis(1500) };
+    let mut demo = match Demo::new(base.clone(), pace) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("chatmesh demo: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let n = args.nodes as usize;
+    if !args.plain && std::io::stdout().is_terminal() && std::io::stdin().is_terminal() {
+        match Narrator::tui(&NAMES[..=n], &INTERRUPTED) {
+            Ok(tui) => demo.out = tui,
+            Err(e) => eprintln!("chatmesh demo: cannot use the terminal ({e}); telling it as plain text"),
+        }
     }
-    settle(&mut sim, LIMIT).map_err(problems)?;
-    shown = show_events(&sim, shown);
-    table(&sim);
-    println!("   Two coordinators, two histories; each part agrees within itself.\n");
+    let result = demo.play(n);
+    match &result {
+        Ok(()) => {
+            demo.out.outcome(true, "DEMO PASSED: every check held.");
+            // Let people see the final state (q leaves at once).
+            if demo.out.is_tui() && !args.fast {
+                demo.linger(Duration::from_secs(3));
+            }
+        }
+        Err(e) => demo.out.outcome(false, &format!("DEMO FAILED: {e}")),
+    }
+    demo.stop_all();
+    for line in demo.out.finish() {
+        say(&line);
+    }
+    let code = match result {
+        Ok(()) => {
+            say("\nDEMO PASSED: every check held.");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            say(&format!("\nDEMO FAILED: {e}"));
+            say(&format!("   node logs: {}", base.join("logs").display()));
+            ExitCode::FAILURE
+        }
+    };
+    if args.keep {
+        say(&format!("   data and logs kept in {}", base.display()));
+    } else if result_is_ok(&code) {
+        let _ = std::fs::remove_dir_all(&base);
+    }
+    code
+}
 
-    step("6. The network heals: beacons meet, the parts merge under the higher-ranked coordinator");
-    sim.heal();
-    let t = sim.run_until_true(LIMIT, |s| settled_problems(s).is_empty());
-    settle(&mut sim, LIMIT).map_err(problems)?;
-    shown = show_events(&sim, shown);
-    table(&sim);
-    if let Some(t) = t {
-        println!("   One mesh again, with every history equal (same digest), {} after the heal.\n", fmt(t));
+fn result_is_ok(code: &ExitCode) -> bool {
+    *code == ExitCode::SUCCESS
+}
+
+/// One line of output; a closed stdout does not stop the demo (its nodes must still be removed).
+fn say(line: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+/// One node process.
+struct Proc {
+    name: String,
+    child: Option<Child>,
+    http: Option<String>,
+}
+
+struct Demo {
+    base: PathBuf,
+    mesh: String,
+    group: String,
+    exe: PathBuf,
+    procs: Vec<Proc>,
+    /// (node index, event) from every node's stdout.
+    events_tx: mpsc::Sender<(usize, Value)>,
+    events: mpsc::Receiver<(usize, Value)>,
+    agent: ureq::Agent,
+    started: Instant,
+    /// IDs of every message the demo sent and was told was stored.
+    sent: Vec<String>,
+    /// A pause after each step, for people to read (zero with --fast).
+    pace: Duration,
+    /// Where everything the demo says goes: plain text or the split screen.
+    out: Narrator,
+}
+
+type Res<T> = Result<T, String>;
+
+impl Demo {
+    fn new(base: PathBuf, pace: Duration) -> Res<Demo> {
+        std::fs::create_dir_all(&base).map_err(|e| format!("cannot create {}: {e}", base.display()))?;
+        let exe = std::env::current_exe().map_err(|e| format!("cannot find my own executable: {e}"))?;
+        let salt = std::process::id() ^ (Instant::now().elapsed().subsec_nanos());
+        let port = 20000 + (salt % 30000) as u16;
+        let (events_tx, events) = mpsc::channel();
+        Ok(Demo {
+            base,
+            mesh: format!("demo-{}", std::process::id()),
+            group: format!("239.255.77.77:{port}"),
+            exe,
+            procs: Vec::new(),
+            events_tx,
+            events,
+            agent: ureq::AgentBuilder::new().timeout(Duration::from_secs(3)).build(),
+            started: Instant::now(),
+            sent: Vec::new(),
+            pace,
+            out: Narrator::Plain,
+        })
     }
 
-    step("7. The node killed in step 2 restarts from its data directory: same ID, whole history");
-    sim.restart(coordinator);
-    settle(&mut sim, LIMIT).map_err(problems)?;
-    show_events(&sim, shown);
-    table(&sim);
-    show_history(&sim);
-    println!("Done: one mesh, one coordinator (the highest-ranked live member), every view and history equal.");
+    fn check_interrupt(&self) -> Res<()> {
+        if INTERRUPTED.load(Ordering::SeqCst) {
+            Err("interrupted".into())
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Starts node `i` (a new one, or again after a kill with the same data directory).
+    fn spawn(&mut self, i: usize) -> Res<()> {
+        let name = NAMES[i].to_string();
+        let data_dir = self.base.join(&name);
+        let mut cmd = Command::new(&self.exe);
+        cmd.args(["--ui", "json", "--name", &name, "--mesh", &self.mesh, "--group", &self.group])
+            .args(["--iface", "127.0.0.1", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--log", "debug"])
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .arg("--log-dir")
+            .arg(self.base.join("logs"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        for (k, _) in std::env::vars() {
+            if k.starts_with("CHATMESH_") {
+                cmd.env_remove(k);
+            }
+        }
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: prctl is async-signal-safe; it makes the kernel kill the node if the demo dies.
+            unsafe {
+                cmd.pre_exec(|| {
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                    Ok(())
+                });
+            }
+        }
+        let mut child = cmd.spawn().map_err(|e| format!("cannot start {}: {e}", self.exe.display()))?;
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        let tx = self.events_tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                    if tx.send((i, v)).is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        let p = Proc { name, child: Some(child), http: None };
+        if i < self.procs.len() {
+            self.procs[i] = p;
+            self.out.state(i, NodeState::Restarting);
+        } else {
+            self.procs.push(p);
+            self.out.state(i, NodeState::Running);
+        }
+        Ok(())
+    }
+
+    /// Reads node events for up to `d`, narrating the interesting ones; returns at once on an interrupt.
+    fn pump(&mut self, d: Duration) {
+        let until = Instant::now() + d;
+        while let Some(left) = until.checked_duration_since(Instant::now()) {
+            if INTERRUPTED.load(Ordering::SeqCst) {
+                break;
+            }
+            match self.events.recv_timeout(left.min(Duration::from_millis(100))) {
+                Ok((i, v)) => self.narrate(i, &v),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        }
+    }
+
+    fn narrate(&mut self, i: usize, v: &Value) {
+        let name = self.procs.get(i).map_or("?".to_string(), |p| p.name.clone());
+        let kind = v["type"].as_str().unwrap_or("");
+        let t = self.started.elapsed().as_secs_f64();
+        if kind == "ready" {
+            if let Some(p) = self.procs.get_mut(i) {
+                p.http = v["http"].as_str().map(String::from);
+            }
+        }
+        let line = match kind {
+            "ready" => Some(format!(
+                "process started, listening on {}; live page: http://{}/",
+                v["addr"].as_str().unwrap_or("?"),
+                v["http"].as_str().unwrap_or("?")
+            )),
+            "founded" => Some(format!("nobody answered: founded the mesh as #{}", v["id"])),
+            "joined" => Some(format!("joined through multicast, got ID #{}", v["id"])),
+            "election_started" => Some(format!("election started (term {})", v["term"])),
+            "coordinator" if v["me"] == true => Some(format!("I am the coordinator (term {})", v["term"])),
+            "id_reassigned" => Some(format!("ID #{} is now #{}", v["old"], v["new"])),
+            _ => None,
+        };
+        self.out.node_event(i, v, line.map(|line| format!("   {t:6.2}s [{name:<5}] {line}")));
+    }
+
+    fn http(&mut self, i: usize) -> Res<String> {
+        let limit = Instant::now() + STEP_LIMIT;
+        while self.procs[i].http.is_none() {
+            self.check_interrupt()?;
+            if Instant::now() > limit {
+                return Err(format!("{} never reported its control API address", self.procs[i].name));
+            }
+            self.pump(Duration::from_millis(50));
+        }
+        Ok(self.procs[i].http.clone().unwrap_or_default())
+    }
+
+    fn status(&mut self, i: usize) -> Res<Value> {
+        let url = format!("http://{}/status", self.http(i)?);
+        let s: Value = self
+            .agent
+            .get(&url)
+            .call()
+            .map_err(|e| format!("{}: {e}", self.procs[i].name))?
+            .into_json()
+            .map_err(|e| e.to_string())?;
+        self.out.status(i, &s);
+        Ok(s)
+    }
+
+    fn send(&mut self, i: usize, text: &str) -> Res<Value> {
+        let url = format!("http://{}/messages", self.http(i)?);
+        let m: Value = self
+            .agent
+            .post(&url)
+            .send_json(serde_json::json!({ "text": text }))
+            .map_err(|e| format!("{} could not send: {e}", self.procs[i].name))?
+            .into_json()
+            .map_err(|e| e.to_string())?;
+        self.sent.push(m["id"].as_str().unwrap_or("").to_string());
+        Ok(m)
+    }
+
+    /// Waits until `nodes` hold equal histories that include every message sent so far.
+    fn wait_synced(&mut self, what: &str, nodes: &[usize]) -> Res<Duration> {
+        let start = Instant::now();
+        loop {
+            self.wait_for(what, nodes, same_history)?;
+            let held: std::collections::HashSet<String> =
+                self.history(nodes[0])?.iter().filter_map(|m| m["id"].as_str().map(String::from)).collect();
+            let missing = self.sent.iter().filter(|id| !held.contains(*id)).count();
+            if missing == 0 {
+                return Ok(start.elapsed());
+            }
+            if start.elapsed() > STEP_LIMIT {
+                return Err(format!("{what}: {missing} sent messages missing after {}s", STEP_LIMIT.as_secs()));
+            }
+            self.pump(Duration::from_millis(50));
+        }
+    }
+
+    fn history(&mut self, i: usize) -> Res<Vec<Value>> {
+        let url = format!("http://{}/history", self.http(i)?);
+        self.agent.get(&url).call().map_err(|e| e.to_string())?.into_json().map_err(|e| e.to_string())
+    }
+
+    fn live(&self) -> Vec<usize> {
+        (0..self.procs.len()).filter(|i| self.procs[*i].child.is_some()).collect()
+    }
+
+    /// Polls until `check` holds over the statuses of `nodes`; returns how long it took.
+    fn wait_for(
+        &mut self,
+        what: &str,
+        nodes: &[usize],
+        check: impl Fn(&[Value]) -> Result<(), String>,
+    ) -> Res<Duration> {
+        let start = Instant::now();
+        let mut last;
+        loop {
+            self.check_interrupt()?;
+            let statuses: Result<Vec<Value>, String> = nodes.iter().map(|i| self.status(*i)).collect();
+            match statuses.and_then(|s| check(&s)) {
+                Ok(()) => return Ok(start.elapsed()),
+                Err(e) => last = e,
+            }
+            if start.elapsed() > STEP_LIMIT {
+                return Err(format!("{what}: not within {}s ({last})", STEP_LIMIT.as_secs()));
+            }
+            self.pump(Duration::from_millis(20));
+        }
+    }
+
+    fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.procs[i].child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+            self.out.state(i, NodeState::Killed);
+        }
+    }
+
+    fn stop_all(&mut self) {
+        for p in &mut self.procs {
+            if let Some(c) = &p.child {
+                // SAFETY: plain kill(2) on our own child's pid.
+                unsafe {
+                    libc::kill(c.id() as libc::pid_t, libc::SIGTERM);
+                }
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(3);
+        for p in &mut self.procs {
+            if let Some(mut c) = p.child.take() {
+                loop {
+                    match c.try_wait() {
+                        Ok(Some(_)) => break,
+                        Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+                        _ => {
+                            let _ = c.kill();
+                            let _ = c.wait();
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn play(&mut self, n: usize) -> Res<()> {
+        self.out.line(&format!(
+            "ChatMesh demo: {n} real node processes on this machine (loopback only; mesh {}, group {})",
+            self.mesh, self.group
+        ));
+        self.out.line(&format!("   data and logs under {}", self.base.display()));
+        self.out.line("");
+
+        self.out.step(
+            "1. Nodes start one after another, find each other through multicast and get IDs from the coordinator",
+        );
+        for i in 0..n {
+            self.spawn(i)?;
+            self.pump(Duration::from_millis(200) + self.pace / 5);
+        }
+        let all: Vec<usize> = (0..n).collect();
+        let t = self.wait_for("one mesh with every node", &all, |s| one_mesh(s, n))?;
+        let statuses: Vec<Value> = all.iter().map(|i| self.status(*i)).collect::<Res<_>>()?;
+        self.out.table(&table(&statuses));
+        let coordinator = index_of_coordinator(&statuses).ok_or("no coordinator")?;
+        self.out.ok(&format!(
+            "one mesh: {n} members, unique IDs, one coordinator, agreed by all ({} after the last start); Bully \
+             makes the highest-ranked live member coordinator, and each newcomer gets the highest ID, so it takes over",
+            secs(t)
+        ));
+
+        self.pause()?;
+        self.out.step("2. Everyone chats");
+        for i in 0..n {
+            let text = format!("olá from {}", self.procs[i].name);
+            self.send(i, &text)?;
+        }
+        let t = self.wait_synced("histories agree", &all)?;
+        self.show_history(0, 6)?;
+        self.out.ok(&format!("every node holds the same history (equal digests) {} after the last send", secs(t)));
+
+        self.pause()?;
+        let victim = coordinator;
+        let victim_id = statuses[victim]["id"].as_u64().unwrap_or(0);
+        self.out.step(&format!(
+            "3. The coordinator {} (#{victim_id}) is killed with SIGKILL while the others keep chatting",
+            self.procs[victim].name
+        ));
+        let killed_at = Instant::now();
+        self.kill(victim);
+        let survivors: Vec<usize> = self.live();
+        let mut sent_during = 0;
+        for (k, i) in survivors.iter().enumerate() {
+            let text = format!("still here: {} (during the election)", self.procs[*i].name);
+            match self.send(*i, &text) {
+                Ok(_) => sent_during += 1,
+                Err(e) => return Err(format!("sending during the election failed: {e}")),
+            }
+            if k == 0 {
+                self.pump(Duration::from_millis(5));
+            }
+        }
+        let expected = survivors.iter().map(|i| statuses[*i]["id"].as_u64().unwrap_or(0)).max().unwrap_or(0);
+        self.wait_for("a new coordinator followed by all survivors", &survivors, |s| {
+            let c: Vec<u64> = s.iter().map(|x| x["coordinator"]["id"].as_u64().unwrap_or(0)).collect();
+            if c.iter().all(|x| *x == expected) {
+                Ok(())
+            } else {
+                Err(format!("coordinators seen: {c:?}, expecting #{expected}"))
+            }
+        })?;
+        let took = killed_at.elapsed();
+        self.out.ok(&format!(
+            "survivors elected #{expected} (the highest-ranked survivor) {} after the kill; {sent_during} messages sent meanwhile were stored",
+            ms(took)
+        ));
+        let t = self.wait_synced("survivors' histories agree", &survivors)?;
+        self.out.ok(&format!("the messages sent during the election reached every survivor ({} later)", secs(t)));
+
+        self.pause()?;
+        self.out.step(&format!(
+            "4. {} restarts from its data directory, gets its old ID back and catches up",
+            self.procs[victim].name
+        ));
+        self.spawn(victim)?;
+        let everyone: Vec<usize> = (0..n).collect();
+        self.wait_for("the restarted node is back", &everyone, |s| one_mesh(s, n))?;
+        let st = self.status(victim)?;
+        if st["id"].as_u64() != Some(victim_id) {
+            return Err(format!("{} came back as #{} instead of #{victim_id}", self.procs[victim].name, st["id"]));
+        }
+        let t = self.wait_synced("the restarted node caught up", &everyone)?;
+        self.out.ok(&format!(
+            "{} is #{victim_id} again and holds the history it missed (equal digests {} after it rejoined)",
+            self.procs[victim].name,
+            secs(t)
+        ));
+
+        self.pause()?;
+        self.out.step(&format!("5. A newcomer, {}, joins and receives the whole history", NAMES[n]));
+        self.spawn(n)?;
+        let everyone: Vec<usize> = (0..=n).collect();
+        let t = self.wait_for("the newcomer is in", &everyone, |s| one_mesh(s, n + 1))?;
+        let t2 = self.wait_synced("the newcomer has everything", &everyone)?;
+        let newcomer = self.status(n)?;
+        self.out.ok(&format!(
+            "{} got ID #{} in {} and holds all {} messages {} later",
+            NAMES[n],
+            newcomer["id"],
+            secs(t),
+            newcomer["history"]["count"],
+            secs(t2)
+        ));
+        self.send(n, "obrigado, I have read everything")?;
+
+        self.pause()?;
+        self.out.step("6. Final check on every node");
+        self.wait_synced("final agreement", &everyone)?;
+        let t = self.wait_for("final agreement", &everyone, |s| {
+            one_mesh(s, n + 1)?;
+            same_history(s)?;
+            let pending: u64 = s.iter().map(|x| x["pending_acks"].as_u64().unwrap_or(0)).sum();
+            if pending > 0 {
+                return Err(format!("{pending} messages still waiting for acknowledgement"));
+            }
+            Ok(())
+        })?;
+        let statuses: Vec<Value> = everyone.iter().map(|i| self.status(*i)).collect::<Res<_>>()?;
+        self.out.table(&table(&statuses));
+        self.show_history(n, 100)?;
+        self.out.ok(&format!(
+            "{} nodes, one coordinator, every message acknowledged by all, one history digest {} ({})",
+            n + 1,
+            statuses[0]["history"]["digest"].as_str().unwrap_or("").get(..16).unwrap_or(""),
+            secs(t)
+        ));
+        Ok(())
+    }
+
+    fn show_history(&mut self, i: usize, last: usize) -> Res<()> {
+        let h = self.history(i)?;
+        self.out.detail(&format!(
+            "   history as {} shows it ({} messages in canonical order; the last {} here):",
+            self.procs[i].name,
+            h.len(),
+            last.min(h.len())
+        ));
+        for m in h.iter().skip(h.len().saturating_sub(last)) {
+            let who = m["author_name"].as_str().unwrap_or("?");
+            let at = fmt_time(m["sent_at"].as_u64().unwrap_or(0));
+            if m["kind"] == "event" {
+                self.out.detail(&format!("     {at}  * {}", m["text"].as_str().unwrap_or("")));
+            } else {
+                self.out.detail(&format!("     {at}  {who}: {}", m["text"].as_str().unwrap_or("")));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Demo {
+    /// Lets people read what happened (events keep printing meanwhile).
+    fn pause(&mut self) -> Res<()> {
+        self.check_interrupt()?;
+        let pace = self.pace;
+        self.pump(pace);
+        self.check_interrupt()
+    }
+
+    /// Keeps showing the nodes' events for `d`, or until q / Ctrl-C.
+    fn linger(&mut self, d: Duration) {
+        let until = Instant::now() + d;
+        while Instant::now() < until && !INTERRUPTED.load(Ordering::SeqCst) {
+            self.pump(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Demo {
+    /// Also on a panic: no node outlives the demo.
+    fn drop(&mut self) {
+        self.stop_all();
+    }
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:.2} s", d.as_secs_f64())
+}
+
+fn ms(d: Duration) -> String {
+    format!("{} ms", d.as_millis())
+}
+
+fn index_of_coordinator(s: &[Value]) -> Option<usize> {
+    s.iter().position(|x| x["role"] == "coordinator")
+}
+
+/// All nodes are in, agree on one coordinator and on `n` alive members with unique IDs.
+fn one_mesh(s: &[Value], n: usize) -> Result<(), String> {
+    let mut coordinators = std::collections::BTreeSet::new();
+    let mut ids = std::collections::BTreeSet::new();
+    for x in s {
+        let name = x["name"].as_str().unwrap_or("?");
+        let role = x["role"].as_str().unwrap_or("?");
+        if role != "member" && role != "coordinator" {
+            return Err(format!("{name} is {role}"));
+        }
+        let alive = x["members"].as_array().map_or(0, |m| m.iter().filter(|m| m["state"] == "alive").count());
+        if alive != n {
+            return Err(format!("{name} sees {alive} alive members"));
+        }
+        coordinators.insert(x["coordinator"]["key"].as_str().unwrap_or("").to_string());
+        ids.insert(x["id"].as_u64().unwrap_or(0));
+    }
+    if coordinators.len() != 1 {
+        return Err(format!("{} different coordinators", coordinators.len()));
+    }
+    if ids.len() != s.len() {
+        return Err("IDs are not unique".into());
+    }
     Ok(())
 }
 
-fn step(title: &str) {
-    println!("== {title}");
-}
-
-fn name(sim: &Sim, i: usize) -> String {
-    sim.nodes[i].name.clone()
-}
-
-fn name_of(sim: &Sim, key: &NodeKey) -> String {
-    sim.nodes.iter().find(|n| &n.key == key).map_or_else(|| key.short(), |n| n.name.clone())
-}
-
-fn fail_and_measure(sim: &mut Sim, victim: usize, crash: bool) -> anyhow::Result<Duration> {
-    if crash {
-        sim.crash(victim);
-    } else {
-        sim.pause(victim);
+/// All nodes hold the same history (equal digests).
+fn same_history(s: &[Value]) -> Result<(), String> {
+    let digests: std::collections::BTreeSet<&str> =
+        s.iter().map(|x| x["history"]["digest"].as_str().unwrap_or("")).collect();
+    if digests.len() != 1 {
+        return Err(format!("{} different digests", digests.len()));
     }
-    let next = highest(sim, &sim.live()).expect("survivors");
-    let key = sim.nodes[next].key;
-    sim.run_until_true(Duration::from_secs(10), |s| all_follow(s, key))
-        .ok_or_else(|| anyhow::anyhow!("no failover within 10 s"))
+    Ok(())
 }
 
-/// Prints the events since `from` that a person watching would care about, once per mesh-wide fact.
-fn show_events(sim: &Sim, from: usize) -> usize {
-    let mut last = String::new();
-    for (t, i, e) in &sim.obs.events[from..] {
-        let who = name(sim, *i);
-        let line = match e {
-            Event::Founded { id, term } => format!("{who} found no mesh and founded one as {id} (term {term})"),
-            Event::Joined { id, .. } => format!("{who} joined as {id}"),
-            Event::CoordinatorChanged { term, coordinator, id } if coordinator == &sim.nodes[*i].key => {
-                format!("{who} announces itself coordinator {id} (term {term})")
-            }
-            Event::MemberFailed { name, id, .. } if sim.node(*i).is_some_and(|c| c.role() == Role::Coordinator) => {
-                format!("{who} (coordinator) declares {name} {id} failed")
-            }
-            Event::MemberLeft { name, .. } => format!("{name} left"),
-            Event::IdReassigned { key, old, new } if key == &sim.nodes[*i].key => {
-                format!("{who}'s ID {old} clashed, now {new}")
-            }
-            _ => continue,
-        };
-        if line != last {
-            println!("   {:>9}  {line}", fmt(*t));
-            last = line;
-        }
+fn table(s: &[Value]) -> Vec<String> {
+    let mut lines =
+        vec![format!("   {:<7} {:>4}  {:<12} {:>5}  {:>8}  digest", "node", "ID", "role", "term", "messages")];
+    for x in s {
+        lines.push(format!(
+            "   {:<7} {:>4}  {:<12} {:>5}  {:>8}  {}",
+            x["name"].as_str().unwrap_or("?"),
+            format!("#{}", x["id"]),
+            x["role"].as_str().unwrap_or("?"),
+            x["term"].to_string(),
+            x["history"]["count"].to_string(),
+            x["history"]["digest"].as_str().unwrap_or("").get(..16).unwrap_or("")
+        ));
     }
-    sim.obs.events.len()
-}
-
-fn table(sim: &Sim) {
-    println!(
-        "   {:<8} {:>4} {:<12} {:>5} {:<10} {:>8}  {:<16}",
-        "node", "id", "role", "term", "follows", "messages", "history digest"
-    );
-    for (i, n) in sim.nodes.iter().enumerate() {
-        let Some(core) = n.core.as_ref().filter(|_| !n.paused) else {
-            println!("   {:<8} {:>4} {:<12}", n.name, "", if n.paused { "stopped" } else { "down" });
-            continue;
-        };
-        let id = core.my_id().map_or("-".into(), |id| id.to_string());
-        let follows = core.coordinator().map_or("-".into(), |k| name_of(sim, &k));
-        let role = format!("{:?}", core.role());
-        let h = core.history();
-        println!(
-            "   {:<8} {:>4} {:<12} {:>5} {:<10} {:>8}  {:<16}",
-            name(sim, i),
-            id,
-            role,
-            core.term(),
-            follows,
-            h.count,
-            h.digest.short()
-        );
-    }
-    println!();
-}
-
-/// The canonical history as one node shows it (every node shows the same).
-fn show_history(sim: &Sim) {
-    let Some(i) = sim.live().first().copied() else { return };
-    let mut messages: Vec<_> = sim.nodes[i].store.by_author.values().flat_map(|m| m.values()).collect();
-    messages.sort_by_key(|m| m.order_key());
-    println!("   The history in canonical order, as {} (and everyone) shows it:", name(sim, i));
-    for m in messages {
-        match &m.body {
-            Body::Text(t) => println!("     {:>6}: {t}", name_of(sim, &m.author)),
-            Body::Membership(e) => println!("     {:>6}  ({})", "", describe(sim, e)),
-        }
-    }
-    println!();
-}
-
-fn describe(sim: &Sim, e: &MembershipEvent) -> String {
-    match e {
-        MembershipEvent::Joined { name, id, .. } => format!("{name} {id} joined"),
-        MembershipEvent::Left { name, id, .. } => format!("{name} {id} left"),
-        MembershipEvent::Failed { name, id, .. } => format!("{name} {id} failed"),
-        MembershipEvent::CoordinatorChanged { term, id, key } => {
-            format!("{} {id} coordinates, term {term}", name_of(sim, key))
-        }
-    }
-}
-
-fn fmt(d: Duration) -> String {
-    if d < Duration::from_secs(1) {
-        format!("{:.1} ms", d.as_secs_f64() * 1e3)
-    } else {
-        format!("{:.2} s", d.as_secs_f64())
-    }
-}
-
-fn problems(p: Vec<String>) -> anyhow::Error {
-    anyhow::anyhow!("the mesh did not settle: {}", p.join("; "))
+    lines
 }

@@ -1,48 +1,53 @@
 //! `chatmesh`: the ChatMesh binary.
 
+mod bench;
+mod commands;
+mod config;
 mod demo;
+mod demo_tui;
+mod run;
+mod sim_demo;
+mod tui;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "chatmesh", version, about = "A serverless group chat with an elected coordinator")]
+#[command(
+    name = "chatmesh",
+    version,
+    about = "A serverless group chat with an elected coordinator",
+    long_about = "A serverless group chat with an elected coordinator.\n\nWith no subcommand, joins the mesh \
+                  on the local network (found through multicast) interactively. Settings come from flags, then \
+                  CHATMESH_* environment variables, then the config file, then defaults."
+)]
 struct Cli {
+    #[command(flatten)]
+    node: config::NodeArgs,
     #[command(subcommand)]
     command: Option<Cmd>,
 }
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Run a whole mesh and narrate it: discovery, IDs, chat, failover, partition and merge.
-    ///
-    /// Today the mesh runs in the deterministic simulator (virtual time, the real protocol core); real
-    /// processes on this machine come with the node driver.
-    Demo {
-        /// Number of nodes (4 to 8).
-        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(4..=8))]
-        nodes: u16,
-        /// Seed of the simulated network: the same seed tells the same story.
-        #[arg(long, default_value_t = 7)]
-        seed: u64,
-    },
+    /// Run a whole mesh of real nodes on this machine (loopback only) and show the mission working.
+    Demo(demo::DemoArgs),
+    /// Measure failover, joining, latency, throughput, convergence, scale and memory on real nodes on this
+    /// machine (loopback only).
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command {
-        Some(Cmd::Demo { nodes, seed }) => demo::run(&demo::DemoOptions { nodes: nodes.into(), seed }),
-        None => {
-            eprintln!("chatmesh: joining a mesh interactively needs the node driver, which is not built yet.");
-            eprintln!("Try `chatmesh demo`, or `chatmesh --help`.");
-            return ExitCode::FAILURE;
-        }
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("chatmesh: {e:#}");
-            ExitCode::FAILURE
-        }
+    match cli.command {
+        Some(Cmd::Demo(args)) => demo::main(args),
+        Some(Cmd::Bench(args)) => bench::main(args),
+        None => match config::resolve(&cli.node) {
+            Ok(settings) => run::run(settings),
+            Err(e) => {
+                eprintln!("chatmesh: {e}");
+                ExitCode::from(2)
+            }
+        },
     }
 }

@@ -44,12 +44,22 @@ impl Node {
         self.timers.set(Timer::Discover, now + delay);
     }
 
-    /// Coordinator: answer a joiner, unicast to where its datagram came from.
-    pub(crate) fn on_discover(&mut self, from: SocketAddr, nonce: u64, key: NodeKey) {
-        if self.role != Role::Coordinator || key == self.cfg.key {
+    /// Coordinator: answer a joiner, unicast to where its datagram came from. A member answers only a
+    /// `Discover` sent to it alone (a joiner given its address with `--peer`), pointing to the coordinator:
+    /// on the multicast group only the coordinator speaks.
+    pub(crate) fn on_discover(&mut self, from: SocketAddr, nonce: u64, key: NodeKey, direct: bool) {
+        if key == self.cfg.key {
             return;
         }
-        let body = DatagramBody::Offer { nonce, coordinator: self.my_contact(), term: self.term() };
+        let coordinator = match self.role {
+            Role::Coordinator => self.my_contact(),
+            Role::Member if direct => match self.coordinator_contact() {
+                Some(c) if c.key != key => c,
+                _ => return,
+            },
+            _ => return,
+        };
+        let body = DatagramBody::Offer { nonce, coordinator, term: self.term() };
         self.multicast(Destination::Addr(from), body);
     }
 
@@ -96,6 +106,9 @@ impl Node {
             let term = self.term();
             self.learn_addr(coordinator.key, coordinator.addr);
             self.send(coordinator.key, &Frame::Leave { term });
+            return;
+        }
+        if self.join_backoff.get(&coordinator.key).is_some_and(|(until, _)| now < *until) {
             return;
         }
         self.role = Role::Joining;

@@ -36,6 +36,7 @@ impl Node {
             return;
         }
         if let Some(coordinator) = self.coordinator() {
+            self.stats.heartbeats_missed += 1;
             self.start_election(now, Some(coordinator));
         }
     }
@@ -160,7 +161,8 @@ impl Node {
     fn win_election(&mut self, now: Instant, term: Term, suspect: Option<NodeKey>) {
         let mut view = self.view.clone().expect("a member has a view");
         view.term = self.fresh_term(term.max(view.term.saturating_add(1)));
-        if let Some(s) = suspect.filter(|s| *s != self.cfg.key) {
+        // Only an alive coordinator can have failed: one that left gracefully stays `Left`.
+        if let Some(s) = suspect.filter(|s| *s != self.cfg.key && view.is_alive(s)) {
             if view.set_state(&s, MemberState::Failed) {
                 self.stats.members_failed += 1;
             }

@@ -8,8 +8,9 @@ use std::net::SocketAddr;
 /// Everything the outside world can tell the node. Each comes with the current time in `Node::handle_input`.
 #[derive(Clone, Debug)]
 pub enum Input {
-    /// A UDP datagram from the multicast group or addressed to this node.
-    Datagram { from: SocketAddr, bytes: Vec<u8> },
+    /// A UDP datagram from the multicast group (`direct` false) or addressed to this node alone (`direct`
+    /// true: a joiner that knows this node's address from `--peer` rather than from multicast).
+    Datagram { from: SocketAddr, bytes: Vec<u8>, direct: bool },
     /// A frame from an established, authenticated link: `from` is the key the link handshake proved.
     Frame { from: NodeKey, bytes: Vec<u8> },
     /// A link to `peer` is established (dialled by either side).
@@ -38,6 +39,9 @@ pub enum Command {
     StartElection,
     /// `/list`: ask the coordinator for a fresh view.
     RefreshView,
+    /// `/nick NAME`: change this node's display name (cut to `MAX_NAME_LEN` bytes). A member asks the
+    /// coordinator to update its entry in the view; a coordinator publishes the change itself.
+    Rename { name: String },
 }
 
 /// Where a datagram goes.

@@ -3,13 +3,13 @@
 //! (`View::order`) and rejoin when a view leaves them out. Parts of a split mesh merge under the
 //! higher-ranked coordinator.
 
-use crate::io::Event;
+use crate::io::{Destination, Event};
 use crate::node::{Node, Role};
 use crate::stats::Reject;
 use crate::timer::Timer;
 use crate::types::{Contact, NodeId, NodeKey, Term};
 use crate::view::{MemberState, View, MAX_NAME_LEN};
-use crate::wire::{Frame, Join};
+use crate::wire::{DatagramBody, Frame, Join};
 use std::time::Instant;
 
 impl Node {
@@ -76,6 +76,7 @@ impl Node {
     fn enter_mesh(&mut self, now: Instant, view: View) {
         self.clear_role_state();
         self.joining = None;
+        self.join_backoff.clear();
         self.install_view(view);
         self.role = Role::Member;
         self.coordinator_alive(now);
@@ -308,6 +309,7 @@ impl Node {
 
     /// Coordinator: mark `keys` failed and announce it.
     pub(crate) fn declare_failed(&mut self, now: Instant, keys: Vec<NodeKey>) {
+        self.stats.heartbeats_missed += keys.len() as u64;
         let mut view = self.view.clone().expect("a coordinator has a view");
         let mut changed = false;
         for key in &keys {
@@ -368,9 +370,6 @@ impl Node {
     /// Coordinator: another coordinator of the same mesh exists (a healed partition, simultaneous founders,
     /// a stale coordinator). The lower-ranked one asks the higher-ranked one to merge its part.
     pub(crate) fn on_foreign_coordinator(&mut self, now: Instant, other: Contact) {
-        if other.rank() <= self.my_rank() {
-            return;
-        }
         let recently = self
             .merge_requested
             .get(&other.key)
@@ -379,6 +378,21 @@ impl Node {
             return;
         }
         self.merge_requested.insert(other.key, now);
+        if other.rank() <= self.my_rank() {
+            // A lower-ranked coordinator asks to merge once it hears us. It may not hear our multicast (its
+            // membership of the group can be gone, e.g. after its interface was replaced), so tell it
+            // directly: a beacon to its own address (the port of its links also takes datagrams).
+            if let Some(view) = &self.view {
+                let body = DatagramBody::Beacon {
+                    coordinator: self.my_contact(),
+                    term: view.term,
+                    version: view.version,
+                    members: view.alive().count() as u32,
+                };
+                self.multicast(Destination::Addr(other.addr), body);
+            }
+            return;
+        }
         self.learn_addr(other.key, other.addr);
         let view = self.view.clone().expect("a coordinator has a view");
         self.send(other.key, &Frame::MergeRequest { view });

@@ -19,6 +19,9 @@ use std::time::{Duration, Instant};
 /// Frames kept for a peer while its link is being set up; older ones are dropped first (every control
 /// message is resent or superseded, so dropping is safe).
 const MAX_QUEUED_FRAMES: usize = 64;
+/// After a failed dial to join a coordinator, wait this long before trying it again; doubles per failure.
+const JOIN_BACKOFF_MIN: Duration = Duration::from_millis(250);
+const JOIN_BACKOFF_MAX: Duration = Duration::from_secs(8);
 
 /// Where a node stands in the mesh.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -91,6 +94,9 @@ pub struct Node {
     /// Member: when the coordinator last proved it coordinates.
     pub(crate) coordinator_heard: Option<Instant>,
     pub(crate) merge_requested: BTreeMap<NodeKey, Instant>,
+    /// Coordinators a dial to join failed for: not tried again before the instant, with the next delay.
+    /// (A node without the network key would otherwise redial at every offer and beacon.)
+    pub(crate) join_backoff: BTreeMap<NodeKey, (Instant, Duration)>,
     pub(crate) stats: Stats,
 }
 
@@ -128,6 +134,7 @@ impl Node {
             coordinator_since: None,
             coordinator_heard: None,
             merge_requested: BTreeMap::new(),
+            join_backoff: BTreeMap::new(),
             stats: Stats::default(),
         };
         node.start_discovery(now);
@@ -144,8 +151,8 @@ impl Node {
             return;
         }
         match input {
-            Input::Datagram { from, bytes } => match Datagram::decode(&bytes) {
-                Ok(d) => self.on_datagram(now, from, d),
+            Input::Datagram { from, bytes, direct } => match Datagram::decode(&bytes) {
+                Ok(d) => self.on_datagram(now, from, d, direct),
                 Err(e) => self.reject(Reject::UndecodableDatagram, &format!("from {from}: {e}")),
             },
             Input::Frame { from, bytes } => {
@@ -278,13 +285,13 @@ impl Node {
 
     // ----- dispatch -----
 
-    fn on_datagram(&mut self, now: Instant, from: SocketAddr, d: Datagram) {
+    fn on_datagram(&mut self, now: Instant, from: SocketAddr, d: Datagram, direct: bool) {
         if d.mesh != self.cfg.mesh {
             self.reject(Reject::WrongMesh, &format!("from {from}: mesh {:?}", d.mesh));
             return;
         }
         match d.body {
-            DatagramBody::Discover { nonce, key, .. } => self.on_discover(from, nonce, key),
+            DatagramBody::Discover { nonce, key, .. } => self.on_discover(from, nonce, key, direct),
             DatagramBody::Offer { nonce, coordinator, .. } => self.on_offer(now, nonce, coordinator),
             DatagramBody::Beacon { coordinator, .. } => self.on_beacon(now, coordinator),
         }
@@ -336,6 +343,29 @@ impl Node {
                     if let Some(c) = self.coordinator() {
                         self.send(c, &Frame::ViewRequest { term });
                     }
+                }
+            }
+            Command::Rename { mut name } => {
+                truncate_name(&mut name);
+                self.cfg.name = name;
+                match self.role {
+                    // The coordinator treats a member's repeated `Join` as an update of its entry.
+                    Role::Member => {
+                        if let Some(c) = self.coordinator() {
+                            self.send_join(c, self.my_id);
+                        }
+                    }
+                    Role::Coordinator => {
+                        if let Some(mut view) = self.view.clone() {
+                            let key = self.cfg.key;
+                            if let Some(m) = view.members.iter_mut().find(|m| m.key == key) {
+                                m.name = self.cfg.name.clone();
+                            }
+                            self.publish(now, view, None);
+                        }
+                    }
+                    // Discovering or joining: the next `Join` carries the new name.
+                    _ => {}
                 }
             }
         }
@@ -496,7 +526,17 @@ impl Node {
         peer.unreachable = true;
         peer.queue.clear();
         match self.role {
-            Role::Joining if self.joining.is_some_and(|c| c.key == key) => self.start_discovery(now),
+            Role::Joining if self.joining.is_some_and(|c| c.key == key) => {
+                let delay = match self.join_backoff.get(&key) {
+                    Some((_, d)) => d.saturating_mul(2).min(JOIN_BACKOFF_MAX),
+                    None => JOIN_BACKOFF_MIN,
+                };
+                if self.join_backoff.len() >= 64 {
+                    self.join_backoff.clear();
+                }
+                self.join_backoff.insert(key, (now + delay, delay));
+                self.start_discovery(now)
+            }
             Role::Member if self.view.as_ref().is_some_and(|v| v.coordinator == key) => self.suspect_coordinator(now),
             Role::Coordinator if self.view.as_ref().is_some_and(|v| v.is_alive(&key)) => {
                 self.declare_failed(now, vec![key])

@@ -54,6 +54,18 @@ pub struct Stats {
     pub views_adopted: u64,
     pub members_failed: u64,
     pub merges: u64,
+    /// Links closed because the peer sent a message whose signature did not verify.
+    pub links_distrusted: u64,
+    /// Retransmissions: frontier nudges to members that lag this node's own messages.
+    pub retransmits: u64,
+    /// Periodic anti-entropy rounds (a frontier sent to a random linked member).
+    pub anti_entropy_rounds: u64,
+    /// Sync pages received, and the messages they brought that were new here.
+    pub sync_pages: u64,
+    pub messages_pulled: u64,
+    /// Times the coordinator went silent long enough to be suspected (member), or a member was
+    /// declared failed for silence or an unreachable link (coordinator).
+    pub heartbeats_missed: u64,
 }
 
 impl Stats {

@@ -103,6 +103,8 @@ pub struct Sim {
     pub timing: Timing,
     pub nodes: Vec<SimNode>,
     pub obs: Observations,
+    /// Nodes whose sent datagrams are recorded for `take_datagrams` (tests of what a node says).
+    tapped: BTreeMap<usize, Vec<(Destination, Vec<u8>)>>,
     rng: ChaCha8Rng,
     start: Instant,
     now: Instant,
@@ -122,6 +124,7 @@ impl Sim {
             timing,
             nodes: Vec::new(),
             obs: Observations::default(),
+            tapped: BTreeMap::new(),
             rng,
             start,
             now: start,
@@ -461,10 +464,24 @@ impl Sim {
         self.nodes.iter().position(|n| &n.key == key)
     }
 
+    /// Starts recording the datagrams node `i` sends.
+    pub fn tap(&mut self, i: usize) {
+        self.tapped.entry(i).or_default();
+    }
+
+    /// The datagrams node `i` sent since the last call (after `tap(i)`).
+    pub fn take_datagrams(&mut self, i: usize) -> Vec<(Destination, Vec<u8>)> {
+        self.tapped.get_mut(&i).map(std::mem::take).unwrap_or_default()
+    }
+
     fn send_datagram(&mut self, i: usize, to: Destination, bytes: Vec<u8>) {
+        if let Some(tap) = self.tapped.get_mut(&i) {
+            tap.push((to, bytes.clone()));
+        }
         let targets: Vec<usize> = match to {
             Destination::Group => (0..self.nodes.len()).filter(|j| *j != i).collect(),
-            Destination::Addr(a) => self.nodes.iter().position(|n| n.udp == a).into_iter().collect(),
+            // The driver's direct datagram socket shares the port of the node's link address.
+            Destination::Addr(a) => self.nodes.iter().position(|n| n.udp == a || n.cfg.addr == a).into_iter().collect(),
         };
         let from = self.nodes[i].udp;
         for j in targets {
@@ -472,7 +489,8 @@ impl Sim {
                 continue;
             }
             for d in self.net.deliveries(&self.opts, &mut self.rng) {
-                let input = Input::Datagram { from, bytes: bytes.clone() };
+                let direct = matches!(to, Destination::Addr(_));
+                let input = Input::Datagram { from, bytes: bytes.clone(), direct };
                 let inc = self.nodes[j].incarnation;
                 self.schedule(self.now + d, Ev::Deliver { node: j, inc, input, link: None });
             }
@@ -714,7 +732,7 @@ fn describe(input: &Input) -> String {
             Ok(f) => format!("frame from {from}: {f:?}"),
             Err(e) => format!("bad frame from {from}: {e}"),
         },
-        Input::Datagram { from, bytes } => match chatmesh_core::Datagram::decode(bytes) {
+        Input::Datagram { from, bytes, .. } => match chatmesh_core::Datagram::decode(bytes) {
             Ok(d) => format!("datagram from {from}: {:?}", d.body),
             Err(e) => format!("bad datagram from {from}: {e}"),
         },

@@ -56,7 +56,7 @@ fn undecodable_frames_and_datagrams_are_counted_and_change_nothing() {
     for bytes in [vec![], vec![0xFF], vec![WIRE_VERSION, 0xFF, 0xFF], vec![WIRE_VERSION + 1, 0], vec![7; 5000]] {
         let member = m.member;
         refused(&mut m, member, Input::Frame { from: peer, bytes: bytes.clone() }, Reject::UndecodableFrame);
-        let input = Input::Datagram { from: addr(), bytes: bytes.clone() };
+        let input = Input::Datagram { from: addr(), bytes: bytes.clone(), direct: false };
         refused(&mut m, member, input, Reject::UndecodableDatagram);
     }
 }
@@ -69,7 +69,7 @@ fn a_datagram_for_another_mesh_is_refused() {
         body: DatagramBody::Discover { nonce: 1, key: stranger(), addr: addr(), id_hint: None },
     };
     let c = m.coordinator;
-    refused(&mut m, c, Input::Datagram { from: addr(), bytes: d.encode().unwrap() }, Reject::WrongMesh);
+    refused(&mut m, c, Input::Datagram { from: addr(), bytes: d.encode().unwrap(), direct: false }, Reject::WrongMesh);
 }
 
 #[test]
@@ -161,7 +161,7 @@ fn an_offer_with_a_foreign_nonce_does_not_make_a_joiner_dial() {
     let mut sim = discovering();
     let offer =
         Datagram { mesh: "sim".into(), body: DatagramBody::Offer { nonce: 12345, coordinator: contact(), term: 9 } };
-    sim.inject(0, Input::Datagram { from: addr(), bytes: offer.encode().unwrap() });
+    sim.inject(0, Input::Datagram { from: addr(), bytes: offer.encode().unwrap(), direct: false });
     assert_eq!(sim.node(0).unwrap().role(), Role::Discovering);
 }
 
@@ -173,7 +173,7 @@ fn a_joiner_refuses_a_welcome_from_anyone_but_the_coordinator_it_asked() {
         mesh: "sim".into(),
         body: DatagramBody::Beacon { coordinator: contact(), term: 3, version: 1, members: 1 },
     };
-    sim.inject(0, Input::Datagram { from: addr(), bytes: beacon.encode().unwrap() });
+    sim.inject(0, Input::Datagram { from: addr(), bytes: beacon.encode().unwrap(), direct: false });
     assert_eq!(sim.node(0).unwrap().role(), Role::Joining);
     let me = sim.nodes[0].key;
     let impostor = NodeKey([0xAB; 32]);
@@ -233,9 +233,64 @@ fn after_bad_input_the_mesh_still_settles_with_the_same_coordinator() {
     let member = m.member;
     for b in 0..=255u8 {
         m.sim.inject(member, Input::Frame { from: stranger(), bytes: vec![WIRE_VERSION, b, b, b] });
-        m.sim.inject(member, Input::Datagram { from: addr(), bytes: vec![WIRE_VERSION, b, 0, b] });
+        m.sim.inject(member, Input::Datagram { from: addr(), bytes: vec![WIRE_VERSION, b, 0, b], direct: false });
     }
     m.sim.run_for(Duration::from_secs(5));
     assert_eq!(settle(&mut m.sim, Duration::from_secs(5)).ok(), before);
     assert!(m.sim.node(member).unwrap().stats().rejected_total() >= 256);
+}
+
+/// A joiner that knows one member's address (`--peer`) sends its `Discover` there: the member answers
+/// with the coordinator's contact; on the group, members stay silent.
+#[test]
+fn a_member_answers_a_direct_discover_with_its_coordinator_and_ignores_a_multicast_one() {
+    let mut sim = Sim::new(SimOptions::quiet(21), Timing::default());
+    for i in 0..3 {
+        sim.add_node(Duration::from_millis(20 * i));
+    }
+    let c = settle(&mut sim, Duration::from_secs(30)).unwrap();
+    let member = (0..3).find(|i| *i != c).unwrap();
+    sim.tap(member);
+    let stranger = NodeKey([0x5A; 32]);
+    let discover = |nonce| Datagram {
+        mesh: "sim".into(),
+        body: DatagramBody::Discover { nonce, key: stranger, addr: addr(), id_hint: None },
+    };
+    let offers = |sim: &mut Sim, direct: bool, nonce: u64| {
+        let bytes = discover(nonce).encode().unwrap();
+        sim.inject(member, Input::Datagram { from: addr(), bytes, direct });
+        sim.take_datagrams(member)
+            .into_iter()
+            .filter_map(|(to, bytes)| match Datagram::decode(&bytes).unwrap().body {
+                DatagramBody::Offer { nonce: n, coordinator, .. } if n == nonce => Some((to, coordinator)),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    assert!(offers(&mut sim, false, 1).is_empty(), "a member does not answer on the group");
+    let answered = offers(&mut sim, true, 2);
+    assert_eq!(answered.len(), 1, "{answered:?}");
+    assert_eq!(answered[0].0, Destination::Addr(addr()));
+    assert_eq!(answered[0].1.key, sim.nodes[c].key, "the offer points to the coordinator");
+}
+
+/// A node that cannot link to a coordinator (another network key, a firewall) must not redial it at every
+/// offer and beacon: failed join dials back off per coordinator.
+#[test]
+fn a_failed_join_dial_backs_off_instead_of_redialling_at_every_beacon() {
+    let mut sim = discovering();
+    let beacon = Datagram {
+        mesh: "sim".into(),
+        body: DatagramBody::Beacon { coordinator: contact(), term: 3, version: 1, members: 1 },
+    };
+    let hear = |sim: &mut Sim| {
+        sim.inject(0, Input::Datagram { from: addr(), bytes: beacon.encode().unwrap(), direct: false });
+        sim.node(0).unwrap().role()
+    };
+    assert_eq!(hear(&mut sim), Role::Joining);
+    sim.inject(0, Input::ConnectFailed { peer: contact().key });
+    assert_eq!(sim.node(0).unwrap().role(), Role::Discovering);
+    assert_eq!(hear(&mut sim), Role::Discovering, "no redial at once");
+    sim.run_for(Duration::from_millis(300));
+    assert_eq!(hear(&mut sim), Role::Joining, "tried again after the backoff");
 }

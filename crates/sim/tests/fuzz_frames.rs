@@ -170,7 +170,11 @@ fn arbitrary_well_formed_input_never_panics_a_running_mesh() {
                 let from = g.key();
                 Input::Frame { from, bytes: g.frame(from).encode().expect("small frames encode") }
             } else {
-                Input::Datagram { from: g.addr(), bytes: g.datagram().encode().expect("small datagrams encode") }
+                Input::Datagram {
+                    from: g.addr(),
+                    bytes: g.datagram().encode().expect("small datagrams encode"),
+                    direct: false,
+                }
             };
             sim.inject(target, input);
             let step = Duration::from_millis(g.rng.gen_range(0..50));

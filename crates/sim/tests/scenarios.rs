@@ -305,3 +305,35 @@ fn a_node_with_a_name_over_the_limit_joins_under_a_shortened_name() {
     assert!(name.len() <= chatmesh_core::MAX_NAME_LEN && name.starts_with("éé"), "{name:?}");
     assert_clean(&sim);
 }
+
+#[test]
+fn a_rename_reaches_every_view_for_members_and_the_coordinator() {
+    let (mut sim, c) = mesh(31, 4);
+    let member = (0..4).find(|i| *i != c).unwrap();
+    sim.command(member, Command::Rename { name: "zed".into() });
+    sim.command(c, Command::Rename { name: "boss".into() });
+    sim.run_for(secs(2));
+    let (mk, ck) = (sim.nodes[member].key, sim.nodes[c].key);
+    for i in 0..4 {
+        let view = sim.node(i).unwrap().view().unwrap();
+        assert_eq!(view.get(&mk).unwrap().name, "zed", "node {i}");
+        assert_eq!(view.get(&ck).unwrap().name, "boss", "node {i}");
+        assert_eq!(view.get(&mk).unwrap().id, id(&sim, member), "the ID is kept");
+    }
+    assert_eq!(coordinator_of(&sim), Some(c), "a rename starts no election");
+    assert_clean(&sim);
+}
+
+#[test]
+fn a_coordinator_that_leaves_gracefully_is_recorded_as_left_not_failed() {
+    let (mut sim, c) = mesh(32, 4);
+    let key = sim.nodes[c].key;
+    sim.command(c, Command::Leave);
+    sim.run_for(secs(3));
+    settle(&mut sim, secs(10)).unwrap();
+    for i in sim.live() {
+        let view = sim.node(i).unwrap().view().unwrap();
+        assert_eq!(view.get(&key).unwrap().state, MemberState::Left, "node {i}");
+    }
+    assert_clean(&sim);
+}

@@ -177,6 +177,23 @@ impl Node {
         DeliveryStatus { stored, acked, members: others.len() }
     }
 
+    /// Messages received but waiting for what they depend on.
+    pub fn held_back(&self) -> usize {
+        self.history.held.len()
+    }
+
+    /// How many of this node's own messages some current alive member has not acknowledged yet.
+    pub fn pending_acks(&self) -> u64 {
+        let me = self.cfg.key;
+        let mine = self.history.state.seq_of(&me);
+        if !matches!(self.role, Role::Member | Role::Coordinator) {
+            return 0;
+        }
+        let Some(view) = &self.view else { return 0 };
+        let least = view.alive().filter(|m| m.key != me).map(|m| self.peer_holds(&m.key, &me)).min();
+        least.map_or(0, |l| mine.saturating_sub(l))
+    }
+
     fn peer_holds(&self, peer: &NodeKey, author: &NodeKey) -> u64 {
         self.history.peers.get(peer).and_then(|f| f.get(author)).copied().unwrap_or(0)
     }
@@ -260,8 +277,13 @@ impl Node {
                 continue;
             }
             if let Err(e) = m.verify() {
+                // Honest nodes verify before they store or forward: whoever sent this is broken or lying.
+                // Its link is closed (it may dial again; each forged message closes it again) and counted.
                 self.reject(Reject::BadMessage, &format!("{id} from {from}: {e}"));
-                continue;
+                self.stats.links_distrusted += 1;
+                tracing::warn!(node = %self.cfg.key, peer = %from, "closing the link to a peer that sent {id}: {e}");
+                self.disconnect(from);
+                break;
             }
             if self.history.state.ready(&m) {
                 self.deliver(m, &mut batch);

@@ -133,6 +133,8 @@ impl Node {
         let before = self.history.state.count;
         self.on_messages(now, from, messages);
         let fruitful = self.history.state.count > before;
+        self.stats.sync_pages += 1;
+        self.stats.messages_pulled += self.history.state.count.saturating_sub(before);
         if self.history.sync.is_some_and(|(p, _)| p == from) {
             match (more, last) {
                 // A page that brought nothing new ends the sync: an honest page holds only what we lack,
@@ -206,6 +208,7 @@ impl Node {
         for key in lagging {
             let (next, interval) = *self.history.nudge.entry(key).or_insert((now, timing.retransmit_interval));
             if now >= next {
+                self.stats.retransmits += 1;
                 self.send_frontier(key, false);
                 let interval = (interval * 2).min(timing.retransmit_max);
                 self.history.nudge.insert(key, (now + interval, interval));
@@ -224,6 +227,7 @@ impl Node {
             .map(|m| m.key)
             .filter(|k| *k != me && self.peers.get(k).is_some_and(|p| p.link == Link::Up));
         if let Some(peer) = linked.choose(&mut self.rng) {
+            self.stats.anti_entropy_rounds += 1;
             self.send_frontier(peer, false);
         }
         let delay = self.jitter(self.cfg.timing.anti_entropy_interval);

@@ -1,0 +1,780 @@
+//! Real node processes on loopback for the benchmarks: starting and stopping them, their control APIs,
+//! their event streams (read by the bench and time-stamped on arrival) and what /proc says about them.
+//!
+//! Every node is this binary started as `chatmesh --ui json --log info` on 127.0.0.1 only, with a mesh
+//! name and a multicast group port of the cluster's own, so that nothing leaves the machine and several
+//! benches or tests can run at once. `CHATMESH_*` variables are not passed on. The kernel kills every node
+//! if the bench dies (parent-death signal); dropping a `Cluster` kills its nodes and removes their data.
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub type Res<T> = Result<T, String>;
+
+/// How long a node may take to print its `ready` line.
+const READY_LIMIT: Duration = Duration::from_secs(20);
+
+/// One event of a node's `GET /events` stream, stamped by the bench when it arrived.
+#[derive(Clone, Debug)]
+pub struct Ev {
+    pub node: usize,
+    pub at: Instant,
+    pub kind: Kind,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Kind {
+    /// A message durable and delivered on that node (`own`: the node wrote it).
+    Message {
+        id: String,
+        own: bool,
+    },
+    /// `acked` of `members` other members hold the node's own message `seq`.
+    Delivery {
+        seq: u64,
+        acked: u64,
+        members: u64,
+    },
+    Coordinator {
+        term: u64,
+        id: u64,
+    },
+    Election {
+        term: u64,
+    },
+    MemberFailed {
+        id: u64,
+    },
+    Joined {
+        id: u64,
+    },
+    Founded {
+        id: u64,
+    },
+    /// The stream skipped this many events (the bench read too slowly).
+    Lagged(u64),
+    Other(String),
+}
+
+/// One node process.
+pub struct Node {
+    pub name: String,
+    pub child: Option<Child>,
+    pub pid: u32,
+    pub http: String,
+    pub addr: String,
+    pub key: String,
+    pub data_dir: PathBuf,
+    /// When the bench called spawn.
+    pub spawned_at: Instant,
+    /// When the bench read the node's `joined` or `founded` line on stdout, and the ID in it.
+    pub id_at: Arc<Mutex<Option<(Instant, u64)>>>,
+    pub stdin: Option<ChildStdin>,
+    ready: Option<mpsc::Receiver<Value>>,
+    pub stopped: bool,
+    extra: Vec<String>,
+    group: String,
+}
+
+/// A set of node processes of one mesh name (and normally one multicast group).
+pub struct Cluster {
+    pub base: PathBuf,
+    pub mesh: String,
+    pub group: String,
+    exe: PathBuf,
+    pub nodes: Vec<Node>,
+    pub agent: ureq::Agent,
+    sse: ureq::Agent,
+    tx: mpsc::Sender<Ev>,
+    pub rx: mpsc::Receiver<Ev>,
+    pub keep: bool,
+}
+
+static CLUSTERS: AtomicU32 = AtomicU32::new(0);
+
+/// A multicast group port that no other cluster of this bench (and most likely no other bench or test) uses.
+pub fn group_port(tag: &str) -> u16 {
+    let n = CLUSTERS.fetch_add(1, Ordering::SeqCst);
+    let mut h: u32 = std::process::id().wrapping_mul(2_654_435_761) ^ n.wrapping_mul(40_503);
+    for b in tag.bytes() {
+        h = h.wrapping_mul(31).wrapping_add(b as u32);
+    }
+    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    20000 + ((h ^ t) % 40000) as u16
+}
+
+/// The directory every cluster of this bench run lives under.
+pub fn bench_root() -> PathBuf {
+    std::env::temp_dir().join(format!("chatmesh-bench-{}", std::process::id()))
+}
+
+impl Cluster {
+    /// A new cluster with a mesh name and group port of its own.
+    pub fn new(tag: &str) -> Res<Cluster> {
+        let mesh = format!("bench-{}-{tag}", std::process::id());
+        let group = format!("239.255.77.77:{}", group_port(tag));
+        Cluster::with(tag, &mesh, &group)
+    }
+
+    /// A cluster on a given mesh name and group (two clusters of one mesh name on different groups are the
+    /// two sides of a partition: they cannot hear each other's multicast).
+    pub fn with(tag: &str, mesh: &str, group: &str) -> Res<Cluster> {
+        let n = CLUSTERS.fetch_add(1, Ordering::SeqCst);
+        let base = bench_root().join(format!("{tag}-{n}"));
+        std::fs::create_dir_all(&base).map_err(|e| format!("cannot create {}: {e}", base.display()))?;
+        let exe = std::env::current_exe().map_err(|e| format!("cannot find my own executable: {e}"))?;
+        let (tx, rx) = mpsc::channel();
+        Ok(Cluster {
+            base,
+            mesh: mesh.to_string(),
+            group: group.to_string(),
+            exe,
+            nodes: Vec::new(),
+            agent: ureq::AgentBuilder::new().timeout(Duration::from_secs(10)).build(),
+            sse: ureq::AgentBuilder::new().timeout_connect(Duration::from_secs(5)).build(),
+            tx,
+            rx,
+            keep: false,
+        })
+    }
+
+    /// Starts a node process (a new one, or the same name again from its data directory) without waiting
+    /// for it; `ready` waits.
+    pub fn spawn(&mut self, name: &str, extra: &[&str], stdin: bool) -> Res<usize> {
+        let data_dir = self.base.join(name);
+        let i = match self.nodes.iter().position(|n| n.name == name) {
+            Some(i) => i,
+            None => {
+                self.nodes.push(Node {
+                    name: name.to_string(),
+                    child: None,
+                    pid: 0,
+                    http: String::new(),
+                    addr: String::new(),
+                    key: String::new(),
+                    data_dir: data_dir.clone(),
+                    spawned_at: Instant::now(),
+                    id_at: Arc::new(Mutex::new(None)),
+                    stdin: None,
+                    ready: None,
+                    stopped: false,
+                    extra: extra.iter().map(|s| s.to_string()).collect(),
+                    group: self.group.clone(),
+                });
+                self.nodes.len() - 1
+            }
+        };
+        let logs = self.base.join("logs");
+        let node = &mut self.nodes[i];
+        let mut cmd = Command::new(&self.exe);
+        cmd.args(["--ui", "json", "--name", name, "--mesh", &self.mesh, "--group", &node.group])
+            .args([
+                "--iface",
+                "127.0.0.1",
+                "--listen",
+                "127.0.0.1:0",
+                "--http",
+                "127.0.0.1:0",
+                "--log",
+                super::node_log(),
+            ])
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .arg("--log-dir")
+            .arg(&logs)
+            .args(&node.extra)
+            .stdin(if stdin { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        for (k, _) in std::env::vars() {
+            if k.starts_with("CHATMESH_") {
+                cmd.env_remove(k);
+            }
+        }
+        die_with_parent(&mut cmd);
+        let id_at = Arc::new(Mutex::new(None));
+        node.spawned_at = Instant::now();
+        let mut child = cmd.spawn().map_err(|e| format!("cannot start {}: {e}", self.exe.display()))?;
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let id_slot = id_at.clone();
+        std::thread::spawn(move || read_stdout(stdout, ready_tx, id_slot));
+        node.pid = child.id();
+        node.stdin = child.stdin.take();
+        node.child = Some(child);
+        node.ready = Some(ready_rx);
+        node.id_at = id_at;
+        node.stopped = false;
+        Ok(i)
+    }
+
+    /// Waits for node `i`'s `ready` line (its addresses and key).
+    pub fn ready(&mut self, i: usize) -> Res<()> {
+        let Some(rx) = self.nodes[i].ready.take() else { return Ok(()) };
+        let v = rx.recv_timeout(READY_LIMIT).map_err(|_| format!("{} did not start", self.nodes[i].name))?;
+        let n = &mut self.nodes[i];
+        n.http = v["http"].as_str().ok_or_else(|| format!("{} serves no control API", n.name))?.to_string();
+        n.addr = v["addr"].as_str().unwrap_or("").to_string();
+        n.key = v["key"].as_str().unwrap_or("").to_string();
+        Ok(())
+    }
+
+    pub fn start(&mut self, name: &str) -> Res<usize> {
+        let i = self.spawn(name, &[], false)?;
+        self.ready(i)?;
+        Ok(i)
+    }
+
+    /// Starts `n` nodes named `<prefix>1..` and waits until they form one mesh: the first alone (it
+    /// founds), then the others `stagger` apart, or (`None`) each once the one before has its ID.
+    pub fn start_mesh(&mut self, prefix: &str, n: usize, stagger: Option<Duration>, stdin: bool) -> Res<Duration> {
+        let t0 = Instant::now();
+        let first = self.nodes.len();
+        let i = self.spawn(&format!("{prefix}1"), &[], stdin)?;
+        self.ready(i)?;
+        self.wait_id(i, Duration::from_secs(10))?;
+        for k in 2..=n {
+            let i = self.spawn(&format!("{prefix}{k}"), &[], stdin)?;
+            match stagger {
+                Some(d) => std::thread::sleep(d),
+                None => {
+                    self.ready(i)?;
+                    self.wait_id(i, Duration::from_secs(30))?;
+                }
+            }
+        }
+        for i in first..first + n {
+            self.ready(i)?;
+        }
+        let all: Vec<usize> = (first..first + n).collect();
+        let limit = Duration::from_secs(30) + Duration::from_secs(1) * n as u32;
+        self.wait("one mesh", &all, limit, Duration::from_millis(50), |s| one_mesh(s, n))?;
+        Ok(t0.elapsed())
+    }
+
+    /// Waits until node `i` printed its `joined` or `founded` line.
+    pub fn wait_id(&self, i: usize, limit: Duration) -> Res<(Instant, u64)> {
+        let until = Instant::now() + limit;
+        loop {
+            if let Some(x) = *self.nodes[i].id_at.lock().unwrap_or_else(|p| p.into_inner()) {
+                return Ok(x);
+            }
+            if Instant::now() > until || super::interrupted() {
+                return Err(format!("{} got no ID within {limit:?}", self.nodes[i].name));
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// Subscribes to node `i`'s event stream; returns once the subscription is in place.
+    pub fn tap(&self, i: usize) -> Res<()> {
+        let url = format!("http://{}/events", self.nodes[i].http);
+        let resp = self.sse.get(&url).call().map_err(|e| format!("{}: events: {e}", self.nodes[i].name))?;
+        let tx = self.tx.clone();
+        std::thread::spawn(move || read_events(i, resp.into_reader(), tx));
+        Ok(())
+    }
+
+    pub fn tap_all(&self) -> Res<()> {
+        for i in self.live() {
+            self.tap(i)?;
+        }
+        Ok(())
+    }
+
+    /// Throws away the events that arrived so far.
+    pub fn drain(&self) {
+        while self.rx.try_recv().is_ok() {}
+    }
+
+    /// The next event, or `None` at `until` (or when the bench is interrupted).
+    pub fn next_event(&self, until: Instant) -> Option<Ev> {
+        loop {
+            if super::interrupted() {
+                return None;
+            }
+            let left = until.checked_duration_since(Instant::now())?;
+            match self.rx.recv_timeout(left.min(Duration::from_millis(100))) {
+                Ok(ev) => return Some(ev),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => return None,
+            }
+        }
+    }
+
+    pub fn status(&self, i: usize) -> Res<Value> {
+        get_json(&self.agent, &format!("http://{}/status", self.nodes[i].http))
+            .map_err(|e| format!("{}: {e}", self.nodes[i].name))
+    }
+
+    pub fn statuses(&self, nodes: &[usize]) -> Res<Vec<Value>> {
+        nodes.iter().map(|i| self.status(*i)).collect()
+    }
+
+    /// Node `i`'s Prometheus metrics, summed over labels by name (`name{labels} value` lines).
+    pub fn metrics(&self, i: usize) -> Res<std::collections::HashMap<String, f64>> {
+        let url = format!("http://{}/metrics", self.nodes[i].http);
+        let text = self.agent.get(&url).call().map_err(|e| e.to_string())?.into_string().map_err(|e| e.to_string())?;
+        Ok(parse_metrics(&text))
+    }
+
+    /// The sum over `nodes` of each metric.
+    pub fn metrics_sum(&self, nodes: &[usize]) -> Res<std::collections::HashMap<String, f64>> {
+        let mut sum = std::collections::HashMap::new();
+        for i in nodes {
+            for (k, v) in self.metrics(*i)? {
+                *sum.entry(k).or_insert(0.0) += v;
+            }
+        }
+        Ok(sum)
+    }
+
+    /// Polls the statuses of `nodes` every `every` until `check` holds; returns when it first held.
+    pub fn wait(
+        &self,
+        what: &str,
+        nodes: &[usize],
+        limit: Duration,
+        every: Duration,
+        check: impl Fn(&[Value]) -> Res<()>,
+    ) -> Res<Instant> {
+        let start = Instant::now();
+        loop {
+            if super::interrupted() {
+                return Err("interrupted".into());
+            }
+            let r = self.statuses(nodes).and_then(|s| check(&s));
+            match r {
+                Ok(()) => return Ok(Instant::now()),
+                Err(e) if start.elapsed() > limit => return Err(format!("{what}: not within {limit:?} ({e})")),
+                Err(_) => std::thread::sleep(every),
+            }
+        }
+    }
+
+    /// Waits until `nodes` hold equal histories of equal counts and every own message is acknowledged.
+    pub fn wait_synced(&self, nodes: &[usize], limit: Duration, every: Duration) -> Res<Instant> {
+        self.wait("equal histories, all acknowledged", nodes, limit, every, |s| {
+            same_history(s)?;
+            let pending: u64 = s.iter().map(|x| x["pending_acks"].as_u64().unwrap_or(0)).sum();
+            if pending > 0 {
+                return Err(format!("{pending} messages not acknowledged by all"));
+            }
+            Ok(())
+        })
+    }
+
+    pub fn live(&self) -> Vec<usize> {
+        (0..self.nodes.len()).filter(|i| self.nodes[*i].child.is_some()).collect()
+    }
+
+    pub fn https(&self, nodes: &[usize]) -> Vec<String> {
+        nodes.iter().map(|i| self.nodes[*i].http.clone()).collect()
+    }
+
+    pub fn pids(&self, nodes: &[usize]) -> Vec<u32> {
+        nodes.iter().map(|i| self.nodes[*i].pid).collect()
+    }
+
+    pub fn signal(&mut self, i: usize, sig: libc::c_int) {
+        if let Some(c) = &self.nodes[i].child {
+            // SAFETY: kill(2) on our own child's pid, which has not been reaped.
+            unsafe {
+                libc::kill(c.id() as libc::pid_t, sig);
+            }
+            if sig == libc::SIGSTOP {
+                self.nodes[i].stopped = true;
+            } else if sig == libc::SIGCONT {
+                self.nodes[i].stopped = false;
+            }
+        }
+    }
+
+    /// SIGKILL, and reaps the process.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.nodes[i].child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        self.nodes[i].stdin = None;
+        self.nodes[i].stopped = false;
+    }
+
+    /// SIGTERM (the node leaves the mesh gracefully), then SIGKILL after `limit`.
+    pub fn terminate(&mut self, i: usize, limit: Duration) {
+        if let Some(mut c) = self.nodes[i].child.take() {
+            // SAFETY: kill(2) on our own child's pid, which has not been reaped.
+            unsafe {
+                libc::kill(c.id() as libc::pid_t, libc::SIGTERM);
+            }
+            let until = Instant::now() + limit;
+            loop {
+                match c.try_wait() {
+                    Ok(Some(_)) => break,
+                    Ok(None) if Instant::now() < until => std::thread::sleep(Duration::from_millis(5)),
+                    _ => {
+                        let _ = c.kill();
+                        let _ = c.wait();
+                        break;
+                    }
+                }
+            }
+        }
+        self.nodes[i].stdin = None;
+    }
+
+    /// Writes a line (a message or a /command) to node `i`'s stdin (spawned with `stdin`).
+    pub fn command(&mut self, i: usize, line: &str) -> Res<()> {
+        let name = self.nodes[i].name.clone();
+        let stdin = self.nodes[i].stdin.as_mut().ok_or_else(|| format!("{name} takes no stdin"))?;
+        stdin.write_all(format!("{line}\n").as_bytes()).and_then(|_| stdin.flush()).map_err(|e| format!("{name}: {e}"))
+    }
+
+    /// Stops every node (SIGKILL: a benchmark does not need graceful leaves).
+    pub fn stop_all(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.kill(i);
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.stop_all();
+        if !self.keep && !super::keep() {
+            let _ = std::fs::remove_dir_all(&self.base);
+        }
+    }
+}
+
+pub fn die_with_parent(cmd: &mut Command) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: prctl is async-signal-safe; the kernel kills the node if the bench dies.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+    }
+}
+
+/// Reads a node's stdout: the `ready` line, the time of its `joined`/`founded` line, then discards the rest
+/// (it must be read, or the node's output would block).
+fn read_stdout(stdout: impl Read, ready: mpsc::Sender<Value>, id_at: Arc<Mutex<Option<(Instant, u64)>>>) {
+    let mut r = BufReader::with_capacity(1 << 16, stdout);
+    let mut line = String::new();
+    let mut have_id = false;
+    while !have_id {
+        line.clear();
+        match r.read_line(&mut line) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        let at = Instant::now();
+        if line.contains("\"type\":\"ready\"") {
+            if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                let _ = ready.send(v);
+            }
+        } else if line.contains("\"type\":\"joined\"") || line.contains("\"type\":\"founded\"") {
+            let id = serde_json::from_str::<Value>(&line).ok().and_then(|v| v["id"].as_u64()).unwrap_or(0);
+            *id_at.lock().unwrap_or_else(|p| p.into_inner()) = Some((at, id));
+            have_id = true;
+        }
+    }
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        match r.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
+}
+
+/// Reads a node's server-sent events, stamping each on arrival. Message events (most of the traffic) are
+/// picked apart without a full JSON parse, to keep the bench's own CPU use small.
+fn read_events(node: usize, stream: impl Read, tx: mpsc::Sender<Ev>) {
+    let mut r = BufReader::with_capacity(1 << 16, stream);
+    let mut line = String::new();
+    let mut event = String::new();
+    loop {
+        line.clear();
+        match r.read_line(&mut line) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        let l = line.trim_end_matches(['\r', '\n']);
+        if let Some(e) = l.strip_prefix("event:") {
+            event = e.trim().to_string();
+            continue;
+        }
+        let Some(data) = l.strip_prefix("data:") else { continue };
+        let at = Instant::now();
+        let data = data.trim_start();
+        let kind = match event.as_str() {
+            "message" => {
+                let Some(id) = str_field(data, "id") else { continue };
+                Kind::Message { id: id.to_string(), own: data.contains("\"own\":true") }
+            }
+            other => {
+                let v: Value = serde_json::from_str(data).unwrap_or(Value::Null);
+                let u = |k: &str| v[k].as_u64().unwrap_or(0);
+                match other {
+                    "delivery" => Kind::Delivery { seq: u("seq"), acked: u("acked"), members: u("members") },
+                    "coordinator" => Kind::Coordinator { term: u("term"), id: u("id") },
+                    "election_started" => Kind::Election { term: u("term") },
+                    "member_failed" => Kind::MemberFailed { id: u("id") },
+                    "joined" => Kind::Joined { id: u("id") },
+                    "founded" => Kind::Founded { id: u("id") },
+                    "lagged" => Kind::Lagged(u("skipped")),
+                    o => Kind::Other(o.to_string()),
+                }
+            }
+        };
+        if tx.send(Ev { node, at, kind }).is_err() {
+            return;
+        }
+    }
+}
+
+/// Prometheus text format, summed by metric name over labels.
+pub fn parse_metrics(text: &str) -> std::collections::HashMap<String, f64> {
+    let mut out = std::collections::HashMap::new();
+    for line in text.lines() {
+        if line.starts_with('#') || line.trim().is_empty() {
+            continue;
+        }
+        let Some((name, value)) = line.rsplit_once(' ') else { continue };
+        let name = name.split('{').next().unwrap_or(name).trim();
+        if let Ok(v) = value.trim().parse::<f64>() {
+            *out.entry(name.to_string()).or_insert(0.0) += v;
+        }
+    }
+    out
+}
+
+/// `after[k] - before[k]` (NaN when the node does not export the metric; 0 counted before if new).
+pub fn metric_delta(
+    before: &std::collections::HashMap<String, f64>,
+    after: &std::collections::HashMap<String, f64>,
+    k: &str,
+) -> f64 {
+    after.get(k).copied().unwrap_or(f64::NAN) - before.get(k).copied().unwrap_or(0.0)
+}
+
+/// The string value of `"key":"..."` in compact JSON (the value holds no escapes: IDs are hex and digits).
+pub fn str_field<'a>(json: &'a str, key: &str) -> Option<&'a str> {
+    let pat = format!("\"{key}\":\"");
+    let start = json.find(&pat)? + pat.len();
+    let len = json[start..].find('"')?;
+    Some(&json[start..start + len])
+}
+
+pub fn get_json(agent: &ureq::Agent, url: &str) -> Res<Value> {
+    agent.get(url).call().map_err(|e| e.to_string())?.into_json().map_err(|e| e.to_string())
+}
+
+/// Sends a message through `POST /messages`; returns its ID once the node stored it.
+pub fn post(agent: &ureq::Agent, http: &str, text: &str) -> Res<String> {
+    let body = serde_json::json!({ "text": text }).to_string();
+    let resp = agent
+        .post(&format!("http://{http}/messages"))
+        .set("Content-Type", "application/json")
+        .send_string(&body)
+        .map_err(|e| e.to_string())?;
+    let s = resp.into_string().map_err(|e| e.to_string())?;
+    str_field(&s, "id").map(String::from).ok_or_else(|| format!("no id in {s}"))
+}
+
+/// Every status shows one mesh of `n` alive members with unique IDs and one agreed coordinator.
+pub fn one_mesh(s: &[Value], n: usize) -> Res<()> {
+    let mut coordinators = std::collections::BTreeSet::new();
+    let mut ids = std::collections::BTreeSet::new();
+    for x in s {
+        let name = x["name"].as_str().unwrap_or("?");
+        let role = x["role"].as_str().unwrap_or("?");
+        if role != "member" && role != "coordinator" {
+            return Err(format!("{name} is {role}"));
+        }
+        let alive = x["members"].as_array().map_or(0, |m| m.iter().filter(|m| m["state"] == "alive").count());
+        if alive != n {
+            return Err(format!("{name} sees {alive} alive members"));
+        }
+        coordinators.insert(x["coordinator"]["key"].as_str().unwrap_or("").to_string());
+        ids.insert(x["id"].as_u64().unwrap_or(0));
+    }
+    if coordinators.len() != 1 {
+        return Err(format!("{} different coordinators", coordinators.len()));
+    }
+    if ids.len() != s.len() {
+        return Err("IDs are not unique".into());
+    }
+    Ok(())
+}
+
+/// All statuses show the same history digest and count.
+pub fn same_history(s: &[Value]) -> Res<()> {
+    let d: std::collections::BTreeSet<(u64, &str)> = s
+        .iter()
+        .map(|x| (x["history"]["count"].as_u64().unwrap_or(0), x["history"]["digest"].as_str().unwrap_or("")))
+        .collect();
+    if d.len() == 1 {
+        Ok(())
+    } else {
+        Err(format!("{} different histories", d.len()))
+    }
+}
+
+pub fn count_of(s: &Value) -> u64 {
+    s["history"]["count"].as_u64().unwrap_or(0)
+}
+
+/// The ID of the coordinator this status follows.
+pub fn coordinator_id(s: &Value) -> u64 {
+    s["coordinator"]["id"].as_u64().unwrap_or(0)
+}
+
+// ---- /proc ----
+
+/// Clock ticks per second of /proc/<pid>/stat.
+pub fn clock_ticks() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 {
+        t as f64
+    } else {
+        100.0
+    }
+}
+
+/// CPU time (user + system) a process used so far, in seconds.
+pub fn cpu_secs(pid: u32) -> Option<f64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &s[s.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // Fields 14 and 15 of stat (utime, stime) are 12 and 13 after the state field (the first here).
+    let u: f64 = f.get(11)?.parse().ok()?;
+    let k: f64 = f.get(12)?.parse().ok()?;
+    Some((u + k) / clock_ticks())
+}
+
+/// A field of /proc/<pid>/status in KiB (`VmRSS`, `VmHWM`).
+pub fn status_kib(pid: u32, field: &str) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    s.lines()
+        .find(|l| l.starts_with(field) && l[field.len()..].starts_with(':'))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// Bytes sent and received so far on the established TCP connections of each process in `pids` (payload
+/// bytes, from the kernel's tcp_info as `ss -tinp` shows it), leaving out connections to or from a port in
+/// `skip` (the control API). Connections that closed since an earlier reading are not counted.
+pub fn tcp_bytes(pids: &[u32], skip: &[u16]) -> Res<std::collections::HashMap<u32, (u64, u64)>> {
+    let out = Command::new("ss")
+        .args(["-tinpH", "state", "established"])
+        .stderr(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run ss (iproute2): {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut by_pid: std::collections::HashMap<u32, (u64, u64)> = pids.iter().map(|p| (*p, (0, 0))).collect();
+    let mut owner: Option<u32> = None;
+    for line in text.lines() {
+        if !line.starts_with(char::is_whitespace) {
+            // "Recv-Q Send-Q Local:Port Peer:Port users:((\"name\",pid=N,fd=M))"
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let port = |a: &str| a.rsplit(':').next().and_then(|p| p.parse::<u16>().ok());
+            let skipped = f.get(2).and_then(|a| port(a)).is_some_and(|p| skip.contains(&p))
+                || f.get(3).and_then(|a| port(a)).is_some_and(|p| skip.contains(&p));
+            owner = line
+                .split("pid=")
+                .nth(1)
+                .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+                .and_then(|p| p.parse().ok())
+                .filter(|p| !skipped && by_pid.contains_key(p));
+            continue;
+        }
+        let Some(pid) = owner.take() else { continue };
+        let field = |k: &str| {
+            line.split_whitespace().find_map(|w| w.strip_prefix(k)).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+        };
+        let e = by_pid.entry(pid).or_default();
+        e.0 += field("bytes_sent:");
+        e.1 += field("bytes_received:");
+    }
+    Ok(by_pid)
+}
+
+/// The sum of the CPU seconds of `pids`.
+pub fn cpu_total(pids: &[u32]) -> f64 {
+    pids.iter().filter_map(|p| cpu_secs(*p)).sum()
+}
+
+/// CPU time of the whole machine, of the bench and of the node processes it reaped, from a starting point:
+/// how much of the machine the measurement had to itself.
+pub struct CpuMeter {
+    at: Instant,
+    machine_busy: f64,
+    bench: f64,
+    reaped: f64,
+}
+
+/// Busy CPU seconds of the whole machine since boot (all CPUs: user, nice, system, irq, softirq, steal).
+fn machine_busy_secs() -> f64 {
+    let s = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let line = s.lines().next().unwrap_or("");
+    let f: Vec<f64> = line.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+    let get = |k: usize| f.get(k).copied().unwrap_or(0.0);
+    (get(0) + get(1) + get(2) + get(5) + get(6) + get(7)) / clock_ticks()
+}
+
+/// CPU seconds of this process (user + system) and of its children that were reaped.
+fn own_secs() -> (f64, f64) {
+    let s = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let Some(close) = s.rfind(')') else { return (0.0, 0.0) };
+    let f: Vec<f64> = s[close + 2..].split_whitespace().map(|x| x.parse().unwrap_or(0.0)).collect();
+    let get = |k: usize| f.get(k).copied().unwrap_or(0.0);
+    // After the state field: utime, stime, cutime, cstime are the 12th to 15th.
+    ((get(11) + get(12)) / clock_ticks(), (get(13) + get(14)) / clock_ticks())
+}
+
+impl CpuMeter {
+    pub fn start() -> CpuMeter {
+        let (bench, reaped) = own_secs();
+        CpuMeter { at: Instant::now(), machine_busy: machine_busy_secs(), bench, reaped }
+    }
+
+    /// Average cores used since the start: by the machine, by the bench itself, by nodes (`nodes_secs` of
+    /// CPU for nodes still running, plus those reaped meanwhile), and by every other process.
+    pub fn cores(&self, nodes_secs: f64) -> Value {
+        let wall = self.at.elapsed().as_secs_f64().max(1e-9);
+        let (bench, reaped) = own_secs();
+        let machine = (machine_busy_secs() - self.machine_busy) / wall;
+        let bench = (bench - self.bench) / wall;
+        let nodes = (reaped - self.reaped + nodes_secs) / wall;
+        let r = |x: f64| (x * 100.0).round() / 100.0;
+        serde_json::json!({
+            "machine_busy_cores": r(machine),
+            "bench_cores": r(bench),
+            "nodes_cores": r(nodes),
+            "other_processes_cores": r((machine - bench - nodes).max(0.0)),
+        })
+    }
+}
+
+/// The 1, 5 and 15 minute load averages.
+pub fn loadavg() -> [f64; 3] {
+    let s = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let mut f = s.split_whitespace().map(|x| x.parse().unwrap_or(f64::NAN));
+    [f.next().unwrap_or(f64::NAN), f.next().unwrap_or(f64::NAN), f.next().unwrap_or(f64::NAN)]
+}

@@ -1,0 +1,103 @@
+//! `converge`: a partition, emulated on loopback, during which both sides write 10,000 messages; then the
+//! sides meet, and the bench times until all four nodes show equal history digests.
+//!
+//! Loopback cannot be cut, so the two sides are two pairs of nodes of the same mesh name and network key on
+//! two different multicast groups: they cannot hear each other, and each founds its own mesh (as the sides of
+//! a real partition do, each under its own coordinator). The heal is both coordinators learning each
+//! other's address at the same moment (`/connect` on their stdin): from then on each one's beacons reach
+//! the other, as they would across a healed network, and the two parts merge and sync.
+
+use super::cluster::{group_port, one_mesh, same_history, Cluster, Res};
+use super::load;
+use super::stats::{dist, max, ms, percentile, Cmp, Section};
+use super::Ctx;
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+pub fn run(ctx: &Ctx) -> Section {
+    let mut sec = Section::default();
+    let runs = ctx.runs.map_or(if ctx.quick { 1 } else { 3 }, |r| r.min(10));
+    let per_side: u64 = if ctx.quick { 1_000 } else { 10_000 };
+    let (mut merged, mut converged) = (Vec::new(), Vec::new());
+    for r in 0..runs {
+        match once(ctx, r, per_side) {
+            Ok((m, c)) => {
+                merged.push(m);
+                converged.push(c);
+            }
+            Err(e) => {
+                sec.errors.push(format!("run {r}: {e}"));
+                break;
+            }
+        }
+    }
+    let label =
+        format!("{} divergent messages: heal → all digests equal", super::stats::fmt_value(2.0 * per_side as f64, ""));
+    sec.goal("converge_p50_ms", &format!("{label}, p50"), percentile(&converged, 50.0), "ms", Cmp::AtMost, 1000.0);
+    sec.fig("converge_max_ms", &format!("{label}, max"), max(&converged), "ms");
+    sec.fig("merge_p50_ms", "heal → one mesh of 4 (views merged), p50", percentile(&merged, 50.0), "ms");
+    sec.detail("per_side", json!(per_side));
+    sec.detail("converge_ms", dist(&converged));
+    sec.detail("converge_samples_ms", json!(converged));
+    sec.detail("merge_ms", dist(&merged));
+    sec.detail("emulation", json!("two sides of 2 nodes: same mesh name and key, different multicast groups; heal = /connect between the coordinators"));
+    sec
+}
+
+fn once(ctx: &Ctx, r: usize, per_side: u64) -> Res<(f64, f64)> {
+    let mesh = format!("bench-{}-converge{r}", std::process::id());
+    let ga = format!("239.255.77.77:{}", group_port("convA"));
+    let mut gb = format!("239.255.77.77:{}", group_port("convB"));
+    if gb == ga {
+        gb = format!("239.255.77.77:{}", group_port("convB2"));
+    }
+    let mut a = Cluster::with("convA", &mesh, &ga)?;
+    let mut b = Cluster::with("convB", &mesh, &gb)?;
+    a.start_mesh("a", 2, Some(Duration::from_millis(30)), true)?;
+    b.start_mesh("b", 2, Some(Duration::from_millis(30)), true)?;
+    let (aa, bb) = (a.live(), b.live());
+    let (ta, tb) = (a.https(&aa), b.https(&bb));
+    let t = Instant::now();
+    let (ra, rb) = std::thread::scope(|s| {
+        let ha = s.spawn(|| load::fill(&ta, per_side, None, 8, 200, 0));
+        let rb = load::fill(&tb, per_side, None, 8, 200, 0);
+        (ha.join().unwrap_or_else(|_| Err("a sender panicked".into())), rb)
+    });
+    let (na, nb) = (ra?.0, rb?.0);
+    a.wait_synced(&aa, Duration::from_secs(120), Duration::from_millis(50))?;
+    b.wait_synced(&bb, Duration::from_secs(120), Duration::from_millis(50))?;
+    ctx.say(&format!("both sides wrote {na} + {nb} messages in {:.1} s, apart", t.elapsed().as_secs_f64()));
+    let coordinator = |cl: &Cluster, nodes: &[usize]| -> Res<usize> {
+        let st = cl.statuses(nodes)?;
+        st.iter().position(|s| s["role"] == "coordinator").map(|k| nodes[k]).ok_or_else(|| "no coordinator".to_string())
+    };
+    let (ca, cb) = (coordinator(&a, &aa)?, coordinator(&b, &bb)?);
+    let (addr_a, addr_b) = (a.nodes[ca].addr.clone(), b.nodes[cb].addr.clone());
+    ctx.sleep(Duration::from_millis(200))?;
+    let t0 = Instant::now();
+    a.command(ca, &format!("/connect {addr_b}"))?;
+    b.command(cb, &format!("/connect {addr_a}"))?;
+    let mut merged_at = None;
+    let limit = t0 + Duration::from_secs(120);
+    loop {
+        if super::interrupted() {
+            return Err("interrupted".into());
+        }
+        let mut st: Vec<Value> = a.statuses(&aa)?;
+        st.extend(b.statuses(&bb)?);
+        let now = Instant::now();
+        if merged_at.is_none() && one_mesh(&st, 4).is_ok() {
+            merged_at = Some(now);
+        }
+        if same_history(&st).is_ok() && st.iter().all(|s| s["history"]["count"].as_u64().unwrap_or(0) >= na + nb) {
+            let conv = ms(now - t0);
+            let merged = ms(merged_at.unwrap_or(now) - t0);
+            ctx.say(&format!("healed: one mesh after {merged:.0} ms, all digests equal after {conv:.0} ms"));
+            return Ok((merged, conv));
+        }
+        if now > limit {
+            return Err(format!("digests still differ 120 s after the heal (one mesh: {})", merged_at.is_some()));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}

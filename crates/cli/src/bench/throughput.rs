@@ -1,0 +1,223 @@
+//! `throughput`: messages of 200 bytes offered on a schedule at rising rates to a 4-node mesh through
+//! several keep-alive HTTP clients; for each step, the rate the mesh achieved (messages sent / time from the
+//! first send until every node holds all of them and every author has every acknowledgement) and the CPU
+//! the node processes used per message (utime + stime from /proc). Then as fast as the clients can go.
+
+use super::cluster::{count_of, cpu_total, metric_delta, Cluster, Res};
+use super::load;
+use super::stats::{num, Cmp, Section};
+use super::Ctx;
+use serde_json::json;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+const BODY: usize = 200;
+
+pub fn run(ctx: &Ctx) -> Section {
+    let mut sec = Section::default();
+    if let Err(e) = measure(ctx, &mut sec) {
+        sec.errors.push(e);
+    }
+    sec
+}
+
+struct Step {
+    offered: f64,
+    sent: usize,
+    posted_rate: f64,
+    achieved: f64,
+    drain_ms: f64,
+    cpu_us_per_msg: f64,
+    cpu_cores: f64,
+    errors: u64,
+    /// Cores in use meanwhile: the machine, the nodes, the bench's clients, other processes.
+    machine: serde_json::Value,
+    /// From the nodes' metrics, summed over the nodes, per message sent.
+    per_msg: serde_json::Value,
+}
+
+/// What the nodes' metrics say about a step, per message sent (all nodes together).
+fn per_message(
+    before: &std::collections::HashMap<String, f64>,
+    after: &std::collections::HashMap<String, f64>,
+    sent: usize,
+) -> serde_json::Value {
+    let d = |k: &str| metric_delta(before, after, k);
+    let m = sent.max(1) as f64;
+    let commits = d("chatmesh_store_commits_total");
+    json!({
+        "store_commits": num(commits / m),
+        "commit_ms_mean": num(d("chatmesh_store_commit_seconds_sum") * 1000.0 / commits),
+        "frames_out": num(d("chatmesh_frames_out_total") / m),
+        "bytes_out": num(d("chatmesh_bytes_out_total") / m),
+        "deliveries": num(d("chatmesh_messages_delivered_total") / m),
+        "retransmits": num(d("chatmesh_retransmits_total") / m),
+    })
+}
+
+fn measure(ctx: &Ctx, sec: &mut Section) -> Res<()> {
+    let n = ctx.nodes.unwrap_or(4);
+    let mut cl = Cluster::new("throughput")?;
+    cl.start_mesh("t", n, Some(Duration::from_millis(30)), false)?;
+    let all = cl.live();
+    let targets = cl.https(&all);
+    let pids = cl.pids(&all);
+    let threads = (4 * n).min(32);
+    // Warm-up.
+    load::fill(&targets, if ctx.quick { 300 } else { 3000 }, None, threads, BODY, 0)?;
+    cl.wait_synced(&all, Duration::from_secs(60), Duration::from_millis(20))?;
+
+    let rates: &[f64] = if ctx.quick {
+        &[500.0, 2000.0]
+    } else {
+        &[500.0, 1000.0, 2000.0, 5000.0, 10_000.0, 15_000.0, 20_000.0, 30_000.0, 40_000.0]
+    };
+    let secs = if ctx.quick { 2.0 } else { 5.0 };
+    let run_step = |rate: f64| -> Res<Step> {
+        let stop = AtomicBool::new(false);
+        let meter = super::cluster::CpuMeter::start();
+        let cpu0 = cpu_total(&pids);
+        let base = count_of(&cl.status(all[0])?);
+        let m0 = cl.metrics_sum(&all)?;
+        let sent = load::paced(&targets, rate, Duration::from_secs_f64(secs), threads, BODY, &stop);
+        let n_sent = sent.sent.len();
+        let done = cl.wait_synced(&all, Duration::from_secs(120), Duration::from_millis(10))?;
+        let cpu = cpu_total(&pids) - cpu0;
+        let machine = meter.cores(cpu);
+        let m1 = cl.metrics_sum(&all)?;
+        let count = count_of(&cl.status(all[0])?);
+        if count < base + n_sent as u64 {
+            return Err(format!("{} messages sent but the history grew by {}", n_sent, count - base));
+        }
+        let step = Step {
+            offered: rate,
+            sent: n_sent,
+            posted_rate: n_sent as f64 / (sent.ended - sent.started).as_secs_f64(),
+            achieved: n_sent as f64 / (done - sent.started).as_secs_f64(),
+            drain_ms: (done.saturating_duration_since(sent.ended)).as_secs_f64() * 1000.0,
+            cpu_us_per_msg: cpu * 1e6 / n_sent.max(1) as f64,
+            cpu_cores: cpu / (done - sent.started).as_secs_f64(),
+            errors: sent.errors,
+            machine,
+            per_msg: per_message(&m0, &m1, n_sent),
+        };
+        ctx.say(&format!(
+            "offered {rate:.0} msg/s: the API took {:.0}/s, delivered to and acked by all at {:.0}/s (drained {:.0} ms \
+             after the last send); nodes' CPU {:.0} µs per message, {:.2} cores; machine {}{}",
+            step.posted_rate,
+            step.achieved,
+            step.drain_ms,
+            step.cpu_us_per_msg,
+            step.cpu_cores,
+            step.machine,
+            if step.errors > 0 { format!(", {} send errors", step.errors) } else { String::new() }
+        ));
+        Ok(step)
+    };
+    // Sustained: the mesh kept up with the offered rate (90 %) and drained within a second.
+    let kept_up = |s: &Step| s.achieved >= 0.9 * s.offered && s.drain_ms < 1000.0;
+    let mut steps = Vec::new();
+    let (mut lo, mut hi) = (None, None);
+    for &rate in rates {
+        let step = run_step(rate)?;
+        let ok = kept_up(&step);
+        steps.push(step);
+        if ok {
+            lo = Some(rate);
+        } else {
+            hi = Some(rate);
+            break;
+        }
+    }
+    // Between the last rate kept up with and the first one not: bisect.
+    if let (Some(mut l), Some(mut h)) = (lo, hi) {
+        for _ in 0..if ctx.quick { 1 } else { 3 } {
+            let mid = ((l + h) / 2.0 / 50.0).round() * 50.0;
+            if mid <= l || mid >= h {
+                break;
+            }
+            let step = run_step(mid)?;
+            if kept_up(&step) {
+                l = mid;
+            } else {
+                h = mid;
+            }
+            steps.push(step);
+        }
+    }
+    steps.sort_by(|a, b| a.offered.total_cmp(&b.offered));
+    let salt = 1_000_000_000;
+    // As fast as the clients can go (closed loop).
+    let cpu0 = cpu_total(&pids);
+    let m0 = cl.metrics_sum(&all)?;
+    let t0 = Instant::now();
+    let (closed_sent, took) =
+        load::fill(&targets, u64::MAX, Some(t0 + Duration::from_secs_f64(secs)), threads, BODY, salt)?;
+    let done = cl.wait_synced(&all, Duration::from_secs(120), Duration::from_millis(10))?;
+    let closed_cpu = cpu_total(&pids) - cpu0;
+    let closed_per_msg = per_message(&m0, &cl.metrics_sum(&all)?, closed_sent as usize);
+    ctx.say(&format!("closed loop, per message (all nodes): {closed_per_msg}"));
+    let closed = closed_sent as f64 / (done - t0).as_secs_f64();
+    ctx.say(&format!(
+        "closed loop, {threads} clients: the API took {:.0}/s, delivered to and acked by all at {closed:.0}/s; nodes' CPU {:.0} µs per message",
+        closed_sent as f64 / took.as_secs_f64(),
+        closed_cpu * 1e6 / closed_sent.max(1) as f64
+    ));
+
+    let sustained = steps.iter().filter(|s| kept_up(s)).map(|s| s.achieved).fold(0.0, f64::max);
+    let at = steps.iter().filter(|s| kept_up(s)).max_by(|a, b| a.achieved.total_cmp(&b.achieved));
+    sec.goal(
+        "sustained_msgs_per_s",
+        &format!("highest sustained rate, {n} nodes, delivered to and acked by all"),
+        sustained,
+        "msg/s",
+        Cmp::AtLeast,
+        20_000.0,
+    );
+    sec.fig(
+        "closed_loop_msgs_per_s",
+        &format!("as fast as {threads} HTTP clients go, delivered to and acked by all"),
+        closed,
+        "msg/s",
+    );
+    sec.fig(
+        "cpu_us_per_msg",
+        &format!("CPU of all {n} nodes per message, at the highest sustained rate"),
+        at.map_or(f64::NAN, |s| s.cpu_us_per_msg),
+        "µs",
+    );
+    sec.fig(
+        "cpu_us_per_msg_saturated",
+        &format!("CPU of all {n} nodes per message, closed loop"),
+        closed_cpu * 1e6 / closed_sent.max(1) as f64,
+        "µs",
+    );
+    sec.detail("nodes", json!(n));
+    sec.detail("clients", json!(threads));
+    sec.detail("body_bytes", json!(BODY));
+    sec.detail("step_secs", json!(secs));
+    sec.detail(
+        "steps",
+        json!(steps
+            .iter()
+            .map(|s| json!({
+                "offered": s.offered,
+                "sent": s.sent,
+                "api_rate": s.posted_rate,
+                "achieved": s.achieved,
+                "drain_ms": s.drain_ms,
+                "cpu_us_per_msg": s.cpu_us_per_msg,
+                "cpu_cores": s.cpu_cores,
+                "errors": s.errors,
+                "per_message": s.per_msg,
+                "cores": s.machine,
+            }))
+            .collect::<Vec<_>>()),
+    );
+    sec.detail(
+        "closed_loop",
+        json!({ "sent": closed_sent, "api_rate": closed_sent as f64 / took.as_secs_f64(), "achieved": closed,
+                "cpu_us_per_msg": closed_cpu * 1e6 / closed_sent.max(1) as f64, "per_message": closed_per_msg }),
+    );
+    Ok(())
+}

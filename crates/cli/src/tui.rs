@@ -1,0 +1,1481 @@
+//! The full-screen terminal interface: the history in canonical order, the members, a status line, the
+//! notices and replies, and an input line.
+//!
+//! The state lives in [`App`], plain data with pure methods (`apply_notice`, `on_key`, `render`) that the tests
+//! drive without a terminal; [`run`] owns the terminal and feeds `App` from the keyboard (read on a thread of its
+//! own), the node's event stream, a status poll every 300 ms and the results of spawned sends and commands.
+
+use crate::commands::{self, Cmd, Line as Input, Reply};
+use crate::run::Started;
+use chatmesh_node::events::{MessageView, Notice, StatusView};
+use chatmesh_node::Handle;
+use crossterm::event::{Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+use ratatui::backend::CrosstermBackend;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Clear, Paragraph};
+use ratatui::{Frame, Terminal};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Once};
+use std::time::Duration;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::mpsc;
+
+/// Messages kept on screen (the oldest go first beyond this; `/history` still reads the store).
+const MAX_MESSAGES: usize = 5000;
+/// Notices kept (the box shows the last few).
+const MAX_NOTES: usize = 200;
+/// Rows of notices shown under the history.
+const NOTE_ROWS: usize = 5;
+/// Width of the members pane.
+const MEMBERS_WIDTH: u16 = 30;
+/// Continuation rows of a wrapped message start under its text, after the time.
+const INDENT: usize = 9;
+const STATUS_EVERY: Duration = Duration::from_millis(300);
+const STOP_WAIT: Duration = Duration::from_secs(3);
+
+/// Colours for authors' names, chosen by a hash of the key.
+const AUTHOR_COLOURS: [Color; 8] = [
+    Color::Cyan,
+    Color::Green,
+    Color::Yellow,
+    Color::Blue,
+    Color::Magenta,
+    Color::LightCyan,
+    Color::LightGreen,
+    Color::LightMagenta,
+];
+
+/// Canonical order of the history: `(lamport, author key, seq)`.
+type Key = (u64, String, u64);
+
+/// What a key press asks the loop to do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    None,
+    /// Send a chat message.
+    Send(String),
+    /// Run a command; the string is the line typed (the title of its reply).
+    Exec(Cmd, String),
+    /// Leave the mesh gracefully.
+    Quit,
+    /// Stop at once (a second Ctrl-C while leaving).
+    QuitNow,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Level {
+    Info,
+    Reply,
+    Error,
+}
+
+struct Note {
+    level: Level,
+    text: String,
+}
+
+/// A reply of several lines, shown over the rest until a key press.
+struct Popup {
+    title: String,
+    lines: Vec<String>,
+    scroll: usize,
+    /// Rows shown at the last render (the page size).
+    page: usize,
+}
+
+/// Everything the screen shows.
+pub struct App {
+    started: Started,
+    messages: BTreeMap<Key, MessageView>,
+    ids: HashMap<String, Key>,
+    /// Own seq -> (acknowledged by, current members).
+    acks: HashMap<u64, (usize, usize)>,
+    status: Option<StatusView>,
+    /// Key (hex) -> (id, name) from the member lists seen, for messages whose author the node did not know yet.
+    names: HashMap<String, (u32, String)>,
+    notes: VecDeque<Note>,
+    popup: Option<Popup>,
+    input: Vec<char>,
+    cursor: usize,
+    /// Lines typed before, oldest first, and where Up/Down is among them.
+    typed: Vec<String>,
+    typed_pos: Option<usize>,
+    draft: Vec<char>,
+    /// Rows of history hidden below the view (0: follow the bottom).
+    scroll: usize,
+    /// Messages that arrived while scrolled up.
+    unseen: usize,
+    history_width: usize,
+    history_height: usize,
+    esc_armed: bool,
+    quitting: bool,
+}
+
+impl App {
+    pub fn new(started: Started) -> App {
+        App {
+            started,
+            messages: BTreeMap::new(),
+            ids: HashMap::new(),
+            acks: HashMap::new(),
+            status: None,
+            names: HashMap::new(),
+            notes: VecDeque::new(),
+            popup: None,
+            input: Vec::new(),
+            cursor: 0,
+            typed: Vec::new(),
+            typed_pos: None,
+            draft: Vec::new(),
+            scroll: 0,
+            unseen: 0,
+            history_width: 0,
+            history_height: 0,
+            esc_armed: false,
+            quitting: false,
+        }
+    }
+
+    /// The greeting, as `--ui plain` prints it.
+    fn greet(&mut self) {
+        let s = &self.started;
+        let line = format!(
+            "ChatMesh: {} listening on {}{}; logs in {}. Type /help for commands, Ctrl-C to leave.",
+            s.name,
+            s.addr,
+            s.http.map(|a| format!(", control API on http://{a}")).unwrap_or_default(),
+            s.log_dir
+        );
+        let demo = s.demo_key;
+        self.note(Level::Info, line);
+        if demo {
+            self.note(
+                Level::Error,
+                "no network key given: using the well-known demo key (anyone can join); set --network-key-file \
+                 or CHATMESH_NETWORK_KEY"
+                    .into(),
+            );
+        }
+        self.note(Level::Info, "looking for the mesh...".into());
+    }
+
+    fn note(&mut self, level: Level, text: String) {
+        self.notes.push_back(Note { level, text });
+        while self.notes.len() > MAX_NOTES {
+            self.notes.pop_front();
+        }
+    }
+
+    pub fn info(&mut self, text: impl Into<String>) {
+        self.note(Level::Info, text.into());
+    }
+
+    pub fn error(&mut self, text: impl Into<String>) {
+        self.note(Level::Error, text.into());
+    }
+
+    /// Adds (or updates) one message in its canonical place.
+    pub fn insert(&mut self, m: MessageView) {
+        if let Some(k) = self.ids.get(&m.id) {
+            if let Some(old) = self.messages.get_mut(k) {
+                // The same message; keep what is known about its author.
+                let name = old.author_name.take();
+                let id = old.author_id;
+                *old = m;
+                if old.author_name.is_none() {
+                    old.author_name = name;
+                    old.author_id = old.author_id.or(id);
+                }
+            }
+            return;
+        }
+        let key: Key = (m.lamport, m.author.clone(), m.seq);
+        if self.scroll > 0 {
+            // Keep the view where it is: the new rows are (nearly always) below it.
+            self.scroll += self.message_rows(&m, self.history_width.max(1)).len();
+            self.unseen += 1;
+        }
+        self.ids.insert(m.id.clone(), key.clone());
+        self.messages.insert(key, m);
+        while self.messages.len() > MAX_MESSAGES {
+            if let Some((_, old)) = self.messages.pop_first() {
+                self.ids.remove(&old.id);
+            }
+        }
+    }
+
+    /// The history read from the store (at start, and again after the event stream lagged).
+    pub fn load(&mut self, history: Vec<MessageView>) {
+        for m in history {
+            self.insert(m);
+        }
+    }
+
+    pub fn set_status(&mut self, s: StatusView) {
+        for m in &s.members {
+            self.names.insert(m.key.clone(), (m.id, m.name.clone()));
+        }
+        self.status = Some(s);
+    }
+
+    /// Applies one event of the node; answers whether the member list should be refreshed now.
+    pub fn apply_notice(&mut self, n: Notice) -> bool {
+        match n {
+            Notice::Message(m) => {
+                self.insert(m);
+                false
+            }
+            Notice::Delivery { seq, acked, members } => {
+                self.acks.insert(seq, (acked, members));
+                false
+            }
+            Notice::Founded { id, term } => {
+                self.info(format!("nobody answered: I founded the mesh as #{id}, coordinator of term {term}"));
+                true
+            }
+            Notice::Joined { id, term, .. } => {
+                self.info(format!("joined the mesh as #{id} (term {term})"));
+                true
+            }
+            Notice::Coordinator { term, id, name, me, .. } => {
+                if me {
+                    self.info(format!("I am the coordinator (term {term})"));
+                } else {
+                    self.info(format!("coordinator: {} (#{id}), term {term}", name.unwrap_or_default()));
+                }
+                true
+            }
+            // The history shows these (the coordinator writes them into it).
+            Notice::MemberJoined { .. } | Notice::MemberLeft { .. } | Notice::MemberFailed { .. } => true,
+            Notice::IdReassigned { old, new, .. } => {
+                self.info(format!("an ID clash after a merge: #{old} is now #{new}"));
+                true
+            }
+            Notice::ElectionStarted { term } => {
+                self.info(format!("election started for term {term}"));
+                true
+            }
+            Notice::SendRefused { reason } => {
+                self.error(format!("not sent: {reason}"));
+                false
+            }
+            Notice::Rejected { .. } => false,
+            Notice::Stopped => {
+                self.info("stopped");
+                false
+            }
+        }
+    }
+
+    /// A command's answer: several lines open a popup, one goes to the notices. Answers whether to quit.
+    pub fn on_reply(&mut self, title: &str, reply: Reply) -> bool {
+        if reply.lines.len() > 1 {
+            self.popup = Some(Popup { title: title.to_owned(), lines: reply.lines, scroll: 0, page: 1 });
+        } else {
+            for l in reply.lines {
+                self.note(Level::Reply, l);
+            }
+        }
+        reply.quit
+    }
+
+    /// Pasted text goes into the input line (one line: newlines become spaces).
+    pub fn paste(&mut self, text: &str) {
+        for c in text.chars() {
+            let c = if c == '\n' || c == '\t' { ' ' } else { c };
+            if c == '\r' || c.is_control() {
+                continue;
+            }
+            self.input.insert(self.cursor, c);
+            self.cursor += 1;
+        }
+    }
+
+    pub fn input_text(&self) -> String {
+        self.input.iter().collect()
+    }
+
+    pub fn on_key(&mut self, k: KeyEvent) -> Action {
+        if k.kind == KeyEventKind::Release {
+            return Action::None;
+        }
+        let ctrl = k.modifiers.contains(KeyModifiers::CONTROL);
+        if ctrl && matches!(k.code, KeyCode::Char('c') | KeyCode::Char('d')) {
+            return if self.quitting { Action::QuitNow } else { Action::Quit };
+        }
+        if let Some(p) = &mut self.popup {
+            match k.code {
+                KeyCode::Esc | KeyCode::Enter => {
+                    self.popup = None;
+                    return Action::None;
+                }
+                KeyCode::Up => p.scroll = p.scroll.saturating_sub(1),
+                KeyCode::Down => p.scroll += 1,
+                KeyCode::PageUp => p.scroll = p.scroll.saturating_sub(p.page.max(1)),
+                KeyCode::PageDown => p.scroll += p.page.max(1),
+                KeyCode::Home => p.scroll = 0,
+                // Clamped at the next render.
+                KeyCode::End => p.scroll = usize::MAX / 2,
+                _ => {
+                    // Any other key closes it and does its usual work.
+                    self.popup = None;
+                    return self.on_key(k);
+                }
+            }
+            return Action::None;
+        }
+        if k.code == KeyCode::Esc {
+            if self.quitting {
+                return Action::None;
+            }
+            if self.esc_armed {
+                self.esc_armed = false;
+                return Action::Quit;
+            }
+            self.esc_armed = true;
+            self.info("press Esc again to leave the mesh");
+            return Action::None;
+        }
+        self.esc_armed = false;
+        match k.code {
+            KeyCode::Enter => return self.submit(),
+            KeyCode::Char(c) if ctrl => match c {
+                'u' => {
+                    self.input.clear();
+                    self.cursor = 0;
+                }
+                'a' => self.cursor = 0,
+                'e' => self.cursor = self.input.len(),
+                _ => {}
+            },
+            KeyCode::Char(c) if !c.is_control() => {
+                self.input.insert(self.cursor, c);
+                self.cursor += 1;
+            }
+            KeyCode::Backspace if self.cursor > 0 => {
+                self.cursor -= 1;
+                self.input.remove(self.cursor);
+            }
+            KeyCode::Delete if self.cursor < self.input.len() => {
+                self.input.remove(self.cursor);
+            }
+            KeyCode::Left => self.cursor = self.cursor.saturating_sub(1),
+            KeyCode::Right => self.cursor = (self.cursor + 1).min(self.input.len()),
+            KeyCode::Home => self.cursor = 0,
+            KeyCode::End => self.cursor = self.input.len(),
+            KeyCode::Up => self.history_up(),
+            KeyCode::Down => self.history_down(),
+            KeyCode::PageUp => self.scroll += self.history_height.saturating_sub(1).max(1),
+            KeyCode::PageDown => {
+                self.scroll = self.scroll.saturating_sub(self.history_height.saturating_sub(1).max(1));
+                if self.scroll == 0 {
+                    self.unseen = 0;
+                }
+            }
+            _ => {}
+        }
+        Action::None
+    }
+
+    fn history_up(&mut self) {
+        if self.typed.is_empty() {
+            return;
+        }
+        let pos = match self.typed_pos {
+            None => {
+                self.draft = self.input.clone();
+                self.typed.len() - 1
+            }
+            Some(p) => p.saturating_sub(1),
+        };
+        self.typed_pos = Some(pos);
+        self.input = self.typed[pos].chars().collect();
+        self.cursor = self.input.len();
+    }
+
+    fn history_down(&mut self) {
+        match self.typed_pos {
+            None => {}
+            Some(p) if p + 1 < self.typed.len() => {
+                self.typed_pos = Some(p + 1);
+                self.input = self.typed[p + 1].chars().collect();
+            }
+            Some(_) => {
+                self.typed_pos = None;
+                self.input = std::mem::take(&mut self.draft);
+            }
+        }
+        self.cursor = self.input.len();
+    }
+
+    fn submit(&mut self) -> Action {
+        let line = self.input_text();
+        self.input.clear();
+        self.cursor = 0;
+        self.typed_pos = None;
+        self.draft.clear();
+        if line.trim().is_empty() {
+            return Action::None;
+        }
+        if self.typed.last() != Some(&line) {
+            self.typed.push(line.clone());
+        }
+        if self.quitting {
+            self.error("leaving the mesh: nothing more is sent");
+            return Action::None;
+        }
+        match commands::parse(&line) {
+            Ok(Input::Nothing) => Action::None,
+            Ok(Input::Message(text)) => {
+                // Writing brings the view back to the newest messages.
+                self.scroll = 0;
+                self.unseen = 0;
+                Action::Send(text)
+            }
+            Ok(Input::Command(cmd)) => Action::Exec(cmd, line.trim().to_owned()),
+            Err(e) => {
+                self.error(e);
+                Action::None
+            }
+        }
+    }
+
+    fn author(&self, m: &MessageView) -> (String, Option<u32>) {
+        if let Some(n) = &m.author_name {
+            return (n.clone(), m.author_id);
+        }
+        if let Some((id, name)) = self.names.get(&m.author) {
+            return (name.clone(), Some(*id));
+        }
+        (m.author.get(..8).unwrap_or(&m.author).to_owned(), m.author_id)
+    }
+
+    fn message_spans(&self, m: &MessageView) -> Vec<Span<'static>> {
+        let time = Span::styled(format!("{} ", commands::fmt_time(m.sent_at)), Style::new().fg(Color::DarkGray));
+        if m.kind == "event" {
+            let style = Style::new().fg(Color::DarkGray).add_modifier(Modifier::ITALIC);
+            return vec![time, Span::styled(format!("* {}", m.text), style)];
+        }
+        let colour = author_colour(&m.author);
+        let (name, id) = self.author(m);
+        let mut spans = vec![time, Span::styled(name, Style::new().fg(colour).add_modifier(Modifier::BOLD))];
+        if let Some(id) = id {
+            spans.push(Span::styled(format!("#{id}"), Style::new().fg(colour)));
+        }
+        spans.push(Span::raw(": "));
+        spans.push(Span::raw(m.text.clone()));
+        if m.own {
+            let (text, colour) = match self.acks.get(&m.seq) {
+                Some(&(acked, members)) if members > 0 && acked >= members => ("  ✓✓ all".to_string(), Color::Green),
+                Some(&(acked, members)) if members > 0 => (format!("  ✓ {acked}/{members}"), Color::Yellow),
+                _ => ("  ✓ stored".to_string(), Color::DarkGray),
+            };
+            spans.push(Span::styled(text, Style::new().fg(colour)));
+        }
+        spans
+    }
+
+    fn message_rows(&self, m: &MessageView, width: usize) -> Vec<Line<'static>> {
+        wrap(&self.message_spans(m), width, INDENT)
+    }
+
+    pub fn render(&mut self, f: &mut Frame) {
+        let area = f.area();
+        if area.width == 0 || area.height == 0 {
+            return;
+        }
+        let [main, status_area, input_area] =
+            Layout::vertical([Constraint::Min(0), Constraint::Length(1), Constraint::Length(1)]).areas(area);
+        let members_width = if main.width >= 2 * MEMBERS_WIDTH { MEMBERS_WIDTH } else { 0 };
+        let [left, right] = Layout::horizontal([Constraint::Min(0), Constraint::Length(members_width)]).areas(main);
+        let note_rows = self.notes.len().min(NOTE_ROWS) as u16;
+        let notes_height = if note_rows > 0 && left.height >= note_rows + 2 + 5 { note_rows + 2 } else { 0 };
+        let [history_area, notes_area] =
+            Layout::vertical([Constraint::Min(0), Constraint::Length(notes_height)]).areas(left);
+        self.render_history(f, history_area);
+        if notes_height > 0 {
+            self.render_notes(f, notes_area);
+        }
+        if members_width > 0 {
+            self.render_members(f, right);
+        }
+        self.render_status(f, status_area);
+        self.render_input(f, input_area);
+        if self.popup.is_some() {
+            self.render_popup(f, main);
+        }
+    }
+
+    fn render_history(&mut self, f: &mut Frame, area: Rect) {
+        let mesh = self.status.as_ref().map(|s| s.mesh.clone()).unwrap_or_default();
+        let mut block = Block::bordered().title(format!(" ChatMesh {mesh} "));
+        if self.scroll > 0 {
+            let more = if self.unseen > 0 { format!("{} new, ", self.unseen) } else { String::new() };
+            block = block.title_bottom(
+                Line::styled(format!(" scrolled up: {more}PgDn to follow "), Style::new().fg(Color::Yellow))
+                    .right_aligned(),
+            );
+        }
+        let inner = block.inner(area);
+        f.render_widget(block, area);
+        let (width, height) = (inner.width as usize, inner.height as usize);
+        self.history_width = width;
+        self.history_height = height;
+        if width == 0 || height == 0 {
+            return;
+        }
+        if self.messages.is_empty() {
+            let hint = Line::styled("no messages yet: type one, or /help", Style::new().fg(Color::DarkGray));
+            f.render_widget(Paragraph::new(hint), inner);
+            return;
+        }
+        // From the newest up, just as many rows as the view needs.
+        let need = self.scroll + height;
+        let mut rows: Vec<Line<'static>> = Vec::new();
+        for m in self.messages.values().rev() {
+            rows.extend(self.message_rows(m, width).into_iter().rev());
+            if rows.len() >= need {
+                break;
+            }
+        }
+        if rows.len() < need {
+            // The top of the history: no further up.
+            self.scroll = rows.len().saturating_sub(height);
+        }
+        if self.scroll == 0 {
+            self.unseen = 0;
+        }
+        let skip = self.scroll.min(rows.len());
+        let end = (skip + height).min(rows.len());
+        let shown: Vec<Line<'static>> = rows[skip..end].iter().rev().cloned().collect();
+        // Newest at the bottom, next to the input line.
+        let h = shown.len() as u16;
+        let at = Rect { y: inner.y + inner.height - h, height: h, ..inner };
+        f.render_widget(Paragraph::new(shown), at);
+    }
+
+    fn render_notes(&self, f: &mut Frame, area: Rect) {
+        let block = Block::bordered().title(" Notices ").border_style(Style::new().fg(Color::DarkGray));
+        let inner = block.inner(area);
+        f.render_widget(block, area);
+        if inner.width == 0 || inner.height == 0 {
+            return;
+        }
+        let mut rows: Vec<Line<'static>> = Vec::new();
+        for n in self.notes.iter().rev().take(NOTE_ROWS).collect::<Vec<_>>().into_iter().rev() {
+            let (prefix, style) = match n.level {
+                Level::Info => ("* ", Style::new().fg(Color::Gray)),
+                Level::Reply => ("", Style::new()),
+                Level::Error => ("! ", Style::new().fg(Color::Red)),
+            };
+            rows.extend(wrap(&[Span::styled(format!("{prefix}{}", n.text), style)], inner.width as usize, 2));
+        }
+        let skip = rows.len().saturating_sub(inner.height as usize);
+        f.render_widget(Paragraph::new(rows.split_off(skip)), inner);
+    }
+
+    fn render_members(&self, f: &mut Frame, area: Rect) {
+        let grey = Style::new().fg(Color::DarkGray);
+        let Some(s) = &self.status else {
+            let block = Block::bordered().title(" Members ");
+            let inner = block.inner(area);
+            f.render_widget(block, area);
+            f.render_widget(Paragraph::new(Line::styled("waiting for the node...", grey)), inner);
+            return;
+        };
+        let alive = s.members.iter().filter(|m| m.state == "alive").count();
+        let block = Block::bordered().title(format!(" Members {alive}/{} ", s.members.len()));
+        let inner = block.inner(area);
+        f.render_widget(block, area);
+        if s.members.is_empty() {
+            let text = match s.role {
+                "discovering" => "looking for the mesh...",
+                "joining" => "joining...",
+                _ => "no members",
+            };
+            f.render_widget(Paragraph::new(Line::styled(text, grey)), inner);
+            return;
+        }
+        let mut members: Vec<_> = s.members.iter().collect();
+        members.sort_by_key(|m| m.id);
+        let lines: Vec<Line> = members
+            .iter()
+            .map(|m| {
+                let base = if m.state == "alive" { Style::new() } else { grey };
+                let mut spans = vec![
+                    if m.coordinator {
+                        Span::styled("★ ", Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD))
+                    } else {
+                        Span::raw("  ")
+                    },
+                    Span::styled(format!("#{:<3} ", m.id), base),
+                    Span::styled(
+                        format!("{:<6} ", m.state),
+                        if m.state == "alive" { Style::new().fg(Color::Green) } else { grey },
+                    ),
+                    Span::styled(
+                        m.name.clone(),
+                        if m.state == "alive" { base.fg(author_colour(&m.key)) } else { grey },
+                    ),
+                ];
+                if m.key == s.key {
+                    spans.push(Span::styled(" (me)", Style::new().add_modifier(Modifier::BOLD)));
+                }
+                Line::from(spans)
+            })
+            .collect();
+        f.render_widget(Paragraph::new(lines), inner);
+    }
+
+    fn render_status(&self, f: &mut Frame, area: Rect) {
+        let bar = Style::new().fg(Color::Black).bg(Color::Gray);
+        let mut spans = Vec::new();
+        // The tags first: the line is cut on the right on narrow terminals.
+        if self.started.demo_key {
+            spans.push(Span::styled(
+                " DEMO KEY ",
+                Style::new().fg(Color::White).bg(Color::Red).add_modifier(Modifier::BOLD),
+            ));
+        }
+        match &self.status {
+            None => spans.push(Span::raw(format!(" me: {} | starting...", self.started.name))),
+            Some(s) => {
+                if s.election_running {
+                    spans.push(Span::styled(
+                        " election… ",
+                        Style::new().fg(Color::White).bg(Color::Blue).add_modifier(Modifier::BOLD),
+                    ));
+                }
+                let id = s.id.map_or("#-".to_string(), |i| format!("#{i}"));
+                let coordinator = s.coordinator.as_ref().map_or("none".to_string(), |c| {
+                    let name = c.name.clone().unwrap_or_else(|| c.key.get(..8).unwrap_or(&c.key).to_string());
+                    format!("{name} #{}", c.id)
+                });
+                let digest = s.history.digest.get(..12).unwrap_or(&s.history.digest);
+                let mut text = format!(
+                    " me: {} {id} | term {} | coordinator {coordinator} | digest {digest} | {} msgs | pending {} | links {}",
+                    s.name, s.term, s.history.count, s.pending_acks, s.links
+                );
+                if matches!(s.role, "discovering" | "joining" | "stopped") {
+                    text.push_str(&format!(" | {}", s.role));
+                }
+                spans.push(Span::raw(text));
+            }
+        }
+        f.render_widget(Paragraph::new(Line::from(spans)).style(bar), area);
+    }
+
+    fn render_input(&self, f: &mut Frame, area: Rect) {
+        if area.width == 0 || area.height == 0 {
+            return;
+        }
+        let prompt = if self.quitting { "leaving… " } else { "> " };
+        let prompt_width = text_width(prompt) as u16;
+        let room = area.width.saturating_sub(prompt_width).max(1) as usize;
+        // Scroll the line sideways so that the cursor stays in view.
+        let mut start = 0;
+        while start < self.cursor && width_of(&self.input[start..self.cursor]) >= room {
+            start += 1;
+        }
+        let mut spans = vec![Span::styled(prompt, Style::new().fg(Color::Cyan).add_modifier(Modifier::BOLD))];
+        if self.input.is_empty() && !self.quitting {
+            spans.push(Span::styled(
+                "type a message or /help; PgUp/PgDn scroll; Ctrl-C leaves",
+                Style::new().fg(Color::DarkGray),
+            ));
+        } else {
+            spans.push(Span::raw(self.input[start..].iter().collect::<String>()));
+        }
+        f.render_widget(Paragraph::new(Line::from(spans)), area);
+        let x = area.x + prompt_width + width_of(&self.input[start..self.cursor]) as u16;
+        f.set_cursor_position((x.min(area.right().saturating_sub(1)), area.y));
+    }
+
+    fn render_popup(&mut self, f: &mut Frame, area: Rect) {
+        let Some(p) = &mut self.popup else { return };
+        if area.width < 3 || area.height < 3 {
+            return;
+        }
+        let longest = p.lines.iter().map(|l| text_width(l)).max().unwrap_or(0) + 2;
+        let width = (longest as u16).max(30).min(area.width);
+        let inner_width = width.saturating_sub(2) as usize;
+        let rows: Vec<Line<'static>> =
+            p.lines.iter().flat_map(|l| wrap(&[Span::raw(l.clone())], inner_width, 2)).collect();
+        let height = (rows.len() as u16 + 2).min(area.height);
+        let page = height.saturating_sub(2) as usize;
+        p.page = page.max(1);
+        p.scroll = p.scroll.min(rows.len().saturating_sub(page));
+        let rect = Rect { x: area.x + (area.width - width) / 2, y: area.y + (area.height - height) / 2, width, height };
+        let mut block = Block::bordered()
+            .title(format!(" {} ", p.title))
+            .border_style(Style::new().fg(Color::Cyan))
+            .title_bottom(Line::from(" Esc closes ").right_aligned());
+        if rows.len() > page {
+            block = block.title_bottom(Line::from(format!(
+                " {}-{} of {} (↑↓ PgUp PgDn) ",
+                p.scroll + 1,
+                (p.scroll + page).min(rows.len()),
+                rows.len()
+            )));
+        }
+        let shown: Vec<Line<'static>> = rows.into_iter().skip(p.scroll).take(page).collect();
+        f.render_widget(Clear, rect);
+        f.render_widget(Paragraph::new(shown).block(block), rect);
+    }
+}
+
+/// A stable colour for an author key.
+fn author_colour(key: &str) -> Color {
+    // FNV-1a: stable across runs and machines.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in key.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    AUTHOR_COLOURS[(h % AUTHOR_COLOURS.len() as u64) as usize]
+}
+
+/// Columns a character takes on a terminal.
+fn char_width(c: char) -> usize {
+    if c.is_ascii() {
+        return usize::from(!c.is_ascii_control());
+    }
+    let mut buf = [0u8; 4];
+    Span::raw(&*c.encode_utf8(&mut buf)).width()
+}
+
+fn width_of(chars: &[char]) -> usize {
+    chars.iter().map(|&c| char_width(c)).sum()
+}
+
+fn text_width(s: &str) -> usize {
+    Span::raw(s).width()
+}
+
+/// Wraps styled text into rows of `width` columns, at spaces when it can; continuation rows are indented by
+/// `indent` (unless the rows are too narrow for that). Newlines break rows; other control characters are shown
+/// as U+FFFD (text from the network must not drive the terminal).
+fn wrap(spans: &[Span<'_>], width: usize, indent: usize) -> Vec<Line<'static>> {
+    let width = width.max(1);
+    let indent = if indent * 2 < width { indent } else { 0 };
+    let pad = |row: &mut Vec<(char, Style)>| {
+        for _ in 0..indent {
+            row.push((' ', Style::new()));
+        }
+    };
+    let mut lines = Vec::new();
+    let mut row: Vec<(char, Style)> = Vec::new();
+    let mut row_width = 0;
+    let mut lead = 0;
+    let mut brk: Option<usize> = None;
+    for span in spans {
+        for c in span.content.chars() {
+            if c == '\n' {
+                lines.push(to_line(&row));
+                row.clear();
+                pad(&mut row);
+                lead = indent;
+                row_width = indent;
+                brk = None;
+                continue;
+            }
+            let c = match c {
+                '\t' => ' ',
+                '\r' => continue,
+                c if c.is_control() => '\u{fffd}',
+                c => c,
+            };
+            let w = char_width(c);
+            if row_width + w > width && row.len() > lead {
+                let rest = match brk {
+                    Some(b) if b > lead => row.split_off(b),
+                    _ => Vec::new(),
+                };
+                lines.push(to_line(&row));
+                row.clear();
+                pad(&mut row);
+                lead = indent;
+                row_width = indent + rest.iter().map(|&(c, _)| char_width(c)).sum::<usize>();
+                row.extend(rest);
+                brk = None;
+                if c == ' ' {
+                    // A space at the break is not carried to the next row.
+                    continue;
+                }
+            }
+            row.push((c, span.style));
+            row_width += w;
+            if c == ' ' {
+                brk = Some(row.len());
+            }
+        }
+    }
+    if row.len() > lead || lines.is_empty() {
+        lines.push(to_line(&row));
+    }
+    lines
+}
+
+fn to_line(cells: &[(char, Style)]) -> Line<'static> {
+    let mut spans: Vec<Span<'static>> = Vec::new();
+    let mut text = String::new();
+    let mut style = None;
+    for &(c, s) in cells {
+        if style.is_some_and(|st| st != s) {
+            spans.push(Span::styled(std::mem::take(&mut text), style.unwrap_or_default()));
+        }
+        style = Some(s);
+        text.push(c);
+    }
+    if !text.is_empty() {
+        spans.push(Span::styled(text, style.unwrap_or_default()));
+    }
+    Line::from(spans)
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The terminal.
+
+/// Whether the terminal is in raw mode / the alternate screen (so the panic hook knows to restore it).
+static ACTIVE: AtomicBool = AtomicBool::new(false);
+/// Set when a panic elsewhere may have written over the screen: the next draw clears first.
+static REPAINT: AtomicBool = AtomicBool::new(false);
+/// The thread that draws: a panic there ends the TUI, a panic elsewhere does not.
+static UI_THREAD: Mutex<Option<std::thread::ThreadId>> = Mutex::new(None);
+static HOOK: Once = Once::new();
+
+fn restore_terminal() {
+    use crossterm::{cursor, event, execute, terminal};
+    let _ = terminal::disable_raw_mode();
+    let _ = execute!(std::io::stdout(), event::DisableBracketedPaste, terminal::LeaveAlternateScreen, cursor::Show);
+}
+
+/// Restores the terminal before a panic on the UI thread is reported; panics on other threads (the node's tasks,
+/// which the runtime survives) go to the log instead of over the screen.
+fn install_panic_hook() {
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !ACTIVE.load(Ordering::SeqCst) {
+                return previous(info);
+            }
+            let here = std::thread::current();
+            let on_ui = UI_THREAD.lock().map(|t| *t == Some(here.id())).unwrap_or(true);
+            if on_ui {
+                if ACTIVE.swap(false, Ordering::SeqCst) {
+                    restore_terminal();
+                }
+                previous(info);
+            } else {
+                tracing::error!(thread = here.name().unwrap_or("?"), "panic: {info}");
+                REPAINT.store(true, Ordering::SeqCst);
+            }
+        }));
+    });
+}
+
+/// Raw mode and the alternate screen for as long as it lives.
+struct TerminalGuard;
+
+impl TerminalGuard {
+    fn enter() -> anyhow::Result<(TerminalGuard, Terminal<CrosstermBackend<std::io::Stdout>>)> {
+        use crossterm::{event, execute, terminal};
+        install_panic_hook();
+        if let Ok(mut t) = UI_THREAD.lock() {
+            *t = Some(std::thread::current().id());
+        }
+        terminal::enable_raw_mode().map_err(|e| anyhow::anyhow!("cannot use the terminal: {e} (try --ui plain)"))?;
+        ACTIVE.store(true, Ordering::SeqCst);
+        let guard = TerminalGuard;
+        execute!(std::io::stdout(), terminal::EnterAlternateScreen, event::EnableBracketedPaste)?;
+        let mut terminal = Terminal::new(CrosstermBackend::new(std::io::stdout()))?;
+        terminal.clear()?;
+        Ok((guard, terminal))
+    }
+}
+
+impl Drop for TerminalGuard {
+    fn drop(&mut self) {
+        if ACTIVE.swap(false, Ordering::SeqCst) {
+            restore_terminal();
+        }
+    }
+}
+
+/// Reads the keyboard on a thread of its own (crossterm's async stream is not enabled in this build).
+struct KeyReader {
+    stop: Arc<AtomicBool>,
+    rx: mpsc::Receiver<std::io::Result<Event>>,
+}
+
+impl KeyReader {
+    fn spawn() -> anyhow::Result<KeyReader> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = mpsc::channel(256);
+        let flag = stop.clone();
+        std::thread::Builder::new().name("chatmesh-keys".into()).spawn(move || {
+            while !flag.load(Ordering::SeqCst) {
+                let event = match crossterm::event::poll(Duration::from_millis(100)) {
+                    Ok(false) => continue,
+                    Ok(true) => crossterm::event::read(),
+                    Err(e) => Err(e),
+                };
+                let failed = event.is_err();
+                if tx.blocking_send(event).is_err() || failed {
+                    break;
+                }
+            }
+        })?;
+        Ok(KeyReader { stop, rx })
+    }
+}
+
+impl Drop for KeyReader {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+/// SIGTERM, SIGHUP and SIGINT (raw mode turns Ctrl-C into a key; these come from elsewhere).
+struct Signals {
+    #[cfg(unix)]
+    all: Vec<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn new() -> Signals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let all = [SignalKind::terminate(), SignalKind::hangup(), SignalKind::interrupt()]
+                .into_iter()
+                .filter_map(|k| signal(k).ok())
+                .collect();
+            Signals { all }
+        }
+        #[cfg(not(unix))]
+        Signals {}
+    }
+
+    async fn next(&mut self) {
+        #[cfg(unix)]
+        {
+            if self.all.is_empty() {
+                return std::future::pending().await;
+            }
+            let waits = self.all.iter_mut().map(|s| Box::pin(s.recv()));
+            let _ = futures_select_all(waits).await;
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// The first of several futures (a tiny `select_all`, to need no futures crate).
+async fn futures_select_all<F: std::future::Future + Unpin>(futures: impl Iterator<Item = F>) -> F::Output {
+    let mut futures: Vec<F> = futures.collect();
+    std::future::poll_fn(move |cx| {
+        for f in futures.iter_mut() {
+            if let std::task::Poll::Ready(v) = std::pin::Pin::new(f).poll(cx) {
+                return std::task::Poll::Ready(v);
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await
+}
+
+/// Results of the work spawned off the loop.
+enum Done {
+    Status(Option<StatusView>),
+    History(Result<Vec<MessageView>, String>),
+    Sent(Result<MessageView, chatmesh_node::SendError>),
+    Reply(String, Reply),
+}
+
+pub async fn run(node: Handle, started: Started) -> anyhow::Result<()> {
+    // Subscribe before reading the history, so that nothing falls between the two.
+    let mut events = node.subscribe();
+    let (guard, mut terminal) = TerminalGuard::enter()?;
+    let result = async {
+        let keys = KeyReader::spawn()?;
+        event_loop(&node, started, &mut events, &mut terminal, keys).await
+    }
+    .await;
+    let _ = terminal.show_cursor();
+    drop(terminal);
+    drop(guard);
+    result
+}
+
+async fn event_loop(
+    node: &Handle,
+    started: Started,
+    events: &mut tokio::sync::broadcast::Receiver<Notice>,
+    terminal: &mut Terminal<CrosstermBackend<std::io::Stdout>>,
+    mut keys: KeyReader,
+) -> anyhow::Result<()> {
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
+    let mut app = App::new(started);
+    app.greet();
+
+    let load = |node: &Handle| {
+        let (node, tx) = (node.clone(), done_tx.clone());
+        tokio::spawn(async move {
+            let _ = tx.send(Done::History(node.history(Some(1000)).await));
+        });
+    };
+    let mut status_pending = false;
+    let ask_status = |node: &Handle, pending: &mut bool| {
+        if *pending {
+            return;
+        }
+        *pending = true;
+        let (node, tx) = (node.clone(), done_tx.clone());
+        tokio::spawn(async move {
+            let _ = tx.send(Done::Status(node.status().await));
+        });
+    };
+    load(node);
+    ask_status(node, &mut status_pending);
+
+    let mut tick = tokio::time::interval(STATUS_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut signals = Signals::new();
+    let mut deadline: Option<tokio::time::Instant> = None;
+    let mut fatal: Option<anyhow::Error> = None;
+    let mut keys_open = true;
+    let mut draw_failed = false;
+
+    loop {
+        if REPAINT.swap(false, Ordering::SeqCst) {
+            let _ = terminal.clear();
+        }
+        if let Err(e) = terminal.draw(|f| app.render(f)) {
+            // The terminal is gone (hung up?): leave the mesh, and say why afterwards.
+            if !draw_failed {
+                draw_failed = true;
+                tracing::warn!("cannot draw: {e}");
+                if !app.quitting {
+                    fatal = Some(anyhow::anyhow!("cannot draw on the terminal: {e}"));
+                    app.quitting = true;
+                    deadline = Some(tokio::time::Instant::now() + STOP_WAIT);
+                    node.shutdown(true).await;
+                }
+            }
+        }
+        // Some(true): leave gracefully; Some(false): stop at once.
+        let mut quit: Option<bool> = None;
+        tokio::select! {
+            key = keys.rx.recv(), if keys_open => match key {
+                Some(Ok(Event::Key(k))) => match app.on_key(k) {
+                    Action::None => {}
+                    Action::Send(text) => {
+                        let (node, tx) = (node.clone(), done_tx.clone());
+                        tokio::spawn(async move {
+                            let _ = tx.send(Done::Sent(node.send(text).await));
+                        });
+                    }
+                    Action::Exec(cmd, title) => {
+                        let (node, tx) = (node.clone(), done_tx.clone());
+                        tokio::spawn(async move {
+                            let reply = commands::execute(&node, cmd).await;
+                            let _ = tx.send(Done::Reply(title, reply));
+                        });
+                    }
+                    Action::Quit => quit = Some(true),
+                    Action::QuitNow => quit = Some(false),
+                },
+                Some(Ok(Event::Paste(text))) => app.paste(&text),
+                // A resize (or focus, or mouse): the next draw adapts.
+                Some(Ok(_)) => {}
+                Some(Err(e)) => {
+                    keys_open = false;
+                    fatal = Some(anyhow::anyhow!("cannot read the keyboard: {e}"));
+                    quit = Some(true);
+                }
+                None => {
+                    keys_open = false;
+                    fatal = Some(anyhow::anyhow!("the keyboard reader stopped"));
+                    quit = Some(true);
+                }
+            },
+            notice = events.recv() => match notice {
+                Ok(Notice::Stopped) => {
+                    app.apply_notice(Notice::Stopped);
+                    break;
+                }
+                Ok(n) => {
+                    if app.apply_notice(n) {
+                        ask_status(node, &mut status_pending);
+                    }
+                }
+                Err(RecvError::Lagged(k)) => {
+                    app.info(format!("{k} events skipped: reloading the history"));
+                    load(node);
+                    ask_status(node, &mut status_pending);
+                }
+                Err(RecvError::Closed) => break,
+            },
+            _ = tick.tick() => ask_status(node, &mut status_pending),
+            Some(done) = done_rx.recv() => match done {
+                Done::Status(s) => {
+                    status_pending = false;
+                    if let Some(s) = s {
+                        app.set_status(s);
+                    }
+                }
+                Done::History(Ok(h)) => app.load(h),
+                Done::History(Err(e)) => app.error(format!("cannot read the history: {e}")),
+                Done::Sent(Ok(m)) => app.insert(m),
+                Done::Sent(Err(e)) => app.error(e.to_string()),
+                Done::Reply(title, reply) => {
+                    if app.on_reply(&title, reply) {
+                        quit = Some(true);
+                    }
+                }
+            },
+            _ = signals.next() => quit = Some(!app.quitting),
+            _ = tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)), if deadline.is_some() => {
+                tracing::warn!("the node did not stop within {STOP_WAIT:?}: stopping it at once");
+                let _ = tokio::time::timeout(Duration::from_millis(500), node.shutdown(false)).await;
+                break;
+            }
+        }
+        match quit {
+            Some(true) if !app.quitting => {
+                app.quitting = true;
+                app.popup = None;
+                app.info("leaving the mesh...");
+                deadline = Some(tokio::time::Instant::now() + STOP_WAIT);
+                let node = node.clone();
+                tokio::spawn(async move { node.shutdown(true).await });
+            }
+            Some(true) => {}
+            Some(false) => {
+                let _ = tokio::time::timeout(Duration::from_millis(500), node.shutdown(false)).await;
+                break;
+            }
+            None => {}
+        }
+    }
+    let _ = terminal.draw(|f| app.render(f));
+    match fatal {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chatmesh_node::events::{CoordinatorView, HistorySummary, MemberView};
+    use ratatui::backend::TestBackend;
+    use ratatui::buffer::Buffer;
+
+    fn started() -> Started {
+        Started {
+            name: "ana".into(),
+            key: key('a'),
+            addr: "127.0.0.1:7000".parse().unwrap(),
+            http: None,
+            data_dir: "/tmp/x".into(),
+            log_dir: "/tmp/x/logs".into(),
+            demo_key: true,
+        }
+    }
+
+    fn key(c: char) -> String {
+        c.to_string().repeat(64)
+    }
+
+    fn msg(author: char, name: &str, lamport: u64, seq: u64, text: &str, own: bool) -> MessageView {
+        MessageView {
+            id: format!("{}/{seq}", key(author)),
+            author: key(author),
+            author_id: Some(u32::from(author as u8 - b'a' + 1)),
+            author_name: Some(name.into()),
+            seq,
+            lamport,
+            deps: Vec::new(),
+            sent_at: 1_700_000_000_000 + lamport * 1000,
+            kind: "text",
+            text: text.into(),
+            own,
+        }
+    }
+
+    fn member(id: u32, name: &str, state: &'static str, coordinator: bool) -> MemberView {
+        MemberView {
+            id,
+            name: name.into(),
+            key: key((b'a' + id as u8 - 1) as char),
+            addr: format!("127.0.0.1:700{id}"),
+            state,
+            coordinator,
+            linked: true,
+        }
+    }
+
+    fn status() -> StatusView {
+        StatusView {
+            id: Some(1),
+            name: "ana".into(),
+            key: key('a'),
+            mesh: "test".into(),
+            addr: "127.0.0.1:7001".into(),
+            role: "member",
+            term: 4,
+            coordinator: Some(CoordinatorView { id: 2, key: key('b'), name: Some("bob".into()) }),
+            election_running: true,
+            members: vec![
+                member(1, "ana", "alive", false),
+                member(2, "bob", "alive", true),
+                member(3, "carol", "failed", false),
+            ],
+            history: HistorySummary { count: 3, digest: "0123456789abcdef".repeat(4) },
+            pending_acks: 1,
+            links: 2,
+            rejected: 0,
+            datagrams_dropped: 0,
+            uptime_ms: 1000,
+        }
+    }
+
+    fn draw(app: &mut App, w: u16, h: u16) -> Buffer {
+        let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
+        t.draw(|f| app.render(f)).unwrap();
+        t.backend().buffer().clone()
+    }
+
+    fn rows(b: &Buffer) -> Vec<String> {
+        (0..b.area.height).map(|y| (0..b.area.width).map(|x| b[(x, y)].symbol()).collect()).collect()
+    }
+
+    fn row_of(b: &Buffer, needle: &str) -> Option<usize> {
+        rows(b).iter().position(|r| r.contains(needle))
+    }
+
+    fn press(app: &mut App, code: KeyCode) -> Action {
+        app.on_key(KeyEvent::new(code, KeyModifiers::NONE))
+    }
+
+    fn type_str(app: &mut App, s: &str) {
+        for c in s.chars() {
+            press(app, KeyCode::Char(c));
+        }
+    }
+
+    #[test]
+    fn a_late_older_message_takes_its_canonical_place() {
+        let mut app = App::new(started());
+        app.apply_notice(Notice::Message(msg('b', "bob", 5, 1, "newer words", false)));
+        app.apply_notice(Notice::Message(msg('c', "carol", 7, 1, "newest words", false)));
+        // Arrives last, but is older: it goes above both.
+        app.apply_notice(Notice::Message(msg('d', "dan", 2, 1, "older words", false)));
+        // And a duplicate (from the store, say) changes nothing.
+        app.load(vec![msg('d', "dan", 2, 1, "older words", false)]);
+        assert_eq!(app.messages.len(), 3);
+        let b = draw(&mut app, 80, 20);
+        let (older, newer, newest) = (
+            row_of(&b, "older words").unwrap(),
+            row_of(&b, "newer words").unwrap(),
+            row_of(&b, "newest words").unwrap(),
+        );
+        assert!(older < newer && newer < newest, "{:#?}", rows(&b));
+        let line = &rows(&b)[older];
+        assert!(line.contains("dan#4: older words"), "{line}");
+    }
+
+    #[test]
+    fn own_status_goes_stored_then_counted_then_all() {
+        let mut app = App::new(started());
+        app.apply_notice(Notice::Message(msg('a', "ana", 3, 7, "hello", true)));
+        let b = draw(&mut app, 80, 20);
+        assert!(rows(&b)[row_of(&b, "hello").unwrap()].contains("hello  ✓ stored"));
+        app.apply_notice(Notice::Delivery { seq: 7, acked: 1, members: 3 });
+        let b = draw(&mut app, 80, 20);
+        assert!(rows(&b)[row_of(&b, "hello").unwrap()].contains("hello  ✓ 1/3"));
+        app.apply_notice(Notice::Delivery { seq: 7, acked: 3, members: 3 });
+        let b = draw(&mut app, 80, 20);
+        assert!(rows(&b)[row_of(&b, "hello").unwrap()].contains("hello  ✓✓ all"));
+    }
+
+    #[test]
+    fn members_pane_marks_the_coordinator_and_greys_the_failed() {
+        let mut app = App::new(started());
+        app.set_status(status());
+        let b = draw(&mut app, 100, 20);
+        let all = rows(&b);
+        let bob = row_of(&b, "bob").unwrap();
+        assert!(all[bob].contains("★ #2"), "{}", all[bob]);
+        let ana = all.iter().position(|r| r.contains("ana (me)")).unwrap();
+        assert!(!all[ana].contains('★'));
+        let carol = row_of(&b, "carol").unwrap();
+        let x = all[carol].find("carol").unwrap();
+        // Byte offset equals column here: everything before it on that row is ASCII except the borders.
+        let col = all[carol][..x].chars().count() as u16;
+        assert_eq!(b[(col, carol as u16)].fg, Color::DarkGray);
+        assert!(all[carol].contains("failed"));
+        let bob_col = all[bob][..all[bob].find("bob").unwrap()].chars().count() as u16;
+        assert_ne!(b[(bob_col, bob as u16)].fg, Color::DarkGray);
+        // The status line.
+        let wide = rows(&draw(&mut app, 150, 20));
+        let last = &wide[18];
+        for part in [
+            "me: ana #1",
+            "term 4",
+            "coordinator bob #2",
+            "digest 0123456789ab |",
+            "3 msgs",
+            "pending 1",
+            "links 2",
+            "election…",
+            "DEMO KEY",
+        ] {
+            assert!(last.contains(part), "{part} in {last}");
+        }
+    }
+
+    #[test]
+    fn input_editing_with_multibyte_characters() {
+        let mut app = App::new(started());
+        type_str(&mut app, "olá mundo");
+        assert_eq!(app.cursor, 9);
+        press(&mut app, KeyCode::Left);
+        press(&mut app, KeyCode::Backspace);
+        press(&mut app, KeyCode::Char('ã'));
+        assert_eq!(app.input_text(), "olá munão");
+        press(&mut app, KeyCode::Home);
+        press(&mut app, KeyCode::Delete);
+        press(&mut app, KeyCode::Right);
+        press(&mut app, KeyCode::Right);
+        press(&mut app, KeyCode::Char('😀'));
+        assert_eq!(app.input_text(), "lá😀 munão");
+        press(&mut app, KeyCode::End);
+        press(&mut app, KeyCode::Backspace);
+        assert_eq!(app.input_text(), "lá😀 munã");
+        // The cursor sits after the emoji's two columns: prompt 2 + "lá" 2 + emoji 2.
+        press(&mut app, KeyCode::Home);
+        for _ in 0..3 {
+            press(&mut app, KeyCode::Right);
+        }
+        let mut t = Terminal::new(TestBackend::new(40, 10)).unwrap();
+        t.draw(|f| app.render(f)).unwrap();
+        t.backend_mut().assert_cursor_position((6, 9));
+        assert_eq!(press(&mut app, KeyCode::Enter), Action::Send("lá😀 munã".into()));
+        assert_eq!(app.input_text(), "");
+        // Ctrl-U clears; Up and Down walk what was typed.
+        type_str(&mut app, "/peers");
+        assert!(matches!(press(&mut app, KeyCode::Enter), Action::Exec(Cmd::Peers, _)));
+        type_str(&mut app, "draft");
+        app.on_key(KeyEvent::new(KeyCode::Char('u'), KeyModifiers::CONTROL));
+        assert_eq!(app.input_text(), "");
+        type_str(&mut app, "wip");
+        press(&mut app, KeyCode::Up);
+        assert_eq!(app.input_text(), "/peers");
+        press(&mut app, KeyCode::Up);
+        assert_eq!(app.input_text(), "lá😀 munã");
+        press(&mut app, KeyCode::Up);
+        assert_eq!(app.input_text(), "lá😀 munã");
+        press(&mut app, KeyCode::Down);
+        press(&mut app, KeyCode::Down);
+        assert_eq!(app.input_text(), "wip");
+        // A mistake is reported, not sent.
+        app.on_key(KeyEvent::new(KeyCode::Char('u'), KeyModifiers::CONTROL));
+        type_str(&mut app, "/frob");
+        assert_eq!(press(&mut app, KeyCode::Enter), Action::None);
+        assert!(app.notes.back().unwrap().text.contains("unknown command"));
+        // Esc twice and Ctrl-C quit.
+        assert_eq!(press(&mut app, KeyCode::Esc), Action::None);
+        assert_eq!(press(&mut app, KeyCode::Esc), Action::Quit);
+        assert_eq!(app.on_key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL)), Action::Quit);
+    }
+
+    #[test]
+    fn long_replies_open_a_popup_until_a_key() {
+        let mut app = App::new(started());
+        let lines: Vec<String> = (0..40).map(|i| format!("line {i}")).collect();
+        let quit = app.on_reply("/history 40", Reply { lines, json: serde_json::Value::Null, quit: false });
+        assert!(!quit);
+        let b = draw(&mut app, 80, 24);
+        assert!(row_of(&b, "line 0").is_some() && row_of(&b, "/history 40").is_some());
+        press(&mut app, KeyCode::End);
+        let b = draw(&mut app, 80, 24);
+        assert!(row_of(&b, "line 39").is_some() && row_of(&b, "line 0 ").is_none());
+        // A typed character closes it and is typed.
+        press(&mut app, KeyCode::Char('x'));
+        assert!(app.popup.is_none());
+        assert_eq!(app.input_text(), "x");
+    }
+
+    #[test]
+    fn long_messages_wrap_and_scroll() {
+        let mut app = App::new(started());
+        for i in 0..50 {
+            app.insert(msg('b', "bob", i, i, &format!("message number {i} {}", "word ".repeat(i as usize % 7)), false));
+        }
+        let b = draw(&mut app, 40, 12);
+        assert!(row_of(&b, "number 49").is_some());
+        press(&mut app, KeyCode::PageUp);
+        let b = draw(&mut app, 40, 12);
+        assert!(row_of(&b, "number 49").is_none());
+        assert!(row_of(&b, "PgDn").is_some());
+        // Scrolled up, new messages do not move the view.
+        let before = rows(&b);
+        app.insert(msg('c', "carol", 60, 1, "late", false));
+        let after = rows(&draw(&mut app, 40, 12));
+        assert_eq!(before[1..6], after[1..6]);
+        for _ in 0..100 {
+            press(&mut app, KeyCode::PageUp);
+        }
+        let b = draw(&mut app, 40, 12);
+        assert!(row_of(&b, "number 0 ").is_some(), "{:#?}", rows(&b));
+        for _ in 0..100 {
+            press(&mut app, KeyCode::PageDown);
+        }
+        let b = draw(&mut app, 40, 12);
+        assert!(row_of(&b, "late").is_some());
+        assert_eq!(app.scroll, 0);
+    }
+
+    #[test]
+    fn wrap_breaks_at_spaces_and_handles_wide_characters() {
+        let text = |l: &Line| l.spans.iter().map(|s| s.content.as_ref()).collect::<String>();
+        let l = wrap(&[Span::raw("aaaa bbbb cccc")], 10, 2);
+        assert_eq!(l.iter().map(text).collect::<Vec<_>>(), ["aaaa bbbb ", "  cccc"]);
+        let l = wrap(&[Span::raw("漢字漢字漢字")], 5, 0);
+        assert_eq!(l.iter().map(text).collect::<Vec<_>>(), ["漢字", "漢字", "漢字"]);
+        let l = wrap(&[Span::raw("a\x1b[31mb\nc")], 20, 0);
+        assert_eq!(l.iter().map(text).collect::<Vec<_>>(), ["a\u{fffd}[31mb", "c"]);
+        assert_eq!(wrap(&[Span::raw("xyz")], 0, 4).len(), 3);
+    }
+
+    #[test]
+    fn tiny_terminals_do_not_panic() {
+        let mut app = App::new(started());
+        app.greet();
+        app.set_status(status());
+        for i in 0..30 {
+            app.insert(msg('b', "bob", i, i, "a fairly long message that has to wrap several times", i % 2 == 0));
+        }
+        app.on_reply(
+            "/help",
+            Reply { lines: vec!["one".into(), "two".into()], json: serde_json::Value::Null, quit: false },
+        );
+        type_str(&mut app, "olá 😀 this input is longer than the screen");
+        for (w, h) in [(20, 5), (1, 1), (2, 3), (5, 2), (0, 0), (20, 1), (120, 3), (3, 40)] {
+            draw(&mut app, w, h);
+            press(&mut app, KeyCode::PageUp);
+            draw(&mut app, w, h);
+        }
+        app.popup = None;
+        let b = draw(&mut app, 20, 5);
+        assert_eq!(b.area.height, 5);
+    }
+}

@@ -1,0 +1,172 @@
+#!/usr/bin/env bash
+# Builds the ChatMesh image FROM scratch, offline: the release binary plus exactly the shared libraries it
+# needs (found with ldd on this machine, so it works on any glibc system), glibc's name-resolution modules
+# (for `--peer HOST:PORT` with compose service names) and a few /etc files.
+#
+#   deploy/build-image.sh [-t TAG] [-b BINARY] [--cargo] [--no-strip] [--keep-context]
+#
+#   -t, --tag TAG       image tag [default: $CHATMESH_IMAGE or chatmesh:latest]
+#   -b, --binary FILE   the chatmesh binary [default: target/release/chatmesh, built with
+#                       `cargo build --release` when missing]
+#       --cargo         run `cargo build --release` first even if the binary exists
+#       --no-strip      keep the binary's debug information (the image is then ~5x larger)
+#       --keep-context  keep the prepared build context directory and print where it is
+set -euo pipefail
+
+DEPLOY=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$DEPLOY/.." && pwd)
+TAG=${CHATMESH_IMAGE:-chatmesh:latest}
+BIN=""
+CARGO=0
+STRIP=1
+KEEP=0
+UID_GID=10001
+
+die() { echo "build-image: $*" >&2; exit 1; }
+say() { echo "build-image: $*" >&2; }
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+        -t|--tag) [ $# -ge 2 ] || die "$1 needs a value"; TAG=$2; shift 2 ;;
+        -b|--binary) [ $# -ge 2 ] || die "$1 needs a value"; BIN=$2; shift 2 ;;
+        --cargo) CARGO=1; shift ;;
+        --no-strip) STRIP=0; shift ;;
+        --keep-context) KEEP=1; shift ;;
+        -h|--help) sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) die "unknown argument $1 (see --help)" ;;
+    esac
+done
+
+for tool in docker ldd; do
+    command -v "$tool" >/dev/null || die "$tool is not installed"
+done
+
+if [ -z "$BIN" ]; then
+    BIN=$ROOT/target/release/chatmesh
+    if [ "$CARGO" = 1 ] || [ ! -x "$BIN" ]; then
+        command -v cargo >/dev/null || die "$BIN does not exist and cargo is not installed"
+        say "cargo build --release"
+        (cd "$ROOT" && cargo build --release)
+    fi
+fi
+[ -x "$BIN" ] || die "no executable at $BIN (build it with cargo build --release, or pass --binary FILE)"
+
+CTX=$(mktemp -d "${TMPDIR:-/tmp}/chatmesh-image.XXXXXX")
+if [ "$KEEP" = 1 ]; then
+    trap 'say "build context kept in $CTX"' EXIT
+else
+    trap 'rm -rf "$CTX"' EXIT
+fi
+ROOTFS=$CTX/rootfs
+mkdir -p "$ROOTFS/usr/local/bin" "$ROOTFS/etc" "$ROOTFS/tmp" "$CTX/owned/data" "$CTX/owned/logs"
+chmod 1777 "$ROOTFS/tmp"
+chmod 0755 "$ROOTFS" "$ROOTFS/usr" "$ROOTFS/usr/local" "$ROOTFS/usr/local/bin" "$ROOTFS/etc" \
+    "$CTX/owned/data" "$CTX/owned/logs"
+
+# The binary (a copy: the original may be rebuilt while we work).
+cp "$BIN" "$ROOTFS/usr/local/bin/chatmesh"
+if [ "$STRIP" = 1 ]; then
+    if command -v strip >/dev/null; then
+        strip --strip-debug "$ROOTFS/usr/local/bin/chatmesh"   # keeps the symbols for panic backtraces
+    else
+        say "strip is not installed: the binary keeps its debug information"
+    fi
+fi
+chmod 0755 "$ROOTFS/usr/local/bin/chatmesh"
+
+# The shared objects a file needs, as absolute paths, from ldd: "name => /path (addr)" lines and the loader's
+# "/path (addr)" line; the vDSO has no file. A missing library is an error.
+deps() {
+    local out
+    out=$(ldd "$1" 2>&1) || {
+        # "not a dynamic executable" (static): nothing to copy.
+        case "$out" in *"not a dynamic executable"*|*"statically linked"*) return 0 ;; esac
+        die "ldd $1 failed: $out"
+    }
+    if grep -q "not found" <<<"$out"; then
+        die "ldd $1: a library is missing on this machine: $(grep 'not found' <<<"$out" | tr -s ' \t' ' ')"
+    fi
+    awk '$2 == "=>" && $3 ~ /^\// { print $3; next } $1 ~ /^\// { print $1 }' <<<"$out"
+}
+
+declare -A COPIED=()
+LIBDIRS=()
+copy_lib() {
+    local src=$1 dest
+    [ -n "${COPIED[$src]:-}" ] && return 0
+    COPIED[$src]=1
+    dest=$ROOTFS$src
+    mkdir -p "$(dirname "$dest")"
+    cp -L "$src" "$dest"          # under the name the loader looks for, even when that is a symlink
+    chmod 0755 "$dest"
+    local d; d=$(dirname "$src")
+    case " ${LIBDIRS[*]:-} " in *" $d "*) ;; *) LIBDIRS+=("$d") ;; esac
+    local list dep
+    list=$(deps "$src")
+    for dep in $list; do copy_lib "$dep"; done
+}
+
+LIBC=""
+BINDEPS=$(deps "$BIN")
+for lib in $BINDEPS; do
+    copy_lib "$lib"
+    case "$(basename "$lib")" in libc.so.*) LIBC=$lib ;; esac
+done
+[ -n "$LIBC" ] || die "ldd does not show libc for $BIN: is it a glibc binary?"
+
+# getaddrinfo loads its NSS modules at run time (dlopen, invisible to ldd): hosts from /etc/hosts (files)
+# and from the resolver in /etc/resolv.conf (dns; Docker's embedded DNS resolves compose service names).
+# Since glibc 2.34 both are inside libc and these files are empty stubs, but older glibc needs them.
+LIBDIR=$(dirname "$LIBC")
+NSS=()
+for mod in libnss_files.so.2 libnss_dns.so.2 libresolv.so.2; do
+    if [ -e "$LIBDIR/$mod" ]; then
+        copy_lib "$LIBDIR/$mod"
+        NSS+=("$mod")
+    fi
+done
+
+cat >"$ROOTFS/etc/nsswitch.conf" <<'EOF'
+passwd: files
+group:  files
+hosts:  files dns
+EOF
+cat >"$ROOTFS/etc/passwd" <<EOF
+root:x:0:0:root:/root:/nonexistent
+chatmesh:x:$UID_GID:$UID_GID:ChatMesh:/data:/nonexistent
+EOF
+cat >"$ROOTFS/etc/group" <<EOF
+root:x:0:
+chatmesh:x:$UID_GID:
+EOF
+chmod 0644 "$ROOTFS/etc/nsswitch.conf" "$ROOTFS/etc/passwd" "$ROOTFS/etc/group"
+
+# A loader cache for the copied directories, so that a library outside the loader's built-in search path
+# is still found (best effort: on Debian and most systems the built-in path already covers them).
+printf '%s\n' "${LIBDIRS[@]}" >"$ROOTFS/etc/ld.so.conf"
+if command -v ldconfig >/dev/null || [ -x /sbin/ldconfig ]; then
+    LDCONFIG=$(command -v ldconfig || echo /sbin/ldconfig)
+    "$LDCONFIG" -r "$ROOTFS" 2>/dev/null || say "ldconfig -r failed; relying on the loader's built-in search path"
+fi
+[ -e "$ROOTFS/etc/ld.so.cache" ] && chmod 0644 "$ROOTFS/etc/ld.so.cache"
+
+cp "$DEPLOY/Dockerfile" "$CTX/Dockerfile"
+
+say "binary $(du -h "$ROOTFS/usr/local/bin/chatmesh" | cut -f1) from $BIN ($("$BIN" --version 2>/dev/null || echo '?'))"
+say "libraries: $(for l in "${!COPIED[@]}"; do echo "$l"; done | sort | tr '\n' ' ')"
+say "NSS modules present as files: ${NSS[*]:-none (built into libc)}"
+say "docker build -t $TAG"
+OLD_ID=$(docker image inspect -f '{{.Id}}' "$TAG" 2>/dev/null || true)
+if ! docker build -t "$TAG" "$CTX" >"$CTX/build.log" 2>&1; then
+    cat "$CTX/build.log" >&2
+    die "docker build failed"
+fi
+# The image this tag named before is left untagged: remove it unless a container still uses it.
+NEW_ID=$(docker image inspect -f '{{.Id}}' "$TAG")
+if [ -n "$OLD_ID" ] && [ "$OLD_ID" != "$NEW_ID" ]; then
+    docker rmi "$OLD_ID" >/dev/null 2>&1 || true
+fi
+
+# Smoke test: the loader, the libraries and the binary work inside the image.
+version=$(docker run --rm --network none "$TAG" --version) || die "the image $TAG does not run: docker run --rm $TAG --version failed"
+say "built $TAG: $version, $(docker image inspect -f '{{.Size}}' "$TAG" | awk '{printf "%.1f MB", $1/1e6}')"
