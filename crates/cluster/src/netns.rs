@@ -31,6 +31,27 @@ pub fn ip(args: &[&str]) -> Result<(), String> {
     }
 }
 
+/// Runs `ip -n NS -batch -` with these commands on its standard input.
+fn ip_batch(ns: &str, commands: &str) -> Result<(), String> {
+    use std::io::Write;
+    let mut child = Command::new("ip")
+        .args(["-n", ns, "-batch", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run `ip` (install iproute2): {e}"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(commands.as_bytes()).map_err(|e| format!("ip -batch: {e}"))?;
+    }
+    let out = child.wait_with_output().map_err(|e| format!("ip -batch: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!("ip -n {ns} -batch: {}", String::from_utf8_lossy(&out.stderr).trim()))
+    }
+}
+
 fn ip_output(args: &[&str]) -> Result<String, String> {
     let out = Command::new("ip").args(args).output().map_err(|e| format!("cannot run `ip`: {e}"))?;
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
@@ -46,6 +67,9 @@ pub fn require_root() -> Result<(), String> {
     }
     ip(&["netns", "list"]).map_err(|e| format!("network namespaces are not available: {e}"))
 }
+
+/// The most hosts one network holds (the last octet of its addresses).
+pub const MAX_HOSTS: usize = 250;
 
 /// One run's network: `n` hosts.
 pub struct Net {
@@ -85,7 +109,9 @@ impl Net {
     /// Creates the network for `n` nodes with a run number not used by any other run on this machine.
     pub fn create(n: usize) -> Result<Net, String> {
         require_root()?;
-        assert!(n <= 200);
+        if n > MAX_HOSTS {
+            return Err(format!("at most {MAX_HOSTS} hosts in one network"));
+        }
         // Runs in one process (parallel tests) take turns choosing their subnet and names.
         static CREATING: std::sync::Mutex<u32> = std::sync::Mutex::new(0);
         let mut count = CREATING.lock().unwrap_or_else(|p| p.into_inner());
@@ -125,33 +151,51 @@ impl Net {
         ip(&["addr", "add", &format!("10.78.{}.254/24", self.r), "dev", &host])?;
         ip(&["link", "set", &host, "up"])?;
         for i in 0..self.n {
-            let ns = self.node_ns(i);
-            ip(&["netns", "add", &ns])?;
-            ip(&["-n", &ns, "link", "set", "lo", "up"])?;
-            let (d, m) = (format!("d{i}"), format!("m{i}"));
-            ip(&["-n", &sw, "link", "add", &d, "type", "veth", "peer", "name", "eth0", "netns", &ns])?;
-            ip(&["-n", &sw, "link", "add", &m, "type", "veth", "peer", "name", "mgmt0", "netns", &ns])?;
-            ip(&["-n", &sw, "link", "set", &d, "master", "br0", "up"])?;
-            ip(&["-n", &sw, "link", "set", &m, "master", "brm", "up"])?;
-            ip(&["-n", &ns, "addr", "add", &format!("{}/24", self.data_ip(i)), "dev", "eth0"])?;
-            ip(&["-n", &ns, "addr", "add", &format!("{}/24", self.mgmt_ip(i)), "dev", "mgmt0"])?;
-            ip(&["-n", &ns, "link", "set", "eth0", "up"])?;
-            ip(&["-n", &ns, "link", "set", "mgmt0", "up"])?;
-            // Multicast leaves through the data interface.
-            ip(&["-n", &ns, "route", "add", "224.0.0.0/4", "dev", "eth0"])?;
+            self.build_host(i)?;
         }
         Ok(())
     }
 
-    /// Splits the data network: `side_b` nodes on one bridge, all others on the other.
-    pub fn split(&self, side_b: &[usize]) -> Result<(), String> {
+    /// Node `i`'s namespace with its data and management ports.
+    fn build_host(&self, i: usize) -> Result<(), String> {
         let sw = self.switch();
+        let ns = self.node_ns(i);
+        ip(&["netns", "add", &ns])?;
+        ip(&["-n", &ns, "link", "set", "lo", "up"])?;
+        let (d, m) = (format!("d{i}"), format!("m{i}"));
+        ip(&["-n", &sw, "link", "add", &d, "type", "veth", "peer", "name", "eth0", "netns", &ns])?;
+        ip(&["-n", &sw, "link", "add", &m, "type", "veth", "peer", "name", "mgmt0", "netns", &ns])?;
+        ip(&["-n", &sw, "link", "set", &d, "master", "br0", "up"])?;
+        ip(&["-n", &sw, "link", "set", &m, "master", "brm", "up"])?;
+        ip(&["-n", &ns, "addr", "add", &format!("{}/24", self.data_ip(i)), "dev", "eth0"])?;
+        ip(&["-n", &ns, "addr", "add", &format!("{}/24", self.mgmt_ip(i)), "dev", "mgmt0"])?;
+        ip(&["-n", &ns, "link", "set", "eth0", "up"])?;
+        ip(&["-n", &ns, "link", "set", "mgmt0", "up"])?;
+        // Multicast leaves through the data interface.
+        ip(&["-n", &ns, "route", "add", "224.0.0.0/4", "dev", "eth0"])?;
+        Ok(())
+    }
+
+    /// One more host on the data network (on `br0`); returns its index.
+    pub fn add_host(&mut self) -> Result<usize, String> {
+        if self.n >= MAX_HOSTS {
+            return Err(format!("at most {MAX_HOSTS} hosts in one network"));
+        }
+        let i = self.n;
+        self.n += 1;
+        self.build_host(i)?;
+        Ok(i)
+    }
+
+    /// Splits the data network: `side_b` nodes on one bridge, all others on the other.
+    /// All ports change in one `ip -batch` run, so that the network changes at one moment.
+    pub fn split(&self, side_b: &[usize]) -> Result<(), String> {
+        let mut batch = String::new();
         for i in 0..self.n {
             let br = if side_b.contains(&i) { "br1" } else { "br0" };
-            ip(&["-n", &sw, "link", "set", &format!("d{i}"), "master", br])?;
-            ip(&["-n", &sw, "link", "set", &format!("d{i}"), "up"])?;
+            batch += &format!("link set d{i} master {br}\nlink set d{i} up\n");
         }
-        Ok(())
+        ip_batch(&self.switch(), &batch)
     }
 
     /// Cuts node `i` off the data network (its control API stays reachable).
@@ -165,12 +209,13 @@ impl Net {
     }
 
     fn janitor(&self) -> Option<std::process::ChildStdin> {
-        let mut script = String::from("read _ignored; ");
-        for i in 0..self.n {
-            script += &format!("ip netns del {} 2>/dev/null; ", self.node_ns(i));
-        }
-        script +=
-            &format!("ip netns del {} 2>/dev/null; ip link del {} 2>/dev/null; exit 0", self.switch(), self.host_if());
+        // By prefix, so that hosts added after the start are removed too.
+        let script = format!(
+            "read _ignored; for ns in $(ip netns list | cut -d' ' -f1 | grep -E '^{p}(n[0-9]+|sw)$'); do \
+             ip netns del $ns 2>/dev/null; done; ip link del {h} 2>/dev/null; exit 0",
+            p = self.prefix,
+            h = self.host_if()
+        );
         let mut cmd = Command::new("sh");
         cmd.arg("-c").arg(script).stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::null());
         #[cfg(unix)]

@@ -373,7 +373,7 @@ impl Node {
         let recently = self
             .merge_requested
             .get(&other.key)
-            .is_some_and(|t| now.saturating_duration_since(*t) < self.cfg.timing.beacon_interval.saturating_mul(4));
+            .is_some_and(|t| now.saturating_duration_since(*t) < self.cfg.timing.beacon_interval);
         if recently {
             return;
         }

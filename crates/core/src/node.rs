@@ -495,6 +495,14 @@ impl Node {
         for bytes in queued {
             self.out.push_back(Output::Frame { to: key, bytes });
         }
+        // A coordinator repeats its view on every new link to a member: a view sent on the connection this
+        // one replaced may be lost (for example one stuck retransmitting when a partition healed).
+        if self.role == Role::Coordinator {
+            if let Some(view) = self.view.as_ref().filter(|v| v.is_alive(&key)) {
+                let frame = Frame::View { view: view.clone() };
+                self.send(key, &frame);
+            }
+        }
         // Anti-entropy on every new link: whichever side lacks something pulls it.
         self.send_frontier(key, false);
     }

@@ -22,8 +22,8 @@ use crate::metrics::count;
 use crate::net::{self, NetError, Sockets};
 use crate::store::{Store, StoreError, Write};
 use chatmesh_core::{
-    Body, Command, Config, Destination, Event, Input, LoadRequest, Message, Node, NodeKey, Output, Role, Timing,
-    MAX_DATAGRAM_LEN,
+    Body, Command, Config, Datagram, DatagramBody, Destination, Event, Input, LoadRequest, Message, Node, NodeKey,
+    Output, Role, Timing, MAX_DATAGRAM_LEN,
 };
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fmt;
@@ -35,6 +35,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::{broadcast, mpsc, oneshot, Semaphore};
 use tokio::task::AbortHandle;
+
+/// Two links to one peer that came up within this of each other are a simultaneous dial (both sides keep
+/// the one dialled by the higher key); a new link replaces one older than this.
+const SIMULTANEOUS_DIAL: Duration = Duration::from_secs(1);
 
 /// Inputs taken from the inbox in one round before the outputs are carried out (and committed together).
 const ROUND_INPUTS: usize = 512;
@@ -446,6 +450,8 @@ static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
 
 struct LinkHandle {
     conn: u64,
+    /// When the core task took it up.
+    since: Instant,
     dialer: NodeKey,
     tx: mpsc::Sender<Vec<u8>>,
     tasks: Vec<AbortHandle>,
@@ -469,6 +475,42 @@ fn tcp_rtt(fd: i32) -> Option<f64> {
     {
         let _ = fd;
         None
+    }
+}
+
+/// Whether a TCP connection is stuck retransmitting: its retransmission timer has fired on data that is
+/// still unacknowledged, and it may have been backed off (Linux `TCP_INFO`). After a partition heals, such a
+/// connection stays silent until its backed-off timer fires, which can be seconds away.
+fn tcp_stalled(fd: i32) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: as in `tcp_rtt`.
+        let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+        let r = unsafe {
+            libc::getsockopt(fd, libc::IPPROTO_TCP, libc::TCP_INFO, &mut info as *mut _ as *mut libc::c_void, &mut len)
+        };
+        r == 0 && (info.tcpi_retransmits > 0 || info.tcpi_backoff > 0)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = fd;
+        false
+    }
+}
+
+/// Makes closing the socket send a reset (`SO_LINGER` with a zero timeout) instead of queueing a FIN.
+fn reset_on_close(fd: i32) {
+    let linger = libc::linger { l_onoff: 1, l_linger: 0 };
+    // SAFETY: setsockopt reads `size_of::<linger>()` bytes from a live local; a closed fd only fails.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            &linger as *const _ as *const libc::c_void,
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        );
     }
 }
 
@@ -592,6 +634,35 @@ impl Core {
         }
     }
 
+    /// A datagram from a peer proves that the network between us works now. If our link to that peer is
+    /// stuck retransmitting (typically: a partition just healed and the connection's timer is backed off),
+    /// it is dropped at once, so that the next frame to the peer dials a fresh connection instead of waiting
+    /// in the old one's queue for seconds.
+    fn drop_stalled_link(&mut self, bytes: &[u8], outputs: &mut Vec<Output>) {
+        let Ok(d) = Datagram::decode(bytes) else { return };
+        let peer = match d.body {
+            DatagramBody::Discover { key, .. } => key,
+            DatagramBody::Offer { coordinator, .. } | DatagramBody::Beacon { coordinator, .. } => coordinator.key,
+        };
+        if self.reset_if_stalled(peer, "the peer's datagrams arrive") {
+            self.input(Input::LinkDown { peer }, outputs);
+        }
+    }
+
+    /// Drops the link to `peer` if it is stuck retransmitting, with a reset, so that the peer learns at once
+    /// (a FIN would wait behind the unacknowledged data). The caller tells the core the link is down.
+    fn reset_if_stalled(&mut self, peer: NodeKey, evidence: &str) -> bool {
+        if !self.links.get(&peer).is_some_and(|l| tcp_stalled(l.fd)) {
+            return false;
+        }
+        let Some(l) = self.links.remove(&peer) else { return false };
+        tracing::info!(peer = %peer, conn = l.conn, "link stuck retransmitting while {evidence}: reconnecting");
+        count("chatmesh_links_stalled_total", 1);
+        reset_on_close(l.fd);
+        l.close();
+        true
+    }
+
     fn input(&mut self, input: Input, outputs: &mut Vec<Output>) {
         self.node.handle_input(Instant::now(), input);
         self.drain(outputs);
@@ -610,18 +681,22 @@ impl Core {
             Inbox::Datagram { from, bytes, direct } => match self.sealer.open(unix_ms(), &bytes) {
                 Ok(bytes) => {
                     count("chatmesh_datagrams_in_total", 1);
+                    self.drop_stalled_link(&bytes, outputs);
                     self.input(Input::Datagram { from, bytes, direct }, outputs)
                 }
                 Err(why) => self.dropped_datagram(from, why),
             },
             Inbox::LinkReady { conn, peer, dialer, tx, tasks, fd } => {
                 self.dialing.remove(&peer);
-                let new = LinkHandle { conn, dialer, tx, tasks, fd };
+                let new = LinkHandle { conn, since: Instant::now(), dialer, tx, tasks, fd };
                 let keep_new = match self.links.get(&peer) {
                     None => true,
                     // The same side dialling again means the old connection is stale (the peer restarted,
                     // or its end of the old one is gone).
                     Some(old) if old.dialer == new.dialer => true,
+                    // A link older than any dial in flight: the peer dialled because it gave the old one up
+                    // (for example one stuck retransmitting after a partition), so the new one replaces it.
+                    Some(old) if old.since.elapsed() >= SIMULTANEOUS_DIAL => true,
                     // Both sides dialled at once: both keep the connection dialled by the higher key.
                     Some(old) => new.dialer > old.dialer,
                 };
@@ -850,6 +925,11 @@ impl Core {
             }
             Event::Sent { message } if matches!(message.body, Body::Text(_)) => {
                 self.acks.insert(message.seq, 0);
+            }
+            // A member (re)joining the view, typically when a partition heals and the parts merge: our old
+            // connection to it may be stuck in retransmission backoff.
+            Event::MemberJoined { key, .. } if self.reset_if_stalled(*key, "the member rejoins the view") => {
+                self.pending.push_back(Input::LinkDown { peer: *key });
             }
             Event::Delivered { message } => {
                 if let Body::Membership(chatmesh_core::MembershipEvent::Joined { id, key, name }) = &message.body {

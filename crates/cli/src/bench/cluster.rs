@@ -80,6 +80,8 @@ pub struct Node {
     pub stopped: bool,
     extra: Vec<String>,
     group: String,
+    /// With `--netns`: the host (network namespace) this node runs in, kept across restarts.
+    pub host: Option<usize>,
 }
 
 /// A set of node processes of one mesh name (and normally one multicast group).
@@ -166,24 +168,30 @@ impl Cluster {
                     stopped: false,
                     extra: extra.iter().map(|s| s.to_string()).collect(),
                     group: self.group.clone(),
+                    host: None,
                 });
                 self.nodes.len() - 1
             }
         };
         let logs = self.base.join("logs");
         let node = &mut self.nodes[i];
-        let mut cmd = Command::new(&self.exe);
+        // On loopback, or (`--netns`) in a network namespace of its own with its own addresses.
+        let (mut cmd, iface, http) = match hosts::enabled() {
+            false => (Command::new(&self.exe), "127.0.0.1".to_string(), "127.0.0.1:0".to_string()),
+            true => {
+                let host = match node.host {
+                    Some(h) => h,
+                    None => hosts::take()?,
+                };
+                node.host = Some(host);
+                let (ns, data, mgmt) = hosts::addresses(host)?;
+                let mut cmd = Command::new("ip");
+                cmd.args(["netns", "exec", &ns]).arg(&self.exe);
+                (cmd, data, format!("{mgmt}:0"))
+            }
+        };
         cmd.args(["--ui", "json", "--name", name, "--mesh", &self.mesh, "--group", &node.group])
-            .args([
-                "--iface",
-                "127.0.0.1",
-                "--listen",
-                "127.0.0.1:0",
-                "--http",
-                "127.0.0.1:0",
-                "--log",
-                super::node_log(),
-            ])
+            .args(["--iface", &iface, "--listen", &format!("{iface}:0"), "--http", &http, "--log", super::node_log()])
             .arg("--data-dir")
             .arg(&data_dir)
             .arg("--log-dir")
@@ -447,9 +455,88 @@ impl Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         self.stop_all();
+        for n in &mut self.nodes {
+            if let Some(h) = n.host.take() {
+                hosts::give_back(h);
+            }
+        }
         if !self.keep && !super::keep() {
             let _ = std::fs::remove_dir_all(&self.base);
         }
+    }
+}
+
+/// `--netns`: hosts of one network (a bridge and a namespace per node, from `chatmesh-cluster`), handed
+/// out to nodes and given back when their cluster is dropped. Multicast and links go over the bridge
+/// between the namespaces' own addresses; the bench reaches each control API over the management network.
+pub mod hosts {
+    use super::Res;
+    use chatmesh_cluster::netns::Net;
+    use std::sync::Mutex;
+
+    struct Hosts {
+        net: Net,
+        free: Vec<usize>,
+    }
+
+    static HOSTS: Mutex<Option<Hosts>> = Mutex::new(None);
+
+    fn lock() -> std::sync::MutexGuard<'static, Option<Hosts>> {
+        HOSTS.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Creates the network (root only); nodes started from now on run in it.
+    pub fn enable() -> Res<()> {
+        let net = Net::create(0)?;
+        *lock() = Some(Hosts { net, free: Vec::new() });
+        Ok(())
+    }
+
+    pub fn enabled() -> bool {
+        lock().is_some()
+    }
+
+    /// A host for a new node: a free one, or a new one.
+    pub fn take() -> Res<usize> {
+        let mut g = lock();
+        let h = g.as_mut().ok_or("--netns is not on")?;
+        match h.free.pop() {
+            Some(i) => Ok(i),
+            None => h.net.add_host(),
+        }
+    }
+
+    pub fn give_back(i: usize) {
+        if let Some(h) = lock().as_mut() {
+            h.free.push(i);
+        }
+    }
+
+    /// Host `i`'s namespace, data address and management address.
+    pub fn addresses(i: usize) -> Res<(String, String, String)> {
+        let g = lock();
+        let h = g.as_ref().ok_or("--netns is not on")?;
+        Ok((h.net.node_ns(i), h.net.data_ip(i), h.net.mgmt_ip(i)))
+    }
+
+    /// The namespace of each host (for `ss -N`).
+    pub fn namespace(i: usize) -> Option<String> {
+        lock().as_ref().map(|h| h.net.node_ns(i))
+    }
+
+    /// Splits the data network: `side_b` hosts on one bridge, all others on the other.
+    pub fn split(side_b: &[usize]) -> Res<()> {
+        lock().as_ref().ok_or("--netns is not on")?.net.split(side_b)
+    }
+
+    /// One data network again.
+    pub fn heal() -> Res<()> {
+        lock().as_ref().ok_or("--netns is not on")?.net.heal()
+    }
+
+    /// Removes the network (at the end of the bench).
+    pub fn disable() {
+        *lock() = None;
     }
 }
 
@@ -680,13 +767,23 @@ pub fn status_kib(pid: u32, field: &str) -> Option<u64> {
 /// Bytes sent and received so far on the established TCP connections of each process in `pids` (payload
 /// bytes, from the kernel's tcp_info as `ss -tinp` shows it), leaving out connections to or from a port in
 /// `skip` (the control API). Connections that closed since an earlier reading are not counted.
-pub fn tcp_bytes(pids: &[u32], skip: &[u16]) -> Res<std::collections::HashMap<u32, (u64, u64)>> {
-    let out = Command::new("ss")
-        .args(["-tinpH", "state", "established"])
-        .stderr(Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot run ss (iproute2): {e}"))?;
-    let text = String::from_utf8_lossy(&out.stdout);
+/// With `--netns`, `namespaces` names the network namespaces the processes run in (`ss -N` in each).
+pub fn tcp_bytes(pids: &[u32], namespaces: &[String], skip: &[u16]) -> Res<std::collections::HashMap<u32, (u64, u64)>> {
+    let mut text = String::new();
+    let runs: Vec<Option<&String>> =
+        if namespaces.is_empty() { vec![None] } else { namespaces.iter().map(Some).collect() };
+    for ns in runs {
+        let mut cmd = Command::new("ss");
+        if let Some(ns) = ns {
+            cmd.args(["-N", ns]);
+        }
+        let out = cmd
+            .args(["-tinpH", "state", "established"])
+            .stderr(Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run ss (iproute2): {e}"))?;
+        text += &String::from_utf8_lossy(&out.stdout);
+    }
     let mut by_pid: std::collections::HashMap<u32, (u64, u64)> = pids.iter().map(|p| (*p, (0, 0))).collect();
     let mut owner: Option<u32> = None;
     for line in text.lines() {

@@ -1,7 +1,10 @@
 //! `converge`: a partition, emulated on loopback, during which both sides write 10,000 messages; then the
 //! sides meet, and the bench times until all four nodes show equal history digests.
 //!
-//! Loopback cannot be cut, so the two sides are two pairs of nodes of the same mesh name and network key on
+//! With `--netns` the partition is real: four nodes in one mesh, each in its own network namespace, and the
+//! bridge is split into two (`ip link`); the heal puts every port back on one bridge.
+//!
+//! On loopback, which cannot be cut, the two sides are two pairs of nodes of the same mesh name and network key on
 //! two different multicast groups: they cannot hear each other, and each founds its own mesh (as the sides of
 //! a real partition do, each under its own coordinator). The heal is both coordinators learning each
 //! other's address at the same moment (`/connect` on their stdin): from then on each one's beacons reach
@@ -40,11 +43,21 @@ pub fn run(ctx: &Ctx) -> Section {
     sec.detail("converge_ms", dist(&converged));
     sec.detail("converge_samples_ms", json!(converged));
     sec.detail("merge_ms", dist(&merged));
-    sec.detail("emulation", json!("two sides of 2 nodes: same mesh name and key, different multicast groups; heal = /connect between the coordinators"));
+    sec.detail(
+        "partition",
+        json!(if super::cluster::hosts::enabled() {
+            "real: one mesh of 4 in network namespaces, the bridge split 2-2 with ip link, heal = one bridge again"
+        } else {
+            "emulated on loopback: two sides of 2 nodes with the same mesh name and key on different multicast groups; heal = /connect between the coordinators"
+        }),
+    );
     sec
 }
 
 fn once(ctx: &Ctx, r: usize, per_side: u64) -> Res<(f64, f64)> {
+    if super::cluster::hosts::enabled() {
+        return once_split(ctx, r, per_side);
+    }
     let mesh = format!("bench-{}-converge{r}", std::process::id());
     let ga = format!("239.255.77.77:{}", group_port("convA"));
     let mut gb = format!("239.255.77.77:{}", group_port("convB"));
@@ -85,6 +98,73 @@ fn once(ctx: &Ctx, r: usize, per_side: u64) -> Res<(f64, f64)> {
         }
         let mut st: Vec<Value> = a.statuses(&aa)?;
         st.extend(b.statuses(&bb)?);
+        let now = Instant::now();
+        if merged_at.is_none() && one_mesh(&st, 4).is_ok() {
+            merged_at = Some(now);
+        }
+        if same_history(&st).is_ok() && st.iter().all(|s| s["history"]["count"].as_u64().unwrap_or(0) >= na + nb) {
+            let conv = ms(now - t0);
+            let merged = ms(merged_at.unwrap_or(now) - t0);
+            ctx.say(&format!("healed: one mesh after {merged:.0} ms, all digests equal after {conv:.0} ms"));
+            return Ok((merged, conv));
+        }
+        if now > limit {
+            return Err(format!("digests still differ 120 s after the heal (one mesh: {})", merged_at.is_some()));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// `--netns`: a real 2-2 split of one mesh of 4.
+fn once_split(ctx: &Ctx, r: usize, per_side: u64) -> Res<(f64, f64)> {
+    use super::cluster::hosts;
+    let mut cl = Cluster::new(&format!("converge{r}"))?;
+    cl.start_mesh("c", 4, Some(Duration::from_millis(30)), false)?;
+    let all = cl.live();
+    let (aa, bb) = (all[..2].to_vec(), all[2..].to_vec());
+    let side_b: Vec<usize> = bb.iter().filter_map(|i| cl.nodes[*i].host).collect();
+    hosts::split(&side_b)?;
+    let parted = cl
+        .wait("two meshes of 2", &aa, Duration::from_secs(30), Duration::from_millis(50), |s| one_mesh(s, 2))
+        .and_then(|_| {
+            cl.wait("two meshes of 2", &bb, Duration::from_secs(30), Duration::from_millis(50), |s| one_mesh(s, 2))
+        });
+    if let Err(e) = parted {
+        let _ = hosts::heal();
+        return Err(e);
+    }
+    let (ta, tb) = (cl.https(&aa), cl.https(&bb));
+    let t = Instant::now();
+    let (ra, rb) = std::thread::scope(|s| {
+        let ha = s.spawn(|| load::fill(&ta, per_side, None, 8, 200, 0));
+        let rb = load::fill(&tb, per_side, None, 8, 200, 0);
+        (ha.join().unwrap_or_else(|_| Err("a sender panicked".into())), rb)
+    });
+    let written = ra.and_then(|a| rb.map(|b| (a.0, b.0)));
+    let synced = written.and_then(|w| {
+        cl.wait_synced(&aa, Duration::from_secs(120), Duration::from_millis(50))?;
+        cl.wait_synced(&bb, Duration::from_secs(120), Duration::from_millis(50))?;
+        Ok(w)
+    });
+    let (na, nb) = match synced {
+        Ok(w) => w,
+        Err(e) => {
+            let _ = hosts::heal();
+            return Err(e);
+        }
+    };
+    ctx.say(&format!("both sides of the split wrote {na} + {nb} messages in {:.1} s", t.elapsed().as_secs_f64()));
+    ctx.sleep(Duration::from_millis(200))?;
+    // From the moment the network is whole again (every port moves in one `ip -batch`).
+    hosts::heal()?;
+    let t0 = Instant::now();
+    let mut merged_at = None;
+    let limit = t0 + Duration::from_secs(120);
+    loop {
+        if super::interrupted() {
+            return Err("interrupted".into());
+        }
+        let st = cl.statuses(&all)?;
         let now = Instant::now();
         if merged_at.is_none() && one_mesh(&st, 4).is_ok() {
             merged_at = Some(now);

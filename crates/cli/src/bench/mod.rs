@@ -100,6 +100,10 @@ pub struct BenchArgs {
     /// Messages of the large history of `memory` [default: 1,000,000; --quick: 10,000].
     #[arg(long, value_name = "N")]
     history: Option<u64>,
+    /// Run every node in a network namespace of its own, with its own addresses on a bridge, instead of all
+    /// on loopback (needs root and iproute2; everything created is removed at the end).
+    #[arg(long)]
+    netns: bool,
     /// Keep the nodes' data and log directories (under $TMPDIR/chatmesh-bench-<pid>).
     #[arg(long)]
     keep: bool,
@@ -173,6 +177,12 @@ pub fn main(args: BenchArgs) -> ExitCode {
         libc::signal(libc::SIGHUP, on_signal as *const () as libc::sighandler_t);
     }
     KEEP.store(args.keep, Ordering::Relaxed);
+    if args.netns {
+        if let Err(e) = cluster::hosts::enable() {
+            eprintln!("chatmesh bench: --netns: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     let _ = NODE_LOG.set(args.node_log.clone());
     let ctx = Ctx {
         quick: args.quick,
@@ -265,6 +275,7 @@ pub fn main(args: BenchArgs) -> ExitCode {
             "quick": ctx.quick,
             "command": command,
             "machine": machine,
+            "network": if args.netns { "netns" } else { "loopback" },
             "load_before": load_before.iter().map(|x| stats::num(*x)).collect::<Vec<_>>(),
             "load_after": load_after.iter().map(|x| stats::num(*x)).collect::<Vec<_>>(),
             "elapsed_s": stats::num(ctx.started.elapsed().as_secs_f64()),
@@ -276,6 +287,7 @@ pub fn main(args: BenchArgs) -> ExitCode {
     } else {
         print_table(&ctx, &machine, &command, load_before, load_after, &results);
     }
+    cluster::hosts::disable();
     if failed {
         ExitCode::FAILURE
     } else {
@@ -306,6 +318,10 @@ fn print_table(
         machine["kernel"].as_str().unwrap_or("?")
     );
     println!("command: {command}");
+    println!(
+        "network: {}",
+        if cluster::hosts::enabled() { "a network namespace per node on one bridge" } else { "loopback" }
+    );
     println!(
         "load average before {:.2} {:.2} {:.2}, after {:.2} {:.2} {:.2}; {:.0} s in all",
         before[0],

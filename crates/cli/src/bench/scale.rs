@@ -93,8 +93,10 @@ fn size(ctx: &Ctx, n: usize, hold: u64) -> Res<serde_json::Value> {
     cl.drain();
     let api_ports: Vec<u16> =
         all.iter().filter_map(|i| cl.nodes[*i].http.rsplit(':').next().and_then(|p| p.parse().ok())).collect();
+    let namespaces: Vec<String> =
+        all.iter().filter_map(|i| cl.nodes[*i].host.and_then(super::cluster::hosts::namespace)).collect();
     // Without `ss` (iproute2) the traffic figures are missing, and the rest still counts.
-    let io0 = tcp_bytes(&pids, &api_ports).unwrap_or_default();
+    let io0 = tcp_bytes(&pids, &namespaces, &api_ports).unwrap_or_default();
     let m0: Vec<_> = all.iter().map(|i| cl.metrics(*i).unwrap_or_default()).collect();
     let cpu0: Vec<f64> = pids.iter().map(|p| cpu_secs(*p).unwrap_or(0.0)).collect();
     let t0 = Instant::now();
@@ -113,7 +115,7 @@ fn size(ctx: &Ctx, n: usize, hold: u64) -> Res<serde_json::Value> {
         }
     }
     let secs = t0.elapsed().as_secs_f64();
-    let io1 = tcp_bytes(&pids, &api_ports).unwrap_or_default();
+    let io1 = tcp_bytes(&pids, &namespaces, &api_ports).unwrap_or_default();
     let m1: Vec<_> = all.iter().map(|i| cl.metrics(*i).unwrap_or_default()).collect();
     let rate = |k: &str| -> Vec<f64> { m0.iter().zip(&m1).map(|(a, b)| metric_delta(a, b, k) / secs).collect() };
     let (frame_bytes_out, frames_out, datagrams_out) =
