@@ -172,7 +172,7 @@ impl Message {
         if self.seq == 0 || self.lamport == 0 || self_dep || out_of_range {
             return Err(MessageError::Inconsistent);
         }
-        let key = VerifyingKey::from_bytes(&self.author.0).map_err(|_| MessageError::BadSignature)?;
+        let key = verifying_key(&self.author.0).ok_or(MessageError::BadSignature)?;
         let sig = Signature::from_bytes(&self.signature.to_bytes());
         key.verify(&self.signed_bytes(), &sig).map_err(|_| MessageError::BadSignature)
     }
@@ -187,6 +187,26 @@ impl Message {
         h.update(self.signature.to_bytes());
         h.finalize().into()
     }
+}
+
+/// Authors' public keys, decompressed once: decompressing a point costs about a fifth of a verification,
+/// and a history has few authors and many messages. Bounded: when full, it starts over.
+fn verifying_key(bytes: &[u8; 32]) -> Option<VerifyingKey> {
+    use std::collections::HashMap;
+    use std::sync::RwLock;
+    const MAX_KEYS: usize = 4096;
+    static KEYS: RwLock<Option<HashMap<[u8; 32], VerifyingKey>>> = RwLock::new(None);
+    if let Some(k) = KEYS.read().unwrap_or_else(|p| p.into_inner()).as_ref().and_then(|m| m.get(bytes)) {
+        return Some(*k);
+    }
+    let key = VerifyingKey::from_bytes(bytes).ok()?;
+    let mut keys = KEYS.write().unwrap_or_else(|p| p.into_inner());
+    let map = keys.get_or_insert_with(HashMap::new);
+    if map.len() >= MAX_KEYS {
+        map.clear();
+    }
+    map.insert(*bytes, key);
+    Some(key)
 }
 
 /// The digest of a history: SHA-256 over its authors in key order, each as `key ‖ seq ‖ chain`, where

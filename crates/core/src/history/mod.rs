@@ -271,12 +271,20 @@ impl Node {
     /// back the rest, store the delivered ones in one batch, then acknowledge them to their authors.
     pub(crate) fn on_messages(&mut self, now: Instant, from: NodeKey, messages: Vec<Message>) {
         let mut batch = Vec::new();
-        for m in messages {
+        // Signatures are checked up front, on every core for a large batch (a sync page): the verdicts are
+        // the same as one by one, only sooner.
+        let fresh: Vec<bool> = messages
+            .iter()
+            .map(|m| self.history.state.seq_of(&m.author) < m.seq && !self.history.held.contains(&m.id()))
+            .collect();
+        let verdicts = verify_all(&messages, &fresh);
+        for (m, verdict) in messages.into_iter().zip(verdicts) {
             let id = m.id();
             if self.history.state.seq_of(&m.author) >= m.seq || self.history.held.contains(&id) {
                 continue;
             }
-            if let Err(e) = m.verify() {
+            let verdict = verdict.unwrap_or_else(|| m.verify());
+            if let Err(e) = verdict {
                 // Honest nodes verify before they store or forward: whoever sent this is broken or lying.
                 // Its link is closed (it may dial again; each forged message closes it again) and counted.
                 self.reject(Reject::BadMessage, &format!("{id} from {from}: {e}"));
@@ -369,5 +377,62 @@ impl Node {
                 self.event(Event::Acked { member: peer, upto: seq });
             }
         }
+    }
+}
+
+/// Below this many messages to check, signatures are verified on the calling thread.
+const PARALLEL_VERIFY_MIN: usize = 64;
+
+/// The signature verdict of each message marked `fresh` (`None` for the others), computed on up to
+/// `available_parallelism` threads for large batches. Pure computation: the verdicts do not depend on how
+/// the work was split, so the simulator's runs stay deterministic.
+fn verify_all(messages: &[Message], fresh: &[bool]) -> Vec<Option<Result<(), MessageError>>> {
+    let todo = fresh.iter().filter(|f| **f).count();
+    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    let threads = *THREADS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get().min(8)));
+    let one = |(m, f): (&Message, &bool)| f.then(|| m.verify());
+    if todo < PARALLEL_VERIFY_MIN || threads < 2 {
+        return messages.iter().zip(fresh).map(one).collect();
+    }
+    let chunk = messages.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let parts: Vec<_> = messages
+            .chunks(chunk)
+            .zip(fresh.chunks(chunk))
+            .map(|(ms, fs)| s.spawn(move || ms.iter().zip(fs).map(one).collect::<Vec<_>>()))
+            .collect();
+        // A part whose thread could not finish is left to the caller, which verifies those one by one.
+        parts
+            .into_iter()
+            .zip(messages.chunks(chunk))
+            .flat_map(|(p, ms)| p.join().unwrap_or_else(|_| vec![None; ms.len()]))
+            .collect()
+    })
+}
+
+#[cfg(test)]
+mod verify_tests {
+    use super::*;
+    use ed25519_dalek::SigningKey;
+
+    #[test]
+    fn verdicts_on_many_threads_equal_verdicts_one_by_one() {
+        let keys: Vec<SigningKey> = (1..=5u8).map(|b| SigningKey::from_bytes(&[b; 32])).collect();
+        let mut messages: Vec<Message> = (0..300u64)
+            .map(|k| {
+                let key = &keys[(k % 5) as usize];
+                Message::sign(key, k / 5 + 1, k + 1, vec![], 1000, Body::Text(format!("m{k}")))
+            })
+            .collect();
+        // Forged ones scattered through the batch, in several of the threads' parts.
+        for k in [3usize, 78, 150, 151, 299] {
+            messages[k].body = Body::Text("forged".into());
+        }
+        let fresh: Vec<bool> = (0..messages.len()).map(|k| k % 7 != 0).collect();
+        let sequential: Vec<Option<Result<(), MessageError>>> =
+            messages.iter().zip(&fresh).map(|(m, f)| f.then(|| m.verify())).collect();
+        assert!(fresh.iter().filter(|f| **f).count() >= PARALLEL_VERIFY_MIN);
+        assert_eq!(verify_all(&messages, &fresh), sequential);
+        assert_eq!(sequential.iter().filter(|v| matches!(v, Some(Err(_)))).count(), 5);
     }
 }
