@@ -6,6 +6,7 @@
 //! control APIs, narrates what their event streams say, and removes every process it started, also on
 //! Ctrl-C, on failure, and (through the kernel's parent-death signal) if the demo itself is killed.
 
+use crate::bench::cluster::{one_mesh, same_history};
 use crate::commands::fmt_time;
 use crate::demo_tui::{Narrator, NodeState};
 use clap::Args;
@@ -593,42 +594,6 @@ fn ms(d: Duration) -> String {
 
 fn index_of_coordinator(s: &[Value]) -> Option<usize> {
     s.iter().position(|x| x["role"] == "coordinator")
-}
-
-/// All nodes are in, agree on one coordinator and on `n` alive members with unique IDs.
-fn one_mesh(s: &[Value], n: usize) -> Result<(), String> {
-    let mut coordinators = std::collections::BTreeSet::new();
-    let mut ids = std::collections::BTreeSet::new();
-    for x in s {
-        let name = x["name"].as_str().unwrap_or("?");
-        let role = x["role"].as_str().unwrap_or("?");
-        if role != "member" && role != "coordinator" {
-            return Err(format!("{name} is {role}"));
-        }
-        let alive = x["members"].as_array().map_or(0, |m| m.iter().filter(|m| m["state"] == "alive").count());
-        if alive != n {
-            return Err(format!("{name} sees {alive} alive members"));
-        }
-        coordinators.insert(x["coordinator"]["key"].as_str().unwrap_or("").to_string());
-        ids.insert(x["id"].as_u64().unwrap_or(0));
-    }
-    if coordinators.len() != 1 {
-        return Err(format!("{} different coordinators", coordinators.len()));
-    }
-    if ids.len() != s.len() {
-        return Err("IDs are not unique".into());
-    }
-    Ok(())
-}
-
-/// All nodes hold the same history (equal digests).
-fn same_history(s: &[Value]) -> Result<(), String> {
-    let digests: std::collections::BTreeSet<&str> =
-        s.iter().map(|x| x["history"]["digest"].as_str().unwrap_or("")).collect();
-    if digests.len() != 1 {
-        return Err(format!("{} different digests", digests.len()));
-    }
-    Ok(())
 }
 
 fn table(s: &[Value]) -> Vec<String> {

@@ -69,14 +69,8 @@ fn once(ctx: &Ctx, r: usize, per_side: u64) -> Res<(f64, f64)> {
     a.start_mesh("a", 2, Some(Duration::from_millis(30)), true)?;
     b.start_mesh("b", 2, Some(Duration::from_millis(30)), true)?;
     let (aa, bb) = (a.live(), b.live());
-    let (ta, tb) = (a.https(&aa), b.https(&bb));
     let t = Instant::now();
-    let (ra, rb) = std::thread::scope(|s| {
-        let ha = s.spawn(|| load::fill(&ta, per_side, None, 8, 200, 0));
-        let rb = load::fill(&tb, per_side, None, 8, 200, 0);
-        (ha.join().unwrap_or_else(|_| Err("a sender panicked".into())), rb)
-    });
-    let (na, nb) = (ra?.0, rb?.0);
+    let (na, nb) = fill_both(&a.https(&aa), &b.https(&bb), per_side)?;
     a.wait_synced(&aa, Duration::from_secs(120), Duration::from_millis(50))?;
     b.wait_synced(&bb, Duration::from_secs(120), Duration::from_millis(50))?;
     ctx.say(&format!("both sides wrote {na} + {nb} messages in {:.1} s, apart", t.elapsed().as_secs_f64()));
@@ -90,29 +84,11 @@ fn once(ctx: &Ctx, r: usize, per_side: u64) -> Res<(f64, f64)> {
     let t0 = Instant::now();
     a.command(ca, &format!("/connect {addr_b}"))?;
     b.command(cb, &format!("/connect {addr_a}"))?;
-    let mut merged_at = None;
-    let limit = t0 + Duration::from_secs(120);
-    loop {
-        if super::interrupted() {
-            return Err("interrupted".into());
-        }
-        let mut st: Vec<Value> = a.statuses(&aa)?;
+    wait_healed(ctx, t0, na + nb, || {
+        let mut st = a.statuses(&aa)?;
         st.extend(b.statuses(&bb)?);
-        let now = Instant::now();
-        if merged_at.is_none() && one_mesh(&st, 4).is_ok() {
-            merged_at = Some(now);
-        }
-        if same_history(&st).is_ok() && st.iter().all(|s| s["history"]["count"].as_u64().unwrap_or(0) >= na + nb) {
-            let conv = ms(now - t0);
-            let merged = ms(merged_at.unwrap_or(now) - t0);
-            ctx.say(&format!("healed: one mesh after {merged:.0} ms, all digests equal after {conv:.0} ms"));
-            return Ok((merged, conv));
-        }
-        if now > limit {
-            return Err(format!("digests still differ 120 s after the heal (one mesh: {})", merged_at.is_some()));
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+        Ok(st)
+    })
 }
 
 /// `--netns`: a real 2-2 split of one mesh of 4.
@@ -133,14 +109,8 @@ fn once_split(ctx: &Ctx, r: usize, per_side: u64) -> Res<(f64, f64)> {
         let _ = hosts::heal();
         return Err(e);
     }
-    let (ta, tb) = (cl.https(&aa), cl.https(&bb));
     let t = Instant::now();
-    let (ra, rb) = std::thread::scope(|s| {
-        let ha = s.spawn(|| load::fill(&ta, per_side, None, 8, 200, 0));
-        let rb = load::fill(&tb, per_side, None, 8, 200, 0);
-        (ha.join().unwrap_or_else(|_| Err("a sender panicked".into())), rb)
-    });
-    let written = ra.and_then(|a| rb.map(|b| (a.0, b.0)));
+    let written = fill_both(&cl.https(&aa), &cl.https(&bb), per_side);
     let synced = written.and_then(|w| {
         cl.wait_synced(&aa, Duration::from_secs(120), Duration::from_millis(50))?;
         cl.wait_synced(&bb, Duration::from_secs(120), Duration::from_millis(50))?;
@@ -158,18 +128,34 @@ fn once_split(ctx: &Ctx, r: usize, per_side: u64) -> Res<(f64, f64)> {
     // From the moment the network is whole again (every port moves in one `ip -batch`).
     hosts::heal()?;
     let t0 = Instant::now();
+    wait_healed(ctx, t0, na + nb, || cl.statuses(&all))
+}
+
+/// Both sides write `per_side` messages at once; returns how many each wrote.
+fn fill_both(a: &[String], b: &[String], per_side: u64) -> Res<(u64, u64)> {
+    let (ra, rb) = std::thread::scope(|s| {
+        let ha = s.spawn(|| load::fill(a, per_side, None, 8, 200, 0));
+        let rb = load::fill(b, per_side, None, 8, 200, 0);
+        (ha.join().unwrap_or_else(|_| Err("a sender panicked".into())), rb)
+    });
+    Ok((ra?.0, rb?.0))
+}
+
+/// From the heal at `t0`, polls `statuses` until one mesh of 4 (noted) and equal digests over at least
+/// `total` messages; returns both times in ms.
+fn wait_healed(ctx: &Ctx, t0: Instant, total: u64, statuses: impl Fn() -> Res<Vec<Value>>) -> Res<(f64, f64)> {
     let mut merged_at = None;
     let limit = t0 + Duration::from_secs(120);
     loop {
         if super::interrupted() {
             return Err("interrupted".into());
         }
-        let st = cl.statuses(&all)?;
+        let st = statuses()?;
         let now = Instant::now();
         if merged_at.is_none() && one_mesh(&st, 4).is_ok() {
             merged_at = Some(now);
         }
-        if same_history(&st).is_ok() && st.iter().all(|s| s["history"]["count"].as_u64().unwrap_or(0) >= na + nb) {
+        if same_history(&st).is_ok() && st.iter().all(|s| s["history"]["count"].as_u64().unwrap_or(0) >= total) {
             let conv = ms(now - t0);
             let merged = ms(merged_at.unwrap_or(now) - t0);
             ctx.say(&format!("healed: one mesh after {merged:.0} ms, all digests equal after {conv:.0} ms"));

@@ -8,7 +8,7 @@
 //! on stdout; progress goes to stderr. `--quick` runs everything small (about two minutes): it checks that
 //! each scenario completes and reports, and its figures are not comparable with the goals.
 
-mod cluster;
+pub(crate) mod cluster;
 mod converge;
 mod failover;
 mod join;
