@@ -380,26 +380,31 @@ impl Node {
     }
 }
 
-/// Below this many messages to check, signatures are verified on the calling thread.
-const PARALLEL_VERIFY_MIN: usize = 64;
+/// Below this many messages to check, signatures are verified one by one.
+const BATCH_VERIFY_MIN: usize = 4;
+/// From this many messages to check, the batch is split across the cores.
+const PARALLEL_VERIFY_MIN: usize = 128;
 
-/// The signature verdict of each message marked `fresh` (`None` for the others), computed on up to
-/// `available_parallelism` threads for large batches. Pure computation: the verdicts do not depend on how
-/// the work was split, so the simulator's runs stay deterministic.
+/// The verdict of each message marked `fresh` (`None` for the others): exactly `Message::verify`'s, found
+/// sooner. Signatures are checked as batches (one per thread; `available_parallelism` threads for large
+/// batches), and only a batch that fails is checked again one by one. Pure computation: the verdicts do not
+/// depend on how the work was split, so the simulator's runs stay deterministic.
 fn verify_all(messages: &[Message], fresh: &[bool]) -> Vec<Option<Result<(), MessageError>>> {
     let todo = fresh.iter().filter(|f| **f).count();
+    if todo < BATCH_VERIFY_MIN {
+        return messages.iter().zip(fresh).map(|(m, f)| f.then(|| m.verify())).collect();
+    }
     static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     let threads = *THREADS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get().min(8)));
-    let one = |(m, f): (&Message, &bool)| f.then(|| m.verify());
     if todo < PARALLEL_VERIFY_MIN || threads < 2 {
-        return messages.iter().zip(fresh).map(one).collect();
+        return verify_batch(messages, fresh);
     }
     let chunk = messages.len().div_ceil(threads);
     std::thread::scope(|s| {
         let parts: Vec<_> = messages
             .chunks(chunk)
             .zip(fresh.chunks(chunk))
-            .map(|(ms, fs)| s.spawn(move || ms.iter().zip(fs).map(one).collect::<Vec<_>>()))
+            .map(|(ms, fs)| s.spawn(move || verify_batch(ms, fs)))
             .collect();
         // A part whose thread could not finish is left to the caller, which verifies those one by one.
         parts
@@ -408,6 +413,18 @@ fn verify_all(messages: &[Message], fresh: &[bool]) -> Vec<Option<Result<(), Mes
             .flat_map(|(p, ms)| p.join().unwrap_or_else(|_| vec![None; ms.len()]))
             .collect()
     })
+}
+
+/// `verify_all` on one thread: fields first, then every signature in one batch; one by one if it fails.
+fn verify_batch(messages: &[Message], fresh: &[bool]) -> Vec<Option<Result<(), MessageError>>> {
+    let verdicts: Vec<Option<Result<(), MessageError>>> =
+        messages.iter().zip(fresh).map(|(m, f)| f.then(|| m.check_fields())).collect();
+    let signed: Vec<&Message> =
+        messages.iter().zip(&verdicts).filter(|(_, v)| matches!(v, Some(Ok(())))).map(|(m, _)| m).collect();
+    if Message::signatures_valid(&signed) {
+        return verdicts;
+    }
+    messages.iter().zip(fresh).map(|(m, f)| f.then(|| m.verify())).collect()
 }
 
 #[cfg(test)]
@@ -428,11 +445,25 @@ mod verify_tests {
         for k in [3usize, 78, 150, 151, 299] {
             messages[k].body = Body::Text("forged".into());
         }
+        messages[200].seq = 0;
         let fresh: Vec<bool> = (0..messages.len()).map(|k| k % 7 != 0).collect();
         let sequential: Vec<Option<Result<(), MessageError>>> =
             messages.iter().zip(&fresh).map(|(m, f)| f.then(|| m.verify())).collect();
         assert!(fresh.iter().filter(|f| **f).count() >= PARALLEL_VERIFY_MIN);
         assert_eq!(verify_all(&messages, &fresh), sequential);
-        assert_eq!(sequential.iter().filter(|v| matches!(v, Some(Err(_)))).count(), 5);
+        assert_eq!(sequential.iter().filter(|v| matches!(v, Some(Err(_)))).count(), 6);
+        // Small batches (one thread, and one by one) give the same verdicts.
+        for n in [2, 5, 40, 127] {
+            assert_eq!(verify_all(&messages[..n], &fresh[..n]), sequential[..n].to_vec(), "{n} messages");
+        }
+        // All valid: the batch passes as a whole.
+        let good: Vec<Message> = messages
+            .iter()
+            .zip(&sequential)
+            .filter(|(_, v)| !matches!(v, Some(Err(_))))
+            .map(|(m, _)| m.clone())
+            .collect();
+        let all = vec![true; good.len()];
+        assert!(verify_all(&good, &all).iter().all(|v| matches!(v, Some(Ok(())))));
     }
 }
