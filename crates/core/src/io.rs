@@ -163,7 +163,8 @@ pub enum Event {
     Sent {
         message: Message,
     },
-    /// A message from someone else is durable and causally delivered: show it.
+    /// A message from someone else is causally delivered: show it. It follows the `Store` that makes it
+    /// durable; a driver may show it before that write completes (acknowledgements still wait for it).
     Delivered {
         message: Message,
     },

@@ -53,6 +53,13 @@ pub async fn serve(node: Handle, addr: SocketAddr) -> Result<(SocketAddr, tokio:
     })?;
     let bound = listener.local_addr().map_err(|e| e.to_string())?;
     let app = router(node);
+    // Events (SSE) are small writes: without TCP_NODELAY each one after the first waits for the client's
+    // delayed acknowledgement (Nagle), up to 40 ms.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!("control API: TCP_NODELAY not set: {e}");
+        }
+    });
     let task = tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!("control API stopped: {e}");

@@ -42,6 +42,8 @@ const SIMULTANEOUS_DIAL: Duration = Duration::from_secs(1);
 
 /// Inputs taken from the inbox in one round before the outputs are carried out (and committed together).
 const ROUND_INPUTS: usize = 512;
+/// Rounds whose writes may be committing at once; then the core waits for the oldest before taking more.
+const ROUNDS_IN_FLIGHT: usize = 16;
 /// Inbox capacity: link readers wait when it is full, which slows a flooding peer down at its TCP window.
 const INBOX_CAPACITY: usize = 8192;
 /// Frames queued for one link's writer. A peer that does not read for this long is cut off (its link
@@ -567,6 +569,41 @@ struct Core {
     stop_at: Option<Instant>,
 }
 
+/// One round of the core: the outputs of the inputs it took, carried out once its writes are durable.
+struct Round {
+    outputs: Vec<Output>,
+    /// Send replies: answered with the round's other outputs, so only once the message is durable.
+    replies: Vec<(SendReply, Result<MessageView, SendError>)>,
+    commit: Option<CommitWait>,
+}
+
+/// A round's writes on their way to disk.
+struct CommitWait {
+    done: oneshot::Receiver<Result<(), String>>,
+    began: Instant,
+    /// Message batches among the writes.
+    stores: usize,
+}
+
+impl CommitWait {
+    fn finished(self, r: Result<Result<(), String>, oneshot::error::RecvError>) -> Result<(), String> {
+        r.map_err(|_| STORE_GONE.to_string())??;
+        metrics::histogram!("chatmesh_store_commit_seconds").record(self.began.elapsed().as_secs_f64());
+        count("chatmesh_store_commits_total", 1);
+        count("chatmesh_digest_changes_total", self.stores as u64);
+        Ok(())
+    }
+}
+
+const STORE_GONE: &str = "the store thread stopped";
+
+/// What woke the core up.
+enum Wake {
+    Inbox(Option<Inbox>),
+    Committed(Result<Result<(), String>, oneshot::error::RecvError>),
+    Timer,
+}
+
 enum Flow {
     Continue,
     Stop,
@@ -574,24 +611,67 @@ enum Flow {
 
 impl Core {
     async fn run(mut self) -> Result<(), String> {
+        let r = self.rounds().await;
+        self.close_all();
+        match r {
+            Ok(()) => {
+                let _ = self.events.send(Notice::Stopped);
+                tracing::info!(node = %self.me, "node stopped");
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!("store failure, stopping: {e}");
+                Err(format!("store failure: {e}"))
+            }
+        }
+    }
+
+    /// The core's loop, until the node stops (or its store fails).
+    async fn rounds(&mut self) -> Result<(), String> {
         let mut clock = tokio::time::interval(Duration::from_secs(1));
         clock.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Rounds whose writes are being committed, oldest first. The core goes on taking inputs meanwhile;
+        // each round's outputs are carried out once its writes (and so every earlier round's) are durable.
+        let mut rounds: VecDeque<Round> = VecDeque::new();
         loop {
-            let deadline = [self.node.poll_timeout(), self.stop_at].into_iter().flatten().min();
-            let sleep = async {
-                match deadline {
-                    Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
-                    None => std::future::pending().await,
-                }
-            };
-            let first = tokio::select! {
-                m = self.inbox.recv() => m,
-                _ = sleep => None,
-                _ = clock.tick() => Some(Inbox::Input(Input::Clock { unix_ms: unix_ms() })),
-            };
+            self.finish_rounds(&mut rounds)?;
             let mut outputs = Vec::new();
             let mut stop = false;
-            let mut next = first;
+            let mut next = None;
+            if self.pending.is_empty() {
+                let deadline = [self.node.poll_timeout(), self.stop_at].into_iter().flatten().min();
+                let sleep = async {
+                    match deadline {
+                        Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
+                        None => std::future::pending().await,
+                    }
+                };
+                let room = rounds.len() < ROUNDS_IN_FLIGHT;
+                let committing = rounds.front_mut().and_then(|r| r.commit.as_mut());
+                let has_commit = committing.is_some();
+                let commit = async {
+                    match committing {
+                        Some(c) => (&mut c.done).await,
+                        None => std::future::pending().await,
+                    }
+                };
+                let wake = tokio::select! {
+                    m = self.inbox.recv(), if room => Wake::Inbox(m),
+                    r = commit, if has_commit => Wake::Committed(r),
+                    _ = sleep => Wake::Timer,
+                    _ = clock.tick() => Wake::Inbox(Some(Inbox::Input(Input::Clock { unix_ms: unix_ms() }))),
+                };
+                match wake {
+                    Wake::Inbox(m) => next = m,
+                    Wake::Timer => {}
+                    Wake::Committed(r) => {
+                        if let Some(c) = rounds.front_mut().and_then(|r| r.commit.take()) {
+                            c.finished(r)?;
+                        }
+                        continue;
+                    }
+                }
+            }
             let mut taken = 0;
             while let Some(msg) = next.take() {
                 if let Flow::Stop = self.take(msg, &mut outputs) {
@@ -612,20 +692,87 @@ impl Core {
                 self.node.handle_timeout(now);
                 self.drain(&mut outputs);
             }
-            if let Err(e) = self.carry_out(outputs).await {
-                tracing::error!("store failure, stopping: {e}");
-                self.close_all();
-                return Err(format!("store failure: {e}"));
+            if !outputs.is_empty() || !self.replies.is_empty() {
+                let round = self.begin_round(outputs)?;
+                rounds.push_back(round);
             }
             if self.node.role() == Role::Stopped || stop || self.stop_at.is_some_and(|t| t <= Instant::now()) {
                 break;
             }
         }
-        // Anything still in the pipeline of this round is durable; links close with the process.
-        self.close_all();
-        let _ = self.events.send(Notice::Stopped);
-        tracing::info!(node = %self.me, "node stopped");
+        // Everything already decided is carried out once durable; links close with the process.
+        while let Some(mut round) = rounds.pop_front() {
+            if let Some(mut c) = round.commit.take() {
+                let r = (&mut c.done).await;
+                c.finished(r)?;
+            }
+            self.end_round(round);
+        }
         Ok(())
+    }
+
+    /// Carries out the rounds at the front of the queue whose writes are durable, in order.
+    fn finish_rounds(&mut self, rounds: &mut VecDeque<Round>) -> Result<(), String> {
+        while let Some(front) = rounds.front_mut() {
+            if let Some(c) = front.commit.as_mut() {
+                match c.done.try_recv() {
+                    Err(oneshot::error::TryRecvError::Empty) => break,
+                    Ok(r) => {
+                        if let Some(c) = front.commit.take() {
+                            c.finished(Ok(r))?;
+                        }
+                    }
+                    Err(oneshot::error::TryRecvError::Closed) => return Err(STORE_GONE.into()),
+                }
+            }
+            if let Some(round) = rounds.pop_front() {
+                self.end_round(round);
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts a round's writes, all in one transaction, and shows at once what does not depend on them:
+    /// messages from others (they are acknowledged only once durable, with the round's other outputs), and
+    /// acknowledgements of our own messages (which the peers made durable; our own message was sent, so shown
+    /// as sent, before anyone could acknowledge it).
+    fn begin_round(&mut self, outputs: Vec<Output>) -> Result<Round, String> {
+        let writes: Vec<Write> = outputs
+            .iter()
+            .filter_map(|o| match o {
+                Output::Persist(s) => Some(Write::Snapshot(s.clone())),
+                Output::Store { messages, state } => {
+                    Some(Write::Messages { messages: messages.clone(), state: state.clone() })
+                }
+                _ => None,
+            })
+            .collect();
+        let mut commit = None;
+        if !writes.is_empty() {
+            let (done, rx) = oneshot::channel();
+            let stores = writes.iter().filter(|w| matches!(w, Write::Messages { .. })).count();
+            let began = Instant::now();
+            self.writes.send(WriteJob { writes, done }).map_err(|_| STORE_GONE.to_string())?;
+            commit = Some(CommitWait { done: rx, began, stores });
+        }
+        let mut rest = Vec::with_capacity(outputs.len());
+        for o in outputs {
+            match o {
+                Output::Event(e @ (Event::Delivered { .. } | Event::Acked { .. })) => self.event(e),
+                o => rest.push(o),
+            }
+        }
+        Ok(Round { outputs: rest, replies: std::mem::take(&mut self.replies), commit })
+    }
+
+    /// Carries out a round whose writes are durable: its transmissions, events and replies, in order.
+    fn end_round(&mut self, round: Round) {
+        for o in round.outputs {
+            self.carry_out_one(o);
+        }
+        for (reply, outcome) in round.replies {
+            let _ = reply.send(outcome);
+        }
     }
 
     fn close_all(&mut self) {
@@ -778,38 +925,6 @@ impl Core {
             }
         }
         Flow::Continue
-    }
-
-    /// Carries out one round's outputs: all writes in one transaction first, then the rest in order.
-    async fn carry_out(&mut self, outputs: Vec<Output>) -> Result<(), String> {
-        let writes: Vec<Write> = outputs
-            .iter()
-            .filter_map(|o| match o {
-                Output::Persist(s) => Some(Write::Snapshot(s.clone())),
-                Output::Store { messages, state } => {
-                    Some(Write::Messages { messages: messages.clone(), state: state.clone() })
-                }
-                _ => None,
-            })
-            .collect();
-        if !writes.is_empty() {
-            let (done, rx) = oneshot::channel();
-            let gone = || "the store thread stopped".to_string();
-            let stores = writes.iter().filter(|w| matches!(w, Write::Messages { .. })).count();
-            let began = Instant::now();
-            self.writes.send(WriteJob { writes, done }).map_err(|_| gone())?;
-            rx.await.map_err(|_| gone())??;
-            metrics::histogram!("chatmesh_store_commit_seconds").record(began.elapsed().as_secs_f64());
-            count("chatmesh_store_commits_total", 1);
-            count("chatmesh_digest_changes_total", stores as u64);
-        }
-        for o in outputs {
-            self.carry_out_one(o);
-        }
-        for (reply, outcome) in self.replies.drain(..) {
-            let _ = reply.send(outcome);
-        }
-        Ok(())
     }
 
     fn carry_out_one(&mut self, o: Output) {
