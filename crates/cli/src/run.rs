@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::process::ExitCode;
 use tokio::io::AsyncBufReadExt;
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tracing_appender::non_blocking::WorkerGuard;
 
 /// What the faces show about the node besides its events.
@@ -165,6 +165,19 @@ async fn interrupted() {
     }
 }
 
+/// The notice that `k` events were skipped, as JSON and as a line.
+fn lagged(k: u64) -> (serde_json::Value, String) {
+    (json!({"type": "lagged", "skipped": k}), format!("! {k} events skipped (output too slow)"))
+}
+
+/// Writes bytes to stdout at once (a broken pipe is ignored: the node keeps running without its output).
+fn write_out(bytes: &[u8]) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(bytes);
+    let _ = out.flush();
+}
+
 fn emit(json_mode: bool, value: serde_json::Value, lines: &[String]) {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
@@ -243,18 +256,41 @@ async fn lines(node: Handle, started: Started, json_mode: bool) -> Result<(), St
         tokio::select! {
             ev = events.recv() => match ev {
                 Ok(n) => {
-                    let stopped = n == Notice::Stopped;
-                    if json_mode {
-                        emit(true, serde_json::to_value(&n).unwrap_or_default(), &[]);
-                    } else if let Some(l) = plain(&n) {
-                        emit(false, json!(null), &[l]);
+                    // This event and those already waiting behind it (a sync delivers thousands at once)
+                    // go out in one write.
+                    let mut out = Vec::new();
+                    let mut next = Some(n);
+                    let mut stopped = false;
+                    while let Some(n) = next.take() {
+                        stopped |= n == Notice::Stopped;
+                        if json_mode {
+                            if serde_json::to_writer(&mut out, &n).is_ok() {
+                                out.push(b'\n');
+                            }
+                        } else if let Some(l) = plain(&n) {
+                            out.extend_from_slice(l.as_bytes());
+                            out.push(b'\n');
+                        }
+                        if out.len() < 64 * 1024 && !stopped {
+                            match events.try_recv() {
+                                Ok(n) => next = Some(n),
+                                Err(TryRecvError::Lagged(k)) => {
+                                    let (v, l) = lagged(k);
+                                    out.extend_from_slice(if json_mode { v.to_string() } else { l }.as_bytes());
+                                    out.push(b'\n');
+                                }
+                                Err(_) => {}
+                            }
+                        }
                     }
+                    write_out(&out);
                     if stopped {
                         return Ok(());
                     }
                 }
                 Err(RecvError::Lagged(k)) => {
-                    emit(json_mode, json!({"type": "lagged", "skipped": k}), &[format!("! {k} events skipped (output too slow)")]);
+                    let (v, l) = lagged(k);
+                    emit(json_mode, v, &[l]);
                 }
                 Err(RecvError::Closed) => return Ok(()),
             },

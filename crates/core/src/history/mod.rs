@@ -24,9 +24,9 @@ use std::time::{Duration, Instant};
 /// Most messages held back waiting for their dependencies; beyond it they are dropped and pulled again.
 pub const MAX_HELD: usize = 4096;
 /// Most messages in one sync page.
-pub const PAGE_MESSAGES: u32 = 512;
+pub const PAGE_MESSAGES: u32 = 2048;
 /// Most bytes of encoded messages in one sync page (the frame limit is 1 MiB).
-pub const PAGE_BYTES: u32 = 512 * 1024;
+pub const PAGE_BYTES: u32 = 768 * 1024;
 
 /// How many of `candidates` (sorted, with their encoded sizes) make a page: at most `limit`, and within
 /// `max_bytes` after the first. Shared by every store so that pages are cut the same way everywhere.
