@@ -693,7 +693,7 @@ impl Core {
                 self.drain(&mut outputs);
             }
             if !outputs.is_empty() || !self.replies.is_empty() {
-                let round = self.begin_round(outputs)?;
+                let round = self.begin_round(outputs, rounds.is_empty())?;
                 rounds.push_back(round);
             }
             if self.node.role() == Role::Stopped || stop || self.stop_at.is_some_and(|t| t <= Instant::now()) {
@@ -736,7 +736,10 @@ impl Core {
     /// messages from others (they are acknowledged only once durable, with the round's other outputs), and
     /// acknowledgements of our own messages (which the peers made durable; our own message was sent, so shown
     /// as sent, before anyone could acknowledge it).
-    fn begin_round(&mut self, outputs: Vec<Output>) -> Result<Round, String> {
+    ///
+    /// When no earlier round is still committing (`settled`), the outputs ahead of the round's first write
+    /// are carried out at once too: the ordering contract only holds back what follows a write.
+    fn begin_round(&mut self, outputs: Vec<Output>, settled: bool) -> Result<Round, String> {
         let writes: Vec<Write> = outputs
             .iter()
             .filter_map(|o| match o {
@@ -756,8 +759,11 @@ impl Core {
             commit = Some(CommitWait { done: rx, began, stores });
         }
         let mut rest = Vec::with_capacity(outputs.len());
+        let mut ahead = settled;
         for o in outputs {
+            ahead &= !matches!(o, Output::Persist(_) | Output::Store { .. });
             match o {
+                o if ahead => self.carry_out_one(o),
                 Output::Event(e @ (Event::Delivered { .. } | Event::Acked { .. })) => self.event(e),
                 o => rest.push(o),
             }

@@ -190,31 +190,36 @@ impl Store {
         let path = self.path.clone();
         let sql = |source| StoreError::Sql { path: path.clone(), source };
         let tx = self.conn.transaction().map_err(sql)?;
-        for w in writes {
-            match w {
-                Write::Snapshot(s) => {
-                    let blob = postcard::to_allocvec(s).expect("a snapshot encodes");
-                    tx.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('snapshot', ?1)", [blob])
-                        .map_err(sql)?;
-                }
-                Write::Messages { messages, state } => {
-                    {
-                        let mut insert = tx
-                            .prepare_cached(
-                                "INSERT INTO messages (author, seq, lamport, message) VALUES (?1, ?2, ?3, ?4)",
-                            )
-                            .map_err(sql)?;
+        // Summaries replace each other: only the last of each kind in the transaction is written.
+        let mut snapshot = None;
+        let mut summary = None;
+        {
+            let mut insert = tx
+                .prepare_cached("INSERT INTO messages (author, seq, lamport, message) VALUES (?1, ?2, ?3, ?4)")
+                .map_err(sql)?;
+            for w in writes {
+                match w {
+                    Write::Snapshot(s) => snapshot = Some(s),
+                    Write::Messages { messages, state } => {
                         for m in messages {
                             let blob = postcard::to_allocvec(m).expect("a message encodes");
                             insert
                                 .execute(params![&m.author.0[..], to_i64(m.seq), to_i64(m.lamport), blob])
                                 .map_err(sql)?;
                         }
+                        summary = Some(state);
                     }
-                    let blob = postcard::to_allocvec(state).expect("a history summary encodes");
-                    tx.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('history', ?1)", [blob])
-                        .map_err(sql)?;
                 }
+            }
+            let mut meta =
+                tx.prepare_cached("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)").map_err(sql)?;
+            if let Some(s) = snapshot {
+                let blob = postcard::to_allocvec(s).expect("a snapshot encodes");
+                meta.execute(params!["snapshot", blob]).map_err(sql)?;
+            }
+            if let Some(state) = summary {
+                let blob = postcard::to_allocvec(state).expect("a history summary encodes");
+                meta.execute(params!["history", blob]).map_err(sql)?;
             }
         }
         tx.commit().map_err(sql)

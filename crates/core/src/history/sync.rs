@@ -64,6 +64,10 @@ impl Node {
     fn request_page(&mut self, now: Instant, peer: NodeKey, after: Option<OrderKey>) {
         let frontier = self.frontier_vec();
         self.send(peer, &Frame::SyncRequest { frontier, after, limit: PAGE_MESSAGES });
+        self.sync_requested(now, peer);
+    }
+
+    fn sync_requested(&mut self, now: Instant, peer: NodeKey) {
         let deadline = now + self.cfg.timing.sync_timeout;
         self.history.sync = Some((peer, deadline));
         self.timers.set(Timer::SyncDeadline, deadline);
@@ -131,6 +135,12 @@ impl Node {
     pub(crate) fn on_sync_page(&mut self, now: Instant, from: NodeKey, messages: Vec<Message>, more: bool) {
         let last = messages.last().map(Message::order_key);
         let before = self.history.state.count;
+        // The request for the next page names what we held before this one (the page's own messages are
+        // below its cursor), and goes in the outputs ahead of this page's writes: it acknowledges nothing
+        // they make durable, so a driver may send it while they commit, and the peer loads the next page
+        // meanwhile.
+        let held_before = self.frontier_vec();
+        let ahead_of_writes = self.out.len();
         self.on_messages(now, from, messages);
         let fruitful = self.history.state.count > before;
         self.stats.sync_pages += 1;
@@ -139,7 +149,18 @@ impl Node {
             match (more, last) {
                 // A page that brought nothing new ends the sync: an honest page holds only what we lack,
                 // and a peer that keeps answering "more" with nothing must not hold the slot forever.
-                (true, Some(after)) if fruitful => self.request_page(now, from, Some(after)),
+                (true, Some(after)) if fruitful => {
+                    let request =
+                        Frame::SyncRequest { frontier: held_before, after: Some(after), limit: PAGE_MESSAGES };
+                    let linked = self.peers.get(&from).is_some_and(|p| p.link == Link::Up);
+                    match request.encode() {
+                        Ok(bytes) if linked => {
+                            self.out.insert(ahead_of_writes, Output::Frame { to: from, bytes });
+                            self.sync_requested(now, from);
+                        }
+                        _ => self.request_page(now, from, Some(after)),
+                    }
+                }
                 _ => {
                     self.history.sync = None;
                     self.timers.cancel(Timer::SyncDeadline);
