@@ -142,6 +142,34 @@ fn a_newcomer_receives_a_history_of_ten_thousand_messages() {
     assert_converged(&sim);
 }
 
+/// The peer a newcomer pulls from dies in the middle of the sync: the newcomer goes on from another member
+/// at once, not after `sync_timeout` (2 s).
+#[test]
+fn a_newcomer_whose_sync_peer_dies_goes_on_from_another_member_at_once() {
+    let mut sim = mesh(26, 3);
+    for k in 0..10_000 {
+        say(&mut sim, k % 3, &format!("message {k} with a little text to carry"));
+        if k % 100 == 99 {
+            sim.run_for(Duration::from_millis(10));
+        }
+    }
+    settle(&mut sim, secs(30)).unwrap();
+    let total = sim.node(0).unwrap().history().count;
+    let newcomer = sim.add_node(Duration::ZERO);
+    let first_page = |s: &Sim| s.node(newcomer).is_some_and(|c| c.history().count > 0 && c.syncing_from().is_some());
+    sim.run_until_true(secs(10), first_page).expect("the sync starts");
+    let c = sim.node(newcomer).unwrap();
+    assert!(c.history().count < total, "the first page is not the whole history");
+    let peer = c.syncing_from().unwrap();
+    let victim = (0..3).find(|&i| sim.node(i).is_some_and(|n| n.key() == peer)).expect("a member");
+    sim.crash(victim);
+    let took = sim
+        .run_until_true(secs(60), |s| s.node(newcomer).is_some_and(|c| c.history().count >= total))
+        .expect("the newcomer gets the whole history");
+    println!("sync peer killed after the first page: the newcomer held everything {took:?} later");
+    assert!(took < Duration::from_secs(1), "took {took:?}: the newcomer waited for the sync timeout");
+}
+
 #[test]
 fn a_node_back_after_a_week_away_catches_up_and_keeps_its_id() {
     let mut sim = mesh(25, 4);

@@ -163,6 +163,11 @@ impl Node {
         &self.history.state
     }
 
+    /// The peer this node is pulling history from, if a sync is running.
+    pub fn syncing_from(&self) -> Option<NodeKey> {
+        self.history.sync.map(|(peer, _)| peer)
+    }
+
     /// The status of this node's own message `seq`.
     pub fn delivery_status(&self, seq: u64) -> DeliveryStatus {
         let me = self.cfg.key;
@@ -431,6 +436,34 @@ fn verify_batch(messages: &[Message], fresh: &[bool]) -> Vec<Option<Result<(), M
 mod verify_tests {
     use super::*;
     use ed25519_dalek::SigningKey;
+
+    /// Not a check: prints what signing and verifying cost on this machine, for docs/BENCHMARKS.md
+    /// (`cargo test --release -p chatmesh-core -- --ignored --nocapture signature_costs`).
+    #[test]
+    #[ignore]
+    fn signature_costs() {
+        let keys: Vec<SigningKey> = (1..=4u8).map(|b| SigningKey::from_bytes(&[b; 32])).collect();
+        let body = "x".repeat(200);
+        let n = 4096u64;
+        let t = std::time::Instant::now();
+        let messages: Vec<Message> = (0..n)
+            .map(|k| Message::sign(&keys[(k % 4) as usize], k / 4 + 1, k + 1, vec![], 0, Body::Text(body.clone())))
+            .collect();
+        let sign = t.elapsed().as_secs_f64() * 1e6 / n as f64;
+        let t = std::time::Instant::now();
+        assert!(messages.iter().all(|m| m.verify().is_ok()));
+        let single = t.elapsed().as_secs_f64() * 1e6 / n as f64;
+        for batch in [4usize, 16, 64, 512, 2048] {
+            let t = std::time::Instant::now();
+            for chunk in messages.chunks(batch) {
+                let refs: Vec<&Message> = chunk.iter().collect();
+                assert!(Message::signatures_valid(&refs));
+            }
+            let per = t.elapsed().as_secs_f64() * 1e6 / n as f64;
+            println!("batch of {batch}: {per:.1} µs per signature");
+        }
+        println!("sign {sign:.1} µs, verify one by one {single:.1} µs per message (200-byte bodies, 4 authors)");
+    }
 
     #[test]
     fn verdicts_on_many_threads_equal_verdicts_one_by_one() {

@@ -61,6 +61,13 @@ impl Node {
         self.request_page(now, peer, None);
     }
 
+    /// Drops the sync from `peer` and starts a new one from the beginning (the peer sends only what we lack).
+    pub(crate) fn restart_sync(&mut self, now: Instant, peer: NodeKey) {
+        self.history.sync = None;
+        self.timers.cancel(Timer::SyncDeadline);
+        self.start_sync(now, peer);
+    }
+
     fn request_page(&mut self, now: Instant, peer: NodeKey, after: Option<OrderKey>) {
         let frontier = self.frontier_vec();
         self.send(peer, &Frame::SyncRequest { frontier, after, limit: PAGE_MESSAGES });
