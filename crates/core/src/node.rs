@@ -504,10 +504,8 @@ impl Node {
                 self.send(key, &frame);
             }
         }
-        // A sync from this peer may have lost its request or page with the connection this one replaced:
-        // start it over on this one rather than wait for `sync_timeout`.
-        if replaced && self.history.sync.is_some_and(|(p, _)| p == key) {
-            self.restart_sync(now, key);
+        if replaced {
+            self.sync_link_lost(now, key, true);
         }
         // Anti-entropy on every new link: whichever side lacks something pulls it.
         self.send_frontier(key, false);
@@ -518,12 +516,7 @@ impl Node {
     fn on_link_down(&mut self, now: Instant, key: NodeKey) {
         let Some(peer) = self.peers.get_mut(&key) else { return };
         peer.link = Link::Down;
-        // A sync from this peer will not finish: pull from whoever else holds more, now.
-        if self.history.sync.is_some_and(|(p, _)| p == key) {
-            self.history.sync = None;
-            self.timers.cancel(Timer::SyncDeadline);
-            self.sync_from_whoever_has_more(now);
-        }
+        self.sync_link_lost(now, key, false);
         let coordinator = self.view.as_ref().map(|v| v.coordinator);
         let matters = match self.role {
             Role::Member => coordinator == Some(key),

@@ -116,9 +116,9 @@ fn both_sides_of_a_partition_chat_and_converge_after_the_heal() {
     assert!(count > before[0] && count > before[3]);
 }
 
-#[test]
-fn a_newcomer_receives_a_history_of_ten_thousand_messages() {
-    let mut sim = mesh(24, 3);
+/// A settled mesh of 3 holding 10,000 messages (and its membership events): the mesh and the count.
+fn mesh_holding_ten_thousand(seed: u64) -> (Sim, u64) {
+    let mut sim = mesh(seed, 3);
     for k in 0..10_000 {
         say(&mut sim, k % 3, &format!("message {k} with a little text to carry"));
         if k % 100 == 99 {
@@ -127,6 +127,12 @@ fn a_newcomer_receives_a_history_of_ten_thousand_messages() {
     }
     settle(&mut sim, secs(30)).unwrap();
     let total = sim.node(0).unwrap().history().count;
+    (sim, total)
+}
+
+#[test]
+fn a_newcomer_receives_a_history_of_ten_thousand_messages() {
+    let (mut sim, total) = mesh_holding_ten_thousand(24);
     assert!(total >= 10_000);
     let (frames, bytes) = (sim.obs.frames, sim.obs.frame_bytes);
     let newcomer = sim.add_node(Duration::ZERO);
@@ -146,15 +152,7 @@ fn a_newcomer_receives_a_history_of_ten_thousand_messages() {
 /// at once, not after `sync_timeout` (2 s).
 #[test]
 fn a_newcomer_whose_sync_peer_dies_goes_on_from_another_member_at_once() {
-    let mut sim = mesh(26, 3);
-    for k in 0..10_000 {
-        say(&mut sim, k % 3, &format!("message {k} with a little text to carry"));
-        if k % 100 == 99 {
-            sim.run_for(Duration::from_millis(10));
-        }
-    }
-    settle(&mut sim, secs(30)).unwrap();
-    let total = sim.node(0).unwrap().history().count;
+    let (mut sim, total) = mesh_holding_ten_thousand(26);
     let newcomer = sim.add_node(Duration::ZERO);
     let first_page = |s: &Sim| s.node(newcomer).is_some_and(|c| c.history().count > 0 && c.syncing_from().is_some());
     sim.run_until_true(secs(10), first_page).expect("the sync starts");

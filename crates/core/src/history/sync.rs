@@ -61,11 +61,24 @@ impl Node {
         self.request_page(now, peer, None);
     }
 
-    /// Drops the sync from `peer` and starts a new one from the beginning (the peer sends only what we lack).
-    pub(crate) fn restart_sync(&mut self, now: Instant, peer: NodeKey) {
+    /// The link to `peer` went down, or (`replaced`) a new connection replaced it: a sync from that peer may
+    /// have lost its request or page with the old connection. Rather than wait for `sync_timeout`, it starts
+    /// over on the new connection (the peer sends only what we lack), or moves to whoever else holds more.
+    pub(crate) fn sync_link_lost(&mut self, now: Instant, peer: NodeKey, replaced: bool) {
+        if self.history.sync.is_none_or(|(p, _)| p != peer) {
+            return;
+        }
+        self.end_sync();
+        if replaced {
+            self.start_sync(now, peer);
+        } else {
+            self.sync_from_whoever_has_more(now);
+        }
+    }
+
+    fn end_sync(&mut self) {
         self.history.sync = None;
         self.timers.cancel(Timer::SyncDeadline);
-        self.start_sync(now, peer);
     }
 
     fn request_page(&mut self, now: Instant, peer: NodeKey, after: Option<OrderKey>) {
@@ -169,8 +182,7 @@ impl Node {
                     }
                 }
                 _ => {
-                    self.history.sync = None;
-                    self.timers.cancel(Timer::SyncDeadline);
+                    self.end_sync();
                     // The peer had nothing beyond what we now hold: what we believed it held beyond that
                     // was stale (or untrue), and must not send us back to it at once.
                     self.cap_peer_knowledge(from);
