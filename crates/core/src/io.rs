@@ -76,6 +76,13 @@ pub enum Output {
         to: NodeKey,
         bytes: Vec<u8>,
     },
+    /// Like `Frame`, for a frame that acknowledges nothing (a sync's request for its next page: its
+    /// frontier only tells the peer what to skip): a driver may send it at once, ahead of earlier outputs
+    /// still waiting for their writes to become durable.
+    FrameAhead {
+        to: NodeKey,
+        bytes: Vec<u8>,
+    },
     /// Make this durable; a restarted node is built from the last one (`Node::new`).
     Persist(Snapshot),
     /// Append these messages (in this order: each is causally ready after the ones before it) and replace

@@ -738,7 +738,8 @@ impl Core {
     /// as sent, before anyone could acknowledge it).
     ///
     /// When no earlier round is still committing (`settled`), the outputs ahead of the round's first write
-    /// are carried out at once too: the ordering contract only holds back what follows a write.
+    /// are carried out at once too: the ordering contract only holds back what follows a write. A
+    /// `FrameAhead` (a sync's next request) is sent at once in any case: it acknowledges nothing.
     fn begin_round(&mut self, outputs: Vec<Output>, settled: bool) -> Result<Round, String> {
         let writes: Vec<Write> = outputs
             .iter()
@@ -763,6 +764,7 @@ impl Core {
         for o in outputs {
             ahead &= !matches!(o, Output::Persist(_) | Output::Store { .. });
             match o {
+                o @ Output::FrameAhead { .. } => self.carry_out_one(o),
                 o if ahead => self.carry_out_one(o),
                 Output::Event(e @ (Event::Delivered { .. } | Event::Acked { .. })) => self.event(e),
                 o => rest.push(o),
@@ -957,7 +959,7 @@ impl Core {
                     l.close();
                 }
             }
-            Output::Frame { to, bytes } => {
+            Output::Frame { to, bytes } | Output::FrameAhead { to, bytes } => {
                 trace_frame("out", &to, &bytes);
                 count("chatmesh_frames_out_total", 1);
                 count("chatmesh_bytes_out_total", bytes.len() as u64);

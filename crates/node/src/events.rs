@@ -16,6 +16,26 @@ pub fn hex(bytes: &[u8]) -> String {
     s
 }
 
+/// `author-key-hex/seq` (without `format!`: a synced history makes one for every message and dependency).
+fn message_id(author_hex: &str, seq: u64) -> String {
+    let mut digits = [0u8; 20];
+    let mut n = seq;
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    let mut id = String::with_capacity(author_hex.len() + 1 + digits.len() - at);
+    id.push_str(author_hex);
+    id.push('/');
+    id.extend(digits[at..].iter().map(|d| char::from(*d)));
+    id
+}
+
 /// A message as users see it.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct MessageView {
@@ -64,14 +84,15 @@ impl Names {
             Body::Text(t) => ("text", t.clone()),
             Body::Membership(e) => ("event", self.describe(e)),
         };
+        let author = hex(&m.author.0);
         MessageView {
-            id: format!("{}/{}", hex(&m.author.0), m.seq),
-            author: hex(&m.author.0),
+            id: message_id(&author, m.seq),
+            author,
             author_id,
             author_name,
             seq: m.seq,
             lamport: m.lamport,
-            deps: m.deps.iter().map(|d| format!("{}/{}", hex(&d.author.0), d.seq)).collect(),
+            deps: m.deps.iter().map(|d| message_id(&hex(&d.author.0), d.seq)).collect(),
             sent_at: m.sent_at,
             kind,
             text,
@@ -218,4 +239,17 @@ pub struct StatusView {
     /// Datagrams dropped before the core: forged, from another network key, stale or replayed.
     pub datagrams_dropped: u64,
     pub uptime_ms: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn message_ids_read_as_formatted() {
+        let author = hex(&[0xab; 32]);
+        for seq in [0, 1, 9, 10, 99, 100, 12_345, u64::MAX / 4, u64::MAX] {
+            assert_eq!(message_id(&author, seq), format!("{author}/{seq}"));
+        }
+    }
 }

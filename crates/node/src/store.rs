@@ -6,7 +6,7 @@
 //! emitted after them. That is the core's output-ordering contract: what a node acknowledges or shows as
 //! sent is durable first.
 
-use chatmesh_core::{HistoryState, LoadRequest, Message, OrderKey, Snapshot};
+use chatmesh_core::{HistoryState, LoadRequest, Message, NodeKey, OrderKey, Snapshot};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -227,15 +227,18 @@ impl Store {
 
     /// Answers `Output::Load`: the messages a peer with `req.frontier` lacks, in canonical order after
     /// `req.after`, within the count and byte budgets (bytes of encoded messages); and whether more remain.
-    /// Two phases: the candidates' keys and sizes first (cheap), then the bodies of the chosen page only.
+    /// Two phases in one read transaction (one snapshot, and one lock instead of one per query): the
+    /// candidates' keys and sizes first (cheap), then the bodies of the chosen page, one range of
+    /// consecutive seqs per author (an author's candidates are consecutive seqs, and a page takes a prefix of
+    /// them, because its lamport grows with its seq).
     pub fn load(&self, req: &LoadRequest) -> Result<(Vec<Message>, bool), StoreError> {
         let limit = req.max_messages.max(1) as usize;
         let (after_lamport, after_author, after_seq) = match req.after {
             Some(OrderKey { lamport, author, seq }) => (to_i64(lamport), author.0.to_vec(), to_i64(seq)),
             None => (-1, Vec::new(), -1),
         };
-        let mut keys = self
-            .conn
+        let tx = self.conn.unchecked_transaction().map_err(|e| self.sql(e))?;
+        let mut keys = tx
             .prepare_cached(
                 "SELECT lamport, seq, length(message) FROM messages WHERE author = ?1 AND seq > ?2
                  AND (lamport, author, seq) > (?3, ?4, ?5) ORDER BY seq LIMIT ?6",
@@ -257,15 +260,40 @@ impl Store {
         candidates.sort_unstable_by_key(|(k, _)| *k);
         let chosen = chatmesh_core::history::page_of(&candidates, limit, req.max_bytes as usize);
         let more = candidates.len() > chosen;
-        let mut get = self
-            .conn
-            .prepare_cached("SELECT message FROM messages WHERE author = ?1 AND seq = ?2")
+        // Per author: the first seq chosen and how many.
+        let mut ranges: std::collections::BTreeMap<NodeKey, (u64, usize)> = std::collections::BTreeMap::new();
+        for (key, _) in &candidates[..chosen] {
+            ranges.entry(key.author).or_insert((key.seq, 0)).1 += 1;
+        }
+        let mut range = tx
+            .prepare_cached("SELECT seq, message FROM messages WHERE author = ?1 AND seq >= ?2 ORDER BY seq LIMIT ?3")
             .map_err(|e| self.sql(e))?;
+        let mut bodies: std::collections::BTreeMap<NodeKey, std::vec::IntoIter<Message>> =
+            std::collections::BTreeMap::new();
+        for (author, (first, count)) in ranges {
+            let rows = range
+                .query_map(params![&author.0[..], to_i64(first), count as i64], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
+                })
+                .map_err(|e| self.sql(e))?;
+            let mut messages = Vec::with_capacity(count);
+            for (expected, row) in (first..).zip(rows) {
+                let (seq, blob) = row.map_err(|e| self.sql(e))?;
+                let message: Message = postcard::from_bytes(&blob).map_err(|e| self.bad("message", &e.to_string()))?;
+                if seq as u64 != expected || message.seq != expected || message.author != author {
+                    return Err(self.bad("message", &format!("{author}/{expected} is not where it belongs")));
+                }
+                messages.push(message);
+            }
+            if messages.len() != count {
+                return Err(self.bad("message", &format!("{author} lacks seqs from {first}")));
+            }
+            bodies.insert(author, messages.into_iter());
+        }
+        // Back into canonical order.
         let mut page = Vec::with_capacity(chosen);
         for (key, _) in &candidates[..chosen] {
-            let blob: Vec<u8> =
-                get.query_row(params![&key.author.0[..], to_i64(key.seq)], |r| r.get(0)).map_err(|e| self.sql(e))?;
-            page.push(postcard::from_bytes(&blob).map_err(|e| self.bad("message", &e.to_string()))?);
+            page.extend(bodies.get_mut(&key.author).and_then(Iterator::next));
         }
         Ok((page, more))
     }

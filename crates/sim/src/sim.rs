@@ -307,9 +307,18 @@ impl Sim {
     fn drain(&mut self, i: usize) {
         let mut outputs = Vec::new();
         let Some(core) = self.nodes[i].core.as_mut() else { return };
+        // A driver may send a `FrameAhead` before the writes emitted ahead of it are durable: the simulator
+        // sends each as early as it can, first of its drain, so that the claims checked on it are checked
+        // against what was durable before.
+        let mut ahead = Vec::new();
         while let Some(o) = core.poll_output() {
-            outputs.push(o);
+            match o {
+                o @ Output::FrameAhead { .. } => ahead.push(o),
+                o => outputs.push(o),
+            }
         }
+        ahead.append(&mut outputs);
+        let outputs = ahead;
         let next = core.poll_timeout();
         let p = self.opts.crash_mid_output;
         let cut = (p > 0.0 && outputs.len() > 1 && self.rng.gen_bool(p)).then(|| self.rng.gen_range(1..outputs.len()));
@@ -358,7 +367,7 @@ impl Sim {
                     self.close_link(i, j);
                 }
             }
-            Output::Frame { to, bytes } => {
+            Output::Frame { to, bytes } | Output::FrameAhead { to, bytes } => {
                 self.check_claims(i, &bytes);
                 self.send_frame(i, to, bytes)
             }
@@ -436,6 +445,8 @@ impl Sim {
         let claims = match chatmesh_core::Frame::decode(bytes) {
             Ok(chatmesh_core::Frame::Ack { acks }) => acks,
             Ok(chatmesh_core::Frame::Frontier { frontier, .. }) => frontier,
+            // A sync's first request is taken as acknowledgements too (its later ones, with a cursor, not).
+            Ok(chatmesh_core::Frame::SyncRequest { frontier, after: None, .. }) => frontier,
             _ => return,
         };
         for (author, seq) in claims {
@@ -742,7 +753,7 @@ fn describe(input: &Input) -> String {
 
 fn describe_out(o: &Output) -> String {
     match o {
-        Output::Frame { to, bytes } => match chatmesh_core::Frame::decode(bytes) {
+        Output::Frame { to, bytes } | Output::FrameAhead { to, bytes } => match chatmesh_core::Frame::decode(bytes) {
             Ok(f) => format!("frame to {to}: {}", f.kind()),
             Err(e) => format!("bad frame to {to}: {e}"),
         },

@@ -227,6 +227,30 @@ fn delivery_status_counts_the_members_that_acknowledged() {
 }
 
 #[test]
+fn a_sync_request_with_a_cursor_acknowledges_nothing_and_a_first_one_does() {
+    use chatmesh_core::{Frame, Input};
+    let mut sim = mesh(29, 4);
+    sim.cut(0, 3);
+    say(&mut sim, 0, "who has it?");
+    let seq = sim.obs.sent.last().unwrap().seq;
+    sim.run_for(Duration::from_millis(100));
+    assert_eq!(sim.node(0).unwrap().delivery_status(seq).acked, 2);
+    // Member 3 asks for the page after some cursor, naming the message: a requester names in such a request
+    // what it has received, maybe not yet durably, so it is no acknowledgement.
+    let (me, from) = (sim.nodes[0].key, sim.nodes[3].key);
+    let cursor = sim.nodes[0].store.by_author.values().flat_map(|m| m.values()).map(|m| m.order_key()).min();
+    let request = |after| {
+        let frame = Frame::SyncRequest { frontier: vec![(me, seq)], after, limit: 16 };
+        Input::Frame { from, bytes: frame.encode().unwrap() }
+    };
+    sim.inject(0, request(cursor));
+    assert_eq!(sim.node(0).unwrap().delivery_status(seq).acked, 2, "a continuation acknowledged");
+    // A first request names what the requester holds durably: that acknowledges it.
+    sim.inject(0, request(None));
+    assert_eq!(sim.node(0).unwrap().delivery_status(seq).acked, 3, "a first request did not acknowledge");
+}
+
+#[test]
 fn messages_arriving_in_reverse_are_all_delivered_once_the_first_arrives() {
     use chatmesh_core::{Body, Frame, Input, Message, SigningKey};
     let mut sim = mesh(28, 2);

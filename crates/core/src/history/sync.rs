@@ -7,8 +7,11 @@
 //! - A node that sees a peer holding more than it does pulls from that peer: `SyncRequest` with its own
 //!   frontier and a cursor; the peer answers a `SyncPage` with the messages the requester lacks, the
 //!   smallest in canonical order first, at most `PAGE_MESSAGES` and `PAGE_BYTES`; pages continue after the
-//!   last message received until the peer says there is no more. One sync at a time, so memory is bounded
-//!   by one page plus the hold-back queue.
+//!   last message received until the peer says there is no more. One sync at a time, with one page
+//!   requested ahead, so memory is bounded by two pages plus the hold-back queue. A first request's
+//!   frontier is durable and counts as the requester's acknowledgements; a later one (with a cursor) may
+//!   name pages not yet durable, counts as nothing, and goes out at once (`Output::FrameAhead`) as soon
+//!   as a page arrives, so the peer loads the next page while the requester verifies and commits this one.
 
 use super::{Frontier, Message, OrderKey, MAX_AUTHORS, MAX_PENDING_LOADS, PAGE_BYTES, PAGE_MESSAGES};
 use crate::io::{LoadRequest, Output};
@@ -106,9 +109,13 @@ impl Node {
             self.reject(Reject::OutOfBounds, &format!("sync request of {} authors from {from}", frontier.len()));
             return;
         }
-        // What a requester lists is what it holds: acknowledgements, and maybe something for us to pull.
-        for (author, seq) in &frontier {
-            self.learn_peer_holds(from, *author, *seq);
+        // What a first request lists is what the requester holds, durably: acknowledgements, and maybe
+        // something for us to pull. A request with a cursor continues a sync and may list what the
+        // requester has only just received, not yet durable: it acknowledges nothing.
+        if after.is_none() {
+            for (author, seq) in &frontier {
+                self.learn_peer_holds(from, *author, *seq);
+            }
         }
         if self.history.loads.len() >= MAX_PENDING_LOADS {
             // The requester retries after its sync timeout.
@@ -155,32 +162,30 @@ impl Node {
     pub(crate) fn on_sync_page(&mut self, now: Instant, from: NodeKey, messages: Vec<Message>, more: bool) {
         let last = messages.last().map(Message::order_key);
         let before = self.history.state.count;
-        // The request for the next page names what we held before this one (the page's own messages are
-        // below its cursor), and goes in the outputs ahead of this page's writes: it acknowledges nothing
-        // they make durable, so a driver may send it while they commit, and the peer loads the next page
-        // meanwhile.
-        let held_before = self.frontier_vec();
-        let ahead_of_writes = self.out.len();
+        let ours = self.history.sync.is_some_and(|(p, _)| p == from);
+        // The next page is requested before this one is even verified, so that the peer loads and sends
+        // it while this one is verified and committed here. The request names what we held before this
+        // page (the cursor skips the page itself); a request with a cursor is not taken as
+        // acknowledgements, so it need not wait for any write: a driver sends it at once.
+        let requested = match (ours, more, last) {
+            (true, true, Some(after)) if self.peers.get(&from).is_some_and(|p| p.link == Link::Up) => {
+                let request =
+                    Frame::SyncRequest { frontier: self.frontier_vec(), after: Some(after), limit: PAGE_MESSAGES };
+                request.encode().ok().map(|bytes| self.out.push_back(Output::FrameAhead { to: from, bytes })).is_some()
+            }
+            _ => false,
+        };
         self.on_messages(now, from, messages);
         let fruitful = self.history.state.count > before;
         self.stats.sync_pages += 1;
         self.stats.messages_pulled += self.history.state.count.saturating_sub(before);
-        if self.history.sync.is_some_and(|(p, _)| p == from) {
+        if ours && self.history.sync.is_some_and(|(p, _)| p == from) {
             match (more, last) {
-                // A page that brought nothing new ends the sync: an honest page holds only what we lack,
-                // and a peer that keeps answering "more" with nothing must not hold the slot forever.
-                (true, Some(after)) if fruitful => {
-                    let request =
-                        Frame::SyncRequest { frontier: held_before, after: Some(after), limit: PAGE_MESSAGES };
-                    let linked = self.peers.get(&from).is_some_and(|p| p.link == Link::Up);
-                    match request.encode() {
-                        Ok(bytes) if linked => {
-                            self.out.insert(ahead_of_writes, Output::Frame { to: from, bytes });
-                            self.sync_requested(now, from);
-                        }
-                        _ => self.request_page(now, from, Some(after)),
-                    }
-                }
+                // A page that brought nothing new ends the sync (its next page, if already requested, is
+                // taken as any other page): an honest page holds only what we lack, and a peer that keeps
+                // answering "more" with nothing must not hold the slot forever.
+                (true, Some(_)) if fruitful && requested => self.sync_requested(now, from),
+                (true, Some(after)) if fruitful => self.request_page(now, from, Some(after)),
                 _ => {
                     self.end_sync();
                     // The peer had nothing beyond what we now hold: what we believed it held beyond that
@@ -208,7 +213,8 @@ impl Node {
 
     /// The peer we pulled from went quiet: forget it, and pull from whoever is known to hold more.
     pub(crate) fn on_sync_deadline(&mut self, now: Instant) {
-        if let Some((peer, _)) = self.history.sync.take() {
+        if let Some((peer, _)) = self.history.sync {
+            self.end_sync();
             self.cap_peer_knowledge(peer);
         }
         self.sync_from_whoever_has_more(now);
