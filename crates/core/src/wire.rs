@@ -12,8 +12,9 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use std::fmt;
 use std::net::SocketAddr;
 
-/// The first byte of every frame and datagram.
-pub const WIRE_VERSION: u8 = 1;
+/// The first byte of every frame and datagram. 2: a `SyncRequest` with a cursor no longer counts as the
+/// requester's acknowledgements (version 1 nodes would take a version 2 node's for some).
+pub const WIRE_VERSION: u8 = 2;
 /// Hard upper bound of an encoded frame, version byte included. The link layer refuses longer length prefixes
 /// before reading them.
 pub const MAX_FRAME_LEN: usize = 1 << 20;

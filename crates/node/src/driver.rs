@@ -693,7 +693,7 @@ impl Core {
                 self.drain(&mut outputs);
             }
             if !outputs.is_empty() || !self.replies.is_empty() {
-                let round = self.begin_round(outputs, rounds.is_empty())?;
+                let round = self.begin_round(outputs, rounds.len())?;
                 rounds.push_back(round);
             }
             if self.node.role() == Role::Stopped || stop || self.stop_at.is_some_and(|t| t <= Instant::now()) {
@@ -737,10 +737,12 @@ impl Core {
     /// acknowledgements of our own messages (which the peers made durable; our own message was sent, so shown
     /// as sent, before anyone could acknowledge it).
     ///
-    /// When no earlier round is still committing (`settled`), the outputs ahead of the round's first write
-    /// are carried out at once too: the ordering contract only holds back what follows a write. A
-    /// `FrameAhead` (a sync's next request) is sent at once in any case: it acknowledges nothing.
-    fn begin_round(&mut self, outputs: Vec<Output>, settled: bool) -> Result<Round, String> {
+    /// When no earlier round is still committing (`earlier == 0`), the outputs ahead of the round's first
+    /// write are carried out at once too: the ordering contract only holds back what follows a write. A
+    /// `FrameAhead` (a sync's next request: it acknowledges nothing) is sent at once while at most one
+    /// earlier round is committing; behind more, it waits like any frame, so that a slow disk slows the
+    /// sync instead of letting uncommitted pages pile up.
+    fn begin_round(&mut self, outputs: Vec<Output>, earlier: usize) -> Result<Round, String> {
         let writes: Vec<Write> = outputs
             .iter()
             .filter_map(|o| match o {
@@ -760,11 +762,13 @@ impl Core {
             commit = Some(CommitWait { done: rx, began, stores });
         }
         let mut rest = Vec::with_capacity(outputs.len());
-        let mut ahead = settled;
+        let mut ahead = earlier == 0;
         for o in outputs {
             ahead &= !matches!(o, Output::Persist(_) | Output::Store { .. });
             match o {
-                o @ Output::FrameAhead { .. } => self.carry_out_one(o),
+                // Handed to the writer above; nothing left to carry out.
+                Output::Persist(_) | Output::Store { .. } => {}
+                o @ Output::FrameAhead { .. } if earlier <= 1 => self.carry_out_one(o),
                 o if ahead => self.carry_out_one(o),
                 Output::Event(e @ (Event::Delivered { .. } | Event::Acked { .. })) => self.event(e),
                 o => rest.push(o),

@@ -168,6 +168,42 @@ fn a_newcomer_whose_sync_peer_dies_goes_on_from_another_member_at_once() {
     assert!(took < Duration::from_secs(1), "took {took:?}: the newcomer waited for the sync timeout");
 }
 
+/// The peer a newcomer pulls from sends a page with a forged message in it: the newcomer keeps what was
+/// genuine, drops that peer and goes on from another member at once, not after `sync_timeout` (2 s).
+#[test]
+fn a_newcomer_sent_a_forged_page_goes_on_from_another_member_at_once() {
+    use chatmesh_core::{Body, Frame, Input, Message};
+    let (mut sim, total) = mesh_holding_ten_thousand(30);
+    let newcomer = sim.add_node(Duration::ZERO);
+    let first_page = |s: &Sim| s.node(newcomer).is_some_and(|c| c.history().count > 0 && c.syncing_from().is_some());
+    sim.run_until_true(secs(10), first_page).expect("the sync starts");
+    let peer = sim.node(newcomer).unwrap().syncing_from().unwrap();
+    let p = (0..3).find(|&i| sim.nodes[i].key == peer).expect("a member");
+    // The next messages the newcomer lacks, in canonical order, the last of them altered.
+    let mut lacking: Vec<Message> = sim.nodes[p]
+        .store
+        .by_author
+        .values()
+        .flat_map(|m| m.values())
+        .filter(|m| sim.nodes[newcomer].store.get(&m.id()).is_none())
+        .cloned()
+        .collect();
+    lacking.sort_by_key(Message::order_key);
+    let mut page: Vec<Message> = lacking.into_iter().take(6).collect();
+    page[5].body = Body::Text("forged".into());
+    let before = sim.node(newcomer).unwrap().history().count;
+    let bytes = Frame::SyncPage { messages: page, more: true }.encode().unwrap();
+    sim.inject(newcomer, Input::Frame { from: peer, bytes });
+    let c = sim.node(newcomer).unwrap();
+    assert_eq!(c.history().count, before + 5, "the genuine messages are kept, the forged one is not");
+    assert_ne!(c.syncing_from(), Some(peer), "still pulling from the peer that forged");
+    let took = sim
+        .run_until_true(secs(60), |s| s.node(newcomer).is_some_and(|c| c.history().count >= total))
+        .expect("the newcomer gets the whole history");
+    println!("a forged page after the first: the newcomer held everything {took:?} later");
+    assert!(took < Duration::from_secs(1), "took {took:?}: the newcomer waited for the sync timeout");
+}
+
 #[test]
 fn a_node_back_after_a_week_away_catches_up_and_keeps_its_id() {
     let mut sim = mesh(25, 4);

@@ -8,10 +8,11 @@
 //!   frontier and a cursor; the peer answers a `SyncPage` with the messages the requester lacks, the
 //!   smallest in canonical order first, at most `PAGE_MESSAGES` and `PAGE_BYTES`; pages continue after the
 //!   last message received until the peer says there is no more. One sync at a time, with one page
-//!   requested ahead, so memory is bounded by two pages plus the hold-back queue. A first request's
+//!   requested ahead. A first request's
 //!   frontier is durable and counts as the requester's acknowledgements; a later one (with a cursor) may
 //!   name pages not yet durable, counts as nothing, and goes out at once (`Output::FrameAhead`) as soon
-//!   as a page arrives, so the peer loads the next page while the requester verifies and commits this one.
+//!   as a page arrives, so the peer loads the next page while the requester verifies and commits this one
+//!   (the driver holds it back like any frame while more than one earlier round is committing).
 
 use super::{Frontier, Message, OrderKey, MAX_AUTHORS, MAX_PENDING_LOADS, PAGE_BYTES, PAGE_MESSAGES};
 use crate::io::{LoadRequest, Output};
@@ -180,6 +181,13 @@ impl Node {
         self.stats.sync_pages += 1;
         self.stats.messages_pulled += self.history.state.count.saturating_sub(before);
         if ours && self.history.sync.is_some_and(|(p, _)| p == from) {
+            if self.peers.get(&from).is_none_or(|p| p.link != Link::Up) {
+                // The link is gone (we dropped the peer for something forged in this page): pull from
+                // someone else rather than wait for the sync timeout.
+                self.end_sync();
+                self.sync_from_whoever_has_more(now);
+                return;
+            }
             match (more, last) {
                 // A page that brought nothing new ends the sync (its next page, if already requested, is
                 // taken as any other page): an honest page holds only what we lack, and a peer that keeps
