@@ -148,37 +148,45 @@ fn a_newcomer_receives_a_history_of_ten_thousand_messages() {
     assert_converged(&sim);
 }
 
-/// The peer a newcomer pulls from dies in the middle of the sync: the newcomer goes on from another member
-/// at once, not after `sync_timeout` (2 s).
-#[test]
-fn a_newcomer_whose_sync_peer_dies_goes_on_from_another_member_at_once() {
-    let (mut sim, total) = mesh_holding_ten_thousand(26);
+/// A mesh of 3 holding 10,000 messages and a newcomer that has its first page: the sim, the history's size,
+/// the newcomer, and the member it pulls from.
+fn newcomer_mid_sync(seed: u64) -> (Sim, u64, usize, usize) {
+    let (mut sim, total) = mesh_holding_ten_thousand(seed);
     let newcomer = sim.add_node(Duration::ZERO);
     let first_page = |s: &Sim| s.node(newcomer).is_some_and(|c| c.history().count > 0 && c.syncing_from().is_some());
     sim.run_until_true(secs(10), first_page).expect("the sync starts");
     let c = sim.node(newcomer).unwrap();
     assert!(c.history().count < total, "the first page is not the whole history");
     let peer = c.syncing_from().unwrap();
-    let victim = (0..3).find(|&i| sim.node(i).is_some_and(|n| n.key() == peer)).expect("a member");
-    sim.crash(victim);
+    let p = (0..3).find(|&i| sim.nodes[i].key == peer).expect("a member");
+    (sim, total, newcomer, p)
+}
+
+/// The newcomer gets the whole history from another member at once, not after `sync_timeout` (2 s).
+fn assert_goes_on_at_once(sim: &mut Sim, total: u64, newcomer: usize, what: &str) {
     let took = sim
         .run_until_true(secs(60), |s| s.node(newcomer).is_some_and(|c| c.history().count >= total))
         .expect("the newcomer gets the whole history");
-    println!("sync peer killed after the first page: the newcomer held everything {took:?} later");
+    println!("{what}: the newcomer held everything {took:?} later");
     assert!(took < Duration::from_secs(1), "took {took:?}: the newcomer waited for the sync timeout");
 }
 
+/// The peer a newcomer pulls from dies in the middle of the sync: the newcomer goes on from another member
+/// at once.
+#[test]
+fn a_newcomer_whose_sync_peer_dies_goes_on_from_another_member_at_once() {
+    let (mut sim, total, newcomer, peer) = newcomer_mid_sync(26);
+    sim.crash(peer);
+    assert_goes_on_at_once(&mut sim, total, newcomer, "sync peer killed after the first page");
+}
+
 /// The peer a newcomer pulls from sends a page with a forged message in it: the newcomer keeps what was
-/// genuine, drops that peer and goes on from another member at once, not after `sync_timeout` (2 s).
+/// genuine, drops that peer and goes on from another member at once.
 #[test]
 fn a_newcomer_sent_a_forged_page_goes_on_from_another_member_at_once() {
     use chatmesh_core::{Body, Frame, Input, Message};
-    let (mut sim, total) = mesh_holding_ten_thousand(30);
-    let newcomer = sim.add_node(Duration::ZERO);
-    let first_page = |s: &Sim| s.node(newcomer).is_some_and(|c| c.history().count > 0 && c.syncing_from().is_some());
-    sim.run_until_true(secs(10), first_page).expect("the sync starts");
-    let peer = sim.node(newcomer).unwrap().syncing_from().unwrap();
-    let p = (0..3).find(|&i| sim.nodes[i].key == peer).expect("a member");
+    let (mut sim, total, newcomer, p) = newcomer_mid_sync(30);
+    let peer = sim.nodes[p].key;
     // The next messages the newcomer lacks, in canonical order, the last of them altered.
     let mut lacking: Vec<Message> = sim.nodes[p]
         .store
@@ -197,11 +205,7 @@ fn a_newcomer_sent_a_forged_page_goes_on_from_another_member_at_once() {
     let c = sim.node(newcomer).unwrap();
     assert_eq!(c.history().count, before + 5, "the genuine messages are kept, the forged one is not");
     assert_ne!(c.syncing_from(), Some(peer), "still pulling from the peer that forged");
-    let took = sim
-        .run_until_true(secs(60), |s| s.node(newcomer).is_some_and(|c| c.history().count >= total))
-        .expect("the newcomer gets the whole history");
-    println!("a forged page after the first: the newcomer held everything {took:?} later");
-    assert!(took < Duration::from_secs(1), "took {took:?}: the newcomer waited for the sync timeout");
+    assert_goes_on_at_once(&mut sim, total, newcomer, "a forged page after the first");
 }
 
 #[test]

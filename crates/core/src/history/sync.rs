@@ -172,7 +172,13 @@ impl Node {
             (true, true, Some(after)) if self.peers.get(&from).is_some_and(|p| p.link == Link::Up) => {
                 let request =
                     Frame::SyncRequest { frontier: self.frontier_vec(), after: Some(after), limit: PAGE_MESSAGES };
-                request.encode().ok().map(|bytes| self.out.push_back(Output::FrameAhead { to: from, bytes })).is_some()
+                match request.encode() {
+                    Ok(bytes) => {
+                        self.out.push_back(Output::FrameAhead { to: from, bytes });
+                        true
+                    }
+                    Err(_) => false,
+                }
             }
             _ => false,
         };
