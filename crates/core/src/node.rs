@@ -319,8 +319,10 @@ impl Node {
                 self.observe_clock(clock);
                 self.on_frontier(now, from, frontier, reply)
             }
-            Frame::SyncRequest { frontier, after, limit } => self.on_sync_request(now, from, frontier, after, limit),
-            Frame::SyncPage { messages, more } => self.on_sync_page(now, from, messages, more),
+            Frame::SyncRequest { frontier, after, limit, sync } => {
+                self.on_sync_request(now, from, frontier, after, limit, sync)
+            }
+            Frame::SyncPage { messages, more, sync } => self.on_sync_page(now, from, messages, more, sync),
         }
     }
 

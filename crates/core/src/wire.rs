@@ -13,8 +13,9 @@ use std::fmt;
 use std::net::SocketAddr;
 
 /// The first byte of every frame and datagram. 2: a `SyncRequest` with a cursor no longer counts as the
-/// requester's acknowledgements (version 1 nodes would take a version 2 node's for some).
-pub const WIRE_VERSION: u8 = 2;
+/// requester's acknowledgements (version 1 nodes would take a version 2 node's for some). 3: sync requests
+/// carry a sync id that pages echo.
+pub const WIRE_VERSION: u8 = 3;
 /// Hard upper bound of an encoded frame, version byte included. The link layer refuses longer length prefixes
 /// before reading them.
 pub const MAX_FRAME_LEN: usize = 1 << 20;
@@ -57,10 +58,11 @@ pub enum Frame {
     /// What I hold: author -> highest contiguous seq. `reply` marks an answer to one (never answered).
     /// `clock` is the sender's Lamport clock: the receiver's next message sorts after all the sender has.
     Frontier { frontier: Vec<(NodeKey, u64)>, reply: bool, clock: u64 },
-    /// Send me a page of what I lack (given my frontier), in canonical order after `after`.
-    SyncRequest { frontier: Vec<(NodeKey, u64)>, after: Option<OrderKey>, limit: u32 },
-    /// A page of a sync; `more` says whether the next page has anything.
-    SyncPage { messages: Vec<Message>, more: bool },
+    /// Send me a page of what I lack (given my frontier), in canonical order after `after`. `sync` names the
+    /// requester's sync (the same in all its requests), and comes back in the page.
+    SyncRequest { frontier: Vec<(NodeKey, u64)>, after: Option<OrderKey>, limit: u32, sync: u64 },
+    /// A page of a sync; `more` says whether the next page has anything; `sync` is the request's.
+    SyncPage { messages: Vec<Message>, more: bool, sync: u64 },
 }
 
 #[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]

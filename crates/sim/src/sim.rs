@@ -64,6 +64,8 @@ pub struct Observations {
     /// Frames and their bytes sent over all links.
     pub frames: u64,
     pub frame_bytes: u64,
+    /// Sync requests sent, first and continuing.
+    pub sync_requests: u64,
     pub rejected: u64,
     pub delivered: u64,
 }
@@ -368,7 +370,10 @@ impl Sim {
                 }
             }
             Output::Frame { to, bytes } | Output::FrameAhead { to, bytes } => {
-                self.check_claims(i, &bytes);
+                if let Ok(frame) = chatmesh_core::Frame::decode(&bytes) {
+                    self.obs.sync_requests += u64::from(matches!(frame, chatmesh_core::Frame::SyncRequest { .. }));
+                    self.check_claims(i, frame);
+                }
                 self.send_frame(i, to, bytes)
             }
         }
@@ -441,12 +446,12 @@ impl Sim {
 
     /// The output-ordering contract, seen from outside: an `Ack` or a frontier a node sends may only
     /// claim messages its store already holds.
-    fn check_claims(&mut self, i: usize, bytes: &[u8]) {
-        let claims = match chatmesh_core::Frame::decode(bytes) {
-            Ok(chatmesh_core::Frame::Ack { acks }) => acks,
-            Ok(chatmesh_core::Frame::Frontier { frontier, .. }) => frontier,
+    fn check_claims(&mut self, i: usize, frame: chatmesh_core::Frame) {
+        let claims = match frame {
+            chatmesh_core::Frame::Ack { acks } => acks,
+            chatmesh_core::Frame::Frontier { frontier, .. } => frontier,
             // A sync's first request is taken as acknowledgements too (its later ones, with a cursor, not).
-            Ok(chatmesh_core::Frame::SyncRequest { frontier, after: None, .. }) => frontier,
+            chatmesh_core::Frame::SyncRequest { frontier, after: None, .. } => frontier,
             _ => return,
         };
         for (author, seq) in claims {

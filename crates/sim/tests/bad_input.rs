@@ -221,7 +221,12 @@ fn a_forged_or_altered_chat_message_is_never_stored() {
     // A body over the limit, properly signed by a stranger.
     let long =
         Message::sign(&SigningKey::from_bytes(&[9; 32]), 1, 1, vec![], 0, Body::Text("x".repeat(MAX_BODY_LEN + 1)));
-    refused(&mut m, member, frame(from, Frame::SyncPage { messages: vec![long], more: false }), Reject::BadMessage);
+    refused(
+        &mut m,
+        member,
+        frame(from, Frame::SyncPage { messages: vec![long], more: false, sync: 1 }),
+        Reject::BadMessage,
+    );
     assert_eq!(m.sim.node(member).unwrap().history().count, count);
     assert!(m.sim.obs.violations.is_empty(), "{:?}", m.sim.obs.violations);
 }

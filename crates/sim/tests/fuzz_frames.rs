@@ -105,8 +105,13 @@ impl Gen {
             12 => Frame::Messages { messages: vec![self.message()] },
             13 => Frame::Ack { acks: self.frontier() },
             14 => Frame::Frontier { frontier: self.frontier(), reply: self.rng.gen(), clock: self.num() },
-            15 => Frame::SyncRequest { frontier: self.frontier(), after: None, limit: self.rng.gen() },
-            16 => Frame::SyncPage { messages: vec![self.message()], more: self.rng.gen() },
+            15 => Frame::SyncRequest {
+                frontier: self.frontier(),
+                after: None,
+                limit: self.rng.gen(),
+                sync: self.rng.gen(),
+            },
+            16 => Frame::SyncPage { messages: vec![self.message()], more: self.rng.gen(), sync: self.rng.gen() },
             0 => Frame::Join(Join {
                 mesh: "sim".into(),
                 name: "f".into(),

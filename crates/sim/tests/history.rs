@@ -162,6 +162,21 @@ fn newcomer_mid_sync(seed: u64) -> (Sim, u64, usize, usize) {
     (sim, total, newcomer, p)
 }
 
+/// The first `n` messages, in canonical order, that member `p` holds and `newcomer` lacks.
+fn next_lacking(sim: &Sim, p: usize, newcomer: usize, n: usize) -> Vec<chatmesh_core::Message> {
+    let mut lacking: Vec<chatmesh_core::Message> = sim.nodes[p]
+        .store
+        .by_author
+        .values()
+        .flat_map(|m| m.values())
+        .filter(|m| sim.nodes[newcomer].store.get(&m.id()).is_none())
+        .cloned()
+        .collect();
+    lacking.sort_by_key(chatmesh_core::Message::order_key);
+    lacking.truncate(n);
+    lacking
+}
+
 /// The newcomer gets the whole history from another member at once, not after `sync_timeout` (2 s).
 fn assert_goes_on_at_once(sim: &mut Sim, total: u64, newcomer: usize, what: &str) {
     let took = sim
@@ -184,28 +199,59 @@ fn a_newcomer_whose_sync_peer_dies_goes_on_from_another_member_at_once() {
 /// genuine, drops that peer and goes on from another member at once.
 #[test]
 fn a_newcomer_sent_a_forged_page_goes_on_from_another_member_at_once() {
-    use chatmesh_core::{Body, Frame, Input, Message};
+    use chatmesh_core::{Body, Frame, Input};
     let (mut sim, total, newcomer, p) = newcomer_mid_sync(30);
     let peer = sim.nodes[p].key;
     // The next messages the newcomer lacks, in canonical order, the last of them altered.
-    let mut lacking: Vec<Message> = sim.nodes[p]
-        .store
-        .by_author
-        .values()
-        .flat_map(|m| m.values())
-        .filter(|m| sim.nodes[newcomer].store.get(&m.id()).is_none())
-        .cloned()
-        .collect();
-    lacking.sort_by_key(Message::order_key);
-    let mut page: Vec<Message> = lacking.into_iter().take(6).collect();
+    let mut page = next_lacking(&sim, p, newcomer, 6);
     page[5].body = Body::Text("forged".into());
     let before = sim.node(newcomer).unwrap().history().count;
-    let bytes = Frame::SyncPage { messages: page, more: true }.encode().unwrap();
+    let sync = sim.node(newcomer).unwrap().sync_id().unwrap();
+    let bytes = Frame::SyncPage { messages: page, more: true, sync }.encode().unwrap();
     sim.inject(newcomer, Input::Frame { from: peer, bytes });
     let c = sim.node(newcomer).unwrap();
     assert_eq!(c.history().count, before + 5, "the genuine messages are kept, the forged one is not");
     assert_ne!(c.syncing_from(), Some(peer), "still pulling from the peer that forged");
     assert_goes_on_at_once(&mut sim, total, newcomer, "a forged page after the first");
+}
+
+/// A sync ends while a page requested ahead is on its way, and a new sync with the same peer starts: when
+/// that page of the earlier sync arrives, its messages are kept, but it must not start a second chain of
+/// requests beside the new sync's (duplicate loads on the peer, and a stall once one chain ends).
+#[test]
+fn a_page_of_an_ended_sync_continues_nothing() {
+    use chatmesh_core::{Frame, Input};
+    let (mut sim, total, newcomer, p) = newcomer_mid_sync(31);
+    let peer = sim.nodes[p].key;
+    let first = sim.node(newcomer).unwrap().sync_id().unwrap();
+    // A page that brings nothing new ends the sync; the peer's frontier then starts a new one with it.
+    let page = |messages, sync| Input::Frame {
+        from: peer,
+        bytes: Frame::SyncPage { messages, more: true, sync }.encode().unwrap(),
+    };
+    sim.inject(newcomer, page(vec![], first));
+    assert_eq!(sim.node(newcomer).unwrap().syncing_from(), None, "an empty page ends the sync");
+    let frontier: Vec<_> =
+        sim.nodes[p].store.by_author.iter().map(|(a, m)| (*a, *m.keys().next_back().unwrap())).collect();
+    let clock = sim.node(p).unwrap().history().clock;
+    let bytes = Frame::Frontier { frontier, reply: false, clock }.encode().unwrap();
+    let requests = sim.obs.sync_requests;
+    sim.inject(newcomer, Input::Frame { from: peer, bytes });
+    let c = sim.node(newcomer).unwrap();
+    assert_eq!((c.syncing_from(), sim.obs.sync_requests), (Some(peer), requests + 1), "a new sync with the peer");
+    let second = c.sync_id().unwrap();
+    assert_ne!(first, second);
+    // Now a page of the first sync arrives, with messages the newcomer lacks and more to come.
+    let before = c.history().count;
+    sim.inject(newcomer, page(next_lacking(&sim, p, newcomer, 6), first));
+    let c = sim.node(newcomer).unwrap();
+    assert_eq!(c.history().count, before + 6, "its messages are kept");
+    assert_eq!(sim.obs.sync_requests, requests + 1, "a page of the ended sync requested the next one");
+    assert_eq!((c.syncing_from(), c.sync_id()), (Some(peer), Some(second)), "the new sync goes on");
+    // One chain of requests brings the rest, at once.
+    assert_goes_on_at_once(&mut sim, total, newcomer, "a page of an ended sync");
+    settle(&mut sim, secs(30)).unwrap();
+    assert_converged(&sim);
 }
 
 #[test]
@@ -280,7 +326,7 @@ fn a_sync_request_with_a_cursor_acknowledges_nothing_and_a_first_one_does() {
     let (me, from) = (sim.nodes[0].key, sim.nodes[3].key);
     let cursor = sim.nodes[0].store.by_author.values().flat_map(|m| m.values()).map(|m| m.order_key()).min();
     let request = |after| {
-        let frame = Frame::SyncRequest { frontier: vec![(me, seq)], after, limit: 16 };
+        let frame = Frame::SyncRequest { frontier: vec![(me, seq)], after, limit: 16, sync: 1 };
         Input::Frame { from, bytes: frame.encode().unwrap() }
     };
     sim.inject(0, request(cursor));

@@ -142,8 +142,10 @@ pub(crate) struct History {
     pub peers: BTreeMap<NodeKey, Frontier>,
     /// The peer we are pulling pages from, if any, and when we give up on it.
     pub sync: Option<(NodeKey, Instant)>,
-    /// Loads asked of the driver: id -> the peer the page is for.
-    pub loads: BTreeMap<u64, NodeKey>,
+    /// The id of the latest sync started, sent in its requests: only pages that echo it continue it.
+    pub sync_id: u64,
+    /// Loads asked of the driver: id -> the peer the page is for, and the sync id its request named.
+    pub loads: BTreeMap<u64, (NodeKey, u64)>,
     pub next_load: u64,
     /// Retransmission backoff per member: when we may nudge it next, and the current interval.
     pub nudge: BTreeMap<NodeKey, (Instant, Duration)>,
@@ -166,6 +168,11 @@ impl Node {
     /// The peer this node is pulling history from, if a sync is running.
     pub fn syncing_from(&self) -> Option<NodeKey> {
         self.history.sync.map(|(peer, _)| peer)
+    }
+
+    /// The running sync's id (what its requests carry and its pages echo), if a sync is running.
+    pub fn sync_id(&self) -> Option<u64> {
+        self.history.sync.map(|_| self.history.sync_id)
     }
 
     /// The status of this node's own message `seq`.

@@ -8,7 +8,9 @@
 //!   frontier and a cursor; the peer answers a `SyncPage` with the messages the requester lacks, the
 //!   smallest in canonical order first, at most `PAGE_MESSAGES` and `PAGE_BYTES`; pages continue after the
 //!   last message received until the peer says there is no more. One sync at a time, with one page
-//!   requested ahead. A first request's
+//!   requested ahead. Each sync has an id, carried by all its requests and echoed by the pages: a page
+//!   from an earlier sync (answering a request sent ahead before that sync ended) is taken like any
+//!   other page, but does not continue the current one. A first request's
 //!   frontier is durable and counts as the requester's acknowledgements; a later one (with a cursor) may
 //!   name pages not yet durable, counts as nothing, and goes out at once (`Output::FrameAhead`) as soon
 //!   as a page arrives, so the peer loads the next page while the requester verifies and commits this one
@@ -62,6 +64,7 @@ impl Node {
         if self.history.sync.is_some() || peer == self.cfg.key {
             return;
         }
+        self.history.sync_id += 1;
         self.request_page(now, peer, None);
     }
 
@@ -87,7 +90,8 @@ impl Node {
 
     fn request_page(&mut self, now: Instant, peer: NodeKey, after: Option<OrderKey>) {
         let frontier = self.frontier_vec();
-        self.send(peer, &Frame::SyncRequest { frontier, after, limit: PAGE_MESSAGES });
+        let sync = self.history.sync_id;
+        self.send(peer, &Frame::SyncRequest { frontier, after, limit: PAGE_MESSAGES, sync });
         self.sync_requested(now, peer);
     }
 
@@ -105,6 +109,7 @@ impl Node {
         frontier: Vec<(NodeKey, u64)>,
         after: Option<OrderKey>,
         limit: u32,
+        sync: u64,
     ) {
         if frontier.len() > MAX_AUTHORS {
             self.reject(Reject::OutOfBounds, &format!("sync request of {} authors from {from}", frontier.len()));
@@ -124,7 +129,7 @@ impl Node {
         }
         let id = self.history.next_load;
         self.history.next_load += 1;
-        self.history.loads.insert(id, from);
+        self.history.loads.insert(id, (from, sync));
         let request = LoadRequest {
             id,
             frontier: frontier.into_iter().collect(),
@@ -140,10 +145,10 @@ impl Node {
 
     /// The driver answered a load: send the page to whoever asked.
     pub(crate) fn on_loaded(&mut self, id: u64, mut messages: Vec<Message>, mut more: bool) {
-        let Some(peer) = self.history.loads.remove(&id) else { return };
+        let Some((peer, sync)) = self.history.loads.remove(&id) else { return };
         // A page must fit one frame, whatever the store put in it: cut it and say there is more.
         loop {
-            let frame = Frame::SyncPage { messages, more };
+            let frame = Frame::SyncPage { messages, more, sync };
             match frame.encode() {
                 Ok(bytes) => return self.send_bytes(peer, bytes),
                 Err(_) => {
@@ -160,18 +165,25 @@ impl Node {
         }
     }
 
-    pub(crate) fn on_sync_page(&mut self, now: Instant, from: NodeKey, messages: Vec<Message>, more: bool) {
+    pub(crate) fn on_sync_page(&mut self, now: Instant, from: NodeKey, messages: Vec<Message>, more: bool, sync: u64) {
         let last = messages.last().map(Message::order_key);
         let before = self.history.state.count;
-        let ours = self.history.sync.is_some_and(|(p, _)| p == from);
+        // A page of an earlier sync, even from the same peer (a request sent ahead before that sync ended),
+        // brings messages like any other, but must not start a second chain of requests beside ours.
+        let id = self.history.sync_id;
+        let ours = sync == id && self.history.sync.is_some_and(|(p, _)| p == from);
         // The next page is requested before this one is even verified, so that the peer loads and sends
         // it while this one is verified and committed here. The request names what we held before this
         // page (the cursor skips the page itself); a request with a cursor is not taken as
         // acknowledgements, so it need not wait for any write: a driver sends it at once.
         let requested = match (ours, more, last) {
             (true, true, Some(after)) if self.peers.get(&from).is_some_and(|p| p.link == Link::Up) => {
-                let request =
-                    Frame::SyncRequest { frontier: self.frontier_vec(), after: Some(after), limit: PAGE_MESSAGES };
+                let request = Frame::SyncRequest {
+                    frontier: self.frontier_vec(),
+                    after: Some(after),
+                    limit: PAGE_MESSAGES,
+                    sync: id,
+                };
                 match request.encode() {
                     Ok(bytes) => {
                         self.out.push_back(Output::FrameAhead { to: from, bytes });
@@ -186,7 +198,7 @@ impl Node {
         let fruitful = self.history.state.count > before;
         self.stats.sync_pages += 1;
         self.stats.messages_pulled += self.history.state.count.saturating_sub(before);
-        if ours && self.history.sync.is_some_and(|(p, _)| p == from) {
+        if ours && self.history.sync_id == id && self.history.sync.is_some_and(|(p, _)| p == from) {
             if self.peers.get(&from).is_none_or(|p| p.link != Link::Up) {
                 // The link is gone (we dropped the peer for something forged in this page): pull from
                 // someone else rather than wait for the sync timeout.
@@ -196,8 +208,8 @@ impl Node {
             }
             match (more, last) {
                 // A page that brought nothing new ends the sync (its next page, if already requested, is
-                // taken as any other page): an honest page holds only what we lack, and a peer that keeps
-                // answering "more" with nothing must not hold the slot forever.
+                // taken as any other page, and continues nothing): an honest page holds only what we lack,
+                // and a peer that keeps answering "more" with nothing must not hold the slot forever.
                 (true, Some(_)) if fruitful && requested => self.sync_requested(now, from),
                 (true, Some(after)) if fruitful => self.request_page(now, from, Some(after)),
                 _ => {
