@@ -109,13 +109,16 @@ impl Node {
         let signing = SigningKey::from_bytes(&cfg.secret);
         let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
         let nonce = rng.gen();
+        // Sync ids start anywhere, so that a page answering a previous run of this node (queued by a peer
+        // while we were down) does not match a sync of this one.
+        let sync_id = rng.gen();
         let view_next_id = snapshot.view.as_ref().map_or(NodeId(1), |v| v.next_id);
         let next_id_seen = snapshot.max_next_id.max(view_next_id);
         let max_term = snapshot.max_term.max(snapshot.view.as_ref().map_or(0, |v| v.term));
         let mut node = Node {
             cfg,
             signing,
-            history: History::new(history),
+            history: History { sync_id, ..History::new(history) },
             rng,
             role: Role::Discovering,
             my_id: snapshot.my_id,

@@ -144,6 +144,8 @@ pub(crate) struct History {
     pub sync: Option<(NodeKey, Instant)>,
     /// The id of the latest sync started, sent in its requests: only pages that echo it continue it.
     pub sync_id: u64,
+    /// Pages of the running sync received so far.
+    pub sync_pages: u64,
     /// Loads asked of the driver: id -> the peer the page is for, and the sync id its request named.
     pub loads: BTreeMap<u64, (NodeKey, u64)>,
     pub next_load: u64,

@@ -9,8 +9,9 @@
 //!   smallest in canonical order first, at most `PAGE_MESSAGES` and `PAGE_BYTES`; pages continue after the
 //!   last message received until the peer says there is no more. One sync at a time, with one page
 //!   requested ahead. Each sync has an id, carried by all its requests and echoed by the pages: a page
-//!   from an earlier sync (answering a request sent ahead before that sync ended) is taken like any
-//!   other page, but does not continue the current one. A first request's
+//!   of an earlier sync (answering a request sent before that sync ended) is taken like any other page,
+//!   but does not continue the current one; and since it may bring what the current sync's first page
+//!   brings, that first page continues the sync even if it brings nothing new. A first request's
 //!   frontier is durable and counts as the requester's acknowledgements; a later one (with a cursor) may
 //!   name pages not yet durable, counts as nothing, and goes out at once (`Output::FrameAhead`) as soon
 //!   as a page arrives, so the peer loads the next page while the requester verifies and commits this one
@@ -64,7 +65,8 @@ impl Node {
         if self.history.sync.is_some() || peer == self.cfg.key {
             return;
         }
-        self.history.sync_id += 1;
+        self.history.sync_id = self.history.sync_id.wrapping_add(1);
+        self.history.sync_pages = 0;
         self.request_page(now, peer, None);
     }
 
@@ -199,6 +201,11 @@ impl Node {
         self.stats.sync_pages += 1;
         self.stats.messages_pulled += self.history.state.count.saturating_sub(before);
         if ours && self.history.sync_id == id && self.history.sync.is_some_and(|(p, _)| p == from) {
+            // The first page of a sync may bring nothing new without the peer being stale: a page of the
+            // sync before (from this peer or another) can have brought the same messages just before it.
+            let first = self.history.sync_pages == 0;
+            self.history.sync_pages += 1;
+            let progress = fruitful || first;
             if self.peers.get(&from).is_none_or(|p| p.link != Link::Up) {
                 // The link is gone (we dropped the peer for something forged in this page): pull from
                 // someone else rather than wait for the sync timeout.
@@ -207,11 +214,11 @@ impl Node {
                 return;
             }
             match (more, last) {
-                // A page that brought nothing new ends the sync (its next page, if already requested, is
-                // taken as any other page, and continues nothing): an honest page holds only what we lack,
-                // and a peer that keeps answering "more" with nothing must not hold the slot forever.
-                (true, Some(_)) if fruitful && requested => self.sync_requested(now, from),
-                (true, Some(after)) if fruitful => self.request_page(now, from, Some(after)),
+                // A later page that brought nothing new ends the sync (its next page, if already requested,
+                // is taken as any other page, and continues nothing): an honest page holds only what we
+                // lack, and a peer that keeps answering "more" with nothing must not hold the slot forever.
+                (true, Some(_)) if progress && requested => self.sync_requested(now, from),
+                (true, Some(after)) if progress => self.request_page(now, from, Some(after)),
                 _ => {
                     self.end_sync();
                     // The peer had nothing beyond what we now hold: what we believed it held beyond that
