@@ -64,8 +64,8 @@ pub struct Observations {
     /// Frames and their bytes sent over all links.
     pub frames: u64,
     pub frame_bytes: u64,
-    /// Sync requests sent, first and continuing.
-    pub sync_requests: u64,
+    /// Sync requests sent, first and continuing, per node.
+    pub sync_requests: BTreeMap<usize, u64>,
     pub rejected: u64,
     pub delivered: u64,
 }
@@ -371,7 +371,9 @@ impl Sim {
             }
             Output::Frame { to, bytes } | Output::FrameAhead { to, bytes } => {
                 if let Ok(frame) = chatmesh_core::Frame::decode(&bytes) {
-                    self.obs.sync_requests += u64::from(matches!(frame, chatmesh_core::Frame::SyncRequest { .. }));
+                    if matches!(frame, chatmesh_core::Frame::SyncRequest { .. }) {
+                        *self.obs.sync_requests.entry(i).or_default() += 1;
+                    }
                     self.check_claims(i, frame);
                 }
                 self.send_frame(i, to, bytes)

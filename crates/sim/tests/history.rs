@@ -177,6 +177,11 @@ fn next_lacking(sim: &Sim, p: usize, newcomer: usize, n: usize) -> Vec<chatmesh_
     lacking
 }
 
+/// Sync requests node `i` has sent.
+fn requests_of(sim: &Sim, i: usize) -> u64 {
+    sim.obs.sync_requests.get(&i).copied().unwrap_or(0)
+}
+
 /// The newcomer gets the whole history from another member at once, not after `sync_timeout` (2 s).
 fn assert_goes_on_at_once(sim: &mut Sim, total: u64, newcomer: usize, what: &str) {
     let took = sim
@@ -235,10 +240,10 @@ fn a_page_of_an_ended_sync_continues_nothing() {
         sim.nodes[p].store.by_author.iter().map(|(a, m)| (*a, *m.keys().next_back().unwrap())).collect();
     let clock = sim.node(p).unwrap().history().clock;
     let bytes = Frame::Frontier { frontier, reply: false, clock }.encode().unwrap();
-    let requests = sim.obs.sync_requests;
+    let requests = requests_of(&sim, newcomer);
     sim.inject(newcomer, Input::Frame { from: peer, bytes });
     let c = sim.node(newcomer).unwrap();
-    assert_eq!((c.syncing_from(), sim.obs.sync_requests), (Some(peer), requests + 1), "a new sync with the peer");
+    assert_eq!((c.syncing_from(), requests_of(&sim, newcomer)), (Some(peer), requests + 1), "a new sync with the peer");
     let second = c.sync_id().unwrap();
     assert_ne!(first, second);
     // Now a page of the first sync arrives, with messages the newcomer lacks and more to come.
@@ -246,7 +251,7 @@ fn a_page_of_an_ended_sync_continues_nothing() {
     sim.inject(newcomer, page(next_lacking(&sim, p, newcomer, 6), first));
     let c = sim.node(newcomer).unwrap();
     assert_eq!(c.history().count, before + 6, "its messages are kept");
-    assert_eq!(sim.obs.sync_requests, requests + 1, "a page of the ended sync requested the next one");
+    assert_eq!(requests_of(&sim, newcomer), requests + 1, "a page of the ended sync requested the next one");
     assert_eq!((c.syncing_from(), c.sync_id()), (Some(peer), Some(second)), "the new sync goes on");
     // One chain of requests brings the rest, at once, and it is the new sync's from start to end: its first
     // page brings little or nothing new (the ended sync's pages brought it first), which must not end it.
@@ -259,6 +264,41 @@ fn a_page_of_an_ended_sync_continues_nothing() {
         })
         .expect("the newcomer gets the whole history");
     assert!(!ended, "the new sync ended before the newcomer held everything");
+    assert!(took < Duration::from_secs(1), "took {took:?}");
+    settle(&mut sim, secs(30)).unwrap();
+    assert_converged(&sim);
+}
+
+/// The same with the ended sync's page coming from another peer, in the middle of a sync: it brings what
+/// the running sync's next page brings, and that page must not end the sync.
+#[test]
+fn a_page_of_an_ended_sync_from_another_peer_does_not_end_the_running_one() {
+    use chatmesh_core::{Frame, Input, PAGE_MESSAGES};
+    let (mut sim, total, newcomer, p) = newcomer_mid_sync(32);
+    // The newcomer has a page from p, and the next one is on its way.
+    sim.run_until_true(secs(5), |s| s.node(newcomer).unwrap().stats().messages_pulled > 0).expect("a first page");
+    let c = sim.node(newcomer).unwrap();
+    let running = c.sync_id().unwrap();
+    assert_eq!(c.syncing_from(), Some(sim.nodes[p].key));
+    // A page of an earlier sync with another member brings everything that next page holds, before it.
+    let other = sim.nodes[(0..3).find(|&i| i != p).unwrap()].key;
+    let before = c.history().count;
+    let stale = next_lacking(&sim, p, newcomer, PAGE_MESSAGES as usize);
+    let n = stale.len() as u64;
+    let bytes = Frame::SyncPage { messages: stale, more: true, sync: running.wrapping_sub(1) }.encode().unwrap();
+    sim.inject(newcomer, Input::Frame { from: other, bytes });
+    let c = sim.node(newcomer).unwrap();
+    assert_eq!(c.history().count, before + n, "its messages are kept");
+    assert_eq!(c.sync_id(), Some(running), "it changed nothing to the running sync");
+    let mut ended = false;
+    let took = sim
+        .run_until_true(secs(60), |s| {
+            let c = s.node(newcomer).unwrap();
+            ended |= c.history().count < total && c.sync_id() != Some(running);
+            c.history().count >= total
+        })
+        .expect("the newcomer gets the whole history");
+    assert!(!ended, "the running sync ended before the newcomer held everything");
     assert!(took < Duration::from_secs(1), "took {took:?}");
     settle(&mut sim, secs(30)).unwrap();
     assert_converged(&sim);

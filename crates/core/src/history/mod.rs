@@ -144,8 +144,9 @@ pub(crate) struct History {
     pub sync: Option<(NodeKey, Instant)>,
     /// The id of the latest sync started, sent in its requests: only pages that echo it continue it.
     pub sync_id: u64,
-    /// Pages of the running sync received so far.
-    pub sync_pages: u64,
+    /// Whether the running sync's next page may bring nothing new without ending the sync: at its start,
+    /// and after a page of another sync brought something (it may have brought what that page brings).
+    pub sync_grace: bool,
     /// Loads asked of the driver: id -> the peer the page is for, and the sync id its request named.
     pub loads: BTreeMap<u64, (NodeKey, u64)>,
     pub next_load: u64,

@@ -10,8 +10,9 @@
 //!   last message received until the peer says there is no more. One sync at a time, with one page
 //!   requested ahead. Each sync has an id, carried by all its requests and echoed by the pages: a page
 //!   of an earlier sync (answering a request sent before that sync ended) is taken like any other page,
-//!   but does not continue the current one; and since it may bring what the current sync's first page
-//!   brings, that first page continues the sync even if it brings nothing new. A first request's
+//!   but does not continue the current one; and since it may bring what the current sync's next page
+//!   brings, that page continues the sync even if it brings nothing new (so does a sync's first page:
+//!   one page of grace per such page, and one at the start). A first request's
 //!   frontier is durable and counts as the requester's acknowledgements; a later one (with a cursor) may
 //!   name pages not yet durable, counts as nothing, and goes out at once (`Output::FrameAhead`) as soon
 //!   as a page arrives, so the peer loads the next page while the requester verifies and commits this one
@@ -66,7 +67,7 @@ impl Node {
             return;
         }
         self.history.sync_id = self.history.sync_id.wrapping_add(1);
-        self.history.sync_pages = 0;
+        self.history.sync_grace = true;
         self.request_page(now, peer, None);
     }
 
@@ -200,12 +201,17 @@ impl Node {
         let fruitful = self.history.state.count > before;
         self.stats.sync_pages += 1;
         self.stats.messages_pulled += self.history.state.count.saturating_sub(before);
+        if !ours && fruitful {
+            // This page may have brought what the running sync's next page brings.
+            self.history.sync_grace = true;
+        }
         if ours && self.history.sync_id == id && self.history.sync.is_some_and(|(p, _)| p == from) {
-            // The first page of a sync may bring nothing new without the peer being stale: a page of the
-            // sync before (from this peer or another) can have brought the same messages just before it.
-            let first = self.history.sync_pages == 0;
-            self.history.sync_pages += 1;
-            let progress = fruitful || first;
+            // A page may bring nothing new without its peer being stale: a page of an ended sync (a request
+            // sent before it ended, from this peer or another) can have brought the same messages just
+            // before it. Each such page grants one page of grace, and so does the start of a sync; every
+            // page of the sync uses up what grace there is.
+            let grace = std::mem::take(&mut self.history.sync_grace);
+            let progress = fruitful || grace;
             if self.peers.get(&from).is_none_or(|p| p.link != Link::Up) {
                 // The link is gone (we dropped the peer for something forged in this page): pull from
                 // someone else rather than wait for the sync timeout.
