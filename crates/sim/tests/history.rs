@@ -191,6 +191,23 @@ fn assert_goes_on_at_once(sim: &mut Sim, total: u64, newcomer: usize, what: &str
     assert!(took < Duration::from_secs(1), "took {took:?}: the newcomer waited for the sync timeout");
 }
 
+/// The running sync `id` brings the newcomer the whole history at once, without ending before; then the
+/// mesh converges.
+fn assert_sync_brings_everything(sim: &mut Sim, total: u64, newcomer: usize, id: u64) {
+    let mut ended = false;
+    let took = sim
+        .run_until_true(secs(60), |s| {
+            let c = s.node(newcomer).unwrap();
+            ended |= c.history().count < total && c.sync_id() != Some(id);
+            c.history().count >= total
+        })
+        .expect("the newcomer gets the whole history");
+    assert!(!ended, "the sync ended before the newcomer held everything");
+    assert!(took < Duration::from_secs(1), "took {took:?}");
+    settle(sim, secs(30)).unwrap();
+    assert_converged(sim);
+}
+
 /// The peer a newcomer pulls from dies in the middle of the sync: the newcomer goes on from another member
 /// at once.
 #[test]
@@ -255,18 +272,7 @@ fn a_page_of_an_ended_sync_continues_nothing() {
     assert_eq!((c.syncing_from(), c.sync_id()), (Some(peer), Some(second)), "the new sync goes on");
     // One chain of requests brings the rest, at once, and it is the new sync's from start to end: its first
     // page brings little or nothing new (the ended sync's pages brought it first), which must not end it.
-    let mut ended = false;
-    let took = sim
-        .run_until_true(secs(60), |s| {
-            let c = s.node(newcomer).unwrap();
-            ended |= c.history().count < total && c.sync_id() != Some(second);
-            c.history().count >= total
-        })
-        .expect("the newcomer gets the whole history");
-    assert!(!ended, "the new sync ended before the newcomer held everything");
-    assert!(took < Duration::from_secs(1), "took {took:?}");
-    settle(&mut sim, secs(30)).unwrap();
-    assert_converged(&sim);
+    assert_sync_brings_everything(&mut sim, total, newcomer, second);
 }
 
 /// The same with the ended sync's page coming from another peer, in the middle of a sync: it brings what
@@ -290,18 +296,7 @@ fn a_page_of_an_ended_sync_from_another_peer_does_not_end_the_running_one() {
     let c = sim.node(newcomer).unwrap();
     assert_eq!(c.history().count, before + n, "its messages are kept");
     assert_eq!(c.sync_id(), Some(running), "it changed nothing to the running sync");
-    let mut ended = false;
-    let took = sim
-        .run_until_true(secs(60), |s| {
-            let c = s.node(newcomer).unwrap();
-            ended |= c.history().count < total && c.sync_id() != Some(running);
-            c.history().count >= total
-        })
-        .expect("the newcomer gets the whole history");
-    assert!(!ended, "the running sync ended before the newcomer held everything");
-    assert!(took < Duration::from_secs(1), "took {took:?}");
-    settle(&mut sim, secs(30)).unwrap();
-    assert_converged(&sim);
+    assert_sync_brings_everything(&mut sim, total, newcomer, running);
 }
 
 #[test]

@@ -10,9 +10,9 @@
 //!   last message received until the peer says there is no more. One sync at a time, with one page
 //!   requested ahead. Each sync has an id, carried by all its requests and echoed by the pages: a page
 //!   of an earlier sync (answering a request sent before that sync ended) is taken like any other page,
-//!   but does not continue the current one; and since it may bring what the current sync's next page
-//!   brings, that page continues the sync even if it brings nothing new (so does a sync's first page:
-//!   one page of grace per such page, and one at the start). A first request's
+//!   but does not continue the current one. Since it may bring what the current sync's next page brings,
+//!   it grants that sync one page of grace (as the start of a sync does): the next page continues the
+//!   sync even if it brings nothing new. A first request's
 //!   frontier is durable and counts as the requester's acknowledgements; a later one (with a cursor) may
 //!   name pages not yet durable, counts as nothing, and goes out at once (`Output::FrameAhead`) as soon
 //!   as a page arrives, so the peer loads the next page while the requester verifies and commits this one
@@ -205,7 +205,8 @@ impl Node {
             // This page may have brought what the running sync's next page brings.
             self.history.sync_grace = true;
         }
-        if ours && self.history.sync_id == id && self.history.sync.is_some_and(|(p, _)| p == from) {
+        // (`on_messages` neither ends nor starts a sync while one runs: `ours` still holds.)
+        if ours {
             // A page may bring nothing new without its peer being stale: a page of an ended sync (a request
             // sent before it ended, from this peer or another) can have brought the same messages just
             // before it. Each such page grants one page of grace, and so does the start of a sync; every
