@@ -153,6 +153,11 @@ impl Node {
         if self.role == Role::Stopped {
             return;
         }
+        // Pushes gathered in a round are handled before any input that could see them, that is anything but
+        // another frame (decided below) or one of our own messages.
+        if !matches!(input, Input::Frame { .. } | Input::Command(Command::Send { .. })) {
+            self.take_incoming(now);
+        }
         match input {
             Input::Datagram { from, bytes, direct } => match Datagram::decode(&bytes) {
                 Ok(d) => self.on_datagram(now, from, d, direct),
@@ -165,7 +170,14 @@ impl Node {
                 match Frame::decode(&bytes) {
                     Ok(frame) => {
                         self.heard(now, from);
-                        self.on_frame(now, from, frame);
+                        match frame {
+                            Frame::Messages { messages } => self.on_pushed(now, from, messages),
+                            Frame::Ack { acks } => self.on_ack(from, acks),
+                            frame => {
+                                self.take_incoming(now);
+                                self.on_frame(now, from, frame);
+                            }
+                        }
                     }
                     Err(e) => self.reject(Reject::UndecodableFrame, &format!("from {from}: {e}")),
                 }
@@ -180,6 +192,7 @@ impl Node {
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.take_incoming(now);
         while self.role != Role::Stopped {
             let Some(timer) = self.timers.pop_due(now) else { break };
             match timer {
@@ -379,17 +392,17 @@ impl Node {
     pub(crate) fn reject(&mut self, reason: Reject, detail: &str) {
         *self.stats.rejected.entry(reason).or_default() += 1;
         tracing::debug!(node = %self.cfg.key, %reason, detail, "input refused");
-        self.out.push_back(Output::Event(Event::Rejected { reason }));
+        self.emit(Output::Event(Event::Rejected { reason }));
     }
 
     pub(crate) fn event(&mut self, event: Event) {
-        self.out.push_back(Output::Event(event));
+        self.emit(Output::Event(event));
     }
 
     pub(crate) fn multicast(&mut self, to: Destination, body: DatagramBody) {
         let d = Datagram { mesh: self.cfg.mesh.clone(), body };
         match d.encode() {
-            Ok(bytes) => self.out.push_back(Output::Datagram { to, bytes }),
+            Ok(bytes) => self.emit(Output::Datagram { to, bytes }),
             Err(e) => tracing::warn!(node = %self.cfg.key, "datagram not sent: {e}"),
         }
     }
@@ -437,7 +450,7 @@ impl Node {
             peer.addr = view_addr;
         }
         match peer.link {
-            Link::Up => self.out.push_back(Output::Frame { to, bytes }),
+            Link::Up => self.emit(Output::Frame { to, bytes }),
             Link::Connecting | Link::Down => {
                 if peer.queue.len() == MAX_QUEUED_FRAMES {
                     peer.queue.pop_front();
@@ -446,7 +459,7 @@ impl Node {
                 if peer.link == Link::Down {
                     if let Some(addr) = peer.addr {
                         peer.link = Link::Connecting;
-                        self.out.push_back(Output::Connect { peer: to, addr });
+                        self.emit(Output::Connect { peer: to, addr });
                     } else {
                         peer.queue.clear();
                     }
@@ -466,7 +479,7 @@ impl Node {
         if peer.link == Link::Down {
             peer.link = Link::Connecting;
             peer.last_dial = Some(now);
-            self.out.push_back(Output::Connect { peer: key, addr });
+            self.emit(Output::Connect { peer: key, addr });
         }
     }
 
@@ -475,7 +488,7 @@ impl Node {
             if peer.link != Link::Down {
                 peer.link = Link::Down;
                 peer.queue.clear();
-                self.out.push_back(Output::Disconnect { peer: key });
+                self.emit(Output::Disconnect { peer: key });
             }
         }
     }
@@ -492,6 +505,9 @@ impl Node {
         if key == self.cfg.key {
             return;
         }
+        // What waits for the round's end was decided before this link: it goes behind the frames queued for
+        // the link, which were too.
+        self.release_frames();
         let peer = self.peers.entry(key).or_default();
         let replaced = peer.link == Link::Up;
         peer.link = Link::Up;
@@ -499,7 +515,7 @@ impl Node {
         peer.last_heard = Some(now);
         let queued: Vec<_> = peer.queue.drain(..).collect();
         for bytes in queued {
-            self.out.push_back(Output::Frame { to: key, bytes });
+            self.emit(Output::Frame { to: key, bytes });
         }
         // A coordinator repeats its view on every new link to a member: a view sent on the connection this
         // one replaced may be lost (for example one stuck retransmitting when a partition healed).
@@ -638,7 +654,7 @@ impl Node {
                 events.extend(member_events(old, view));
             }
         }
-        self.out.push_back(Output::Persist(self.snapshot()));
+        self.emit(Output::Persist(self.snapshot()));
         for e in events {
             // Members a view brings get our frontier: anti-entropy on every view change.
             if let Event::MemberJoined { key, .. } = &e {

@@ -672,6 +672,8 @@ impl Core {
                     }
                 }
             }
+            // The round's pushes and acknowledgements go out merged, one frame per peer (`Node::begin_round`).
+            self.node.begin_round();
             let mut taken = 0;
             while let Some(msg) = next.take() {
                 if let Flow::Stop = self.take(msg, &mut outputs) {
@@ -692,6 +694,8 @@ impl Core {
                 self.node.handle_timeout(now);
                 self.drain(&mut outputs);
             }
+            self.node.end_round(Instant::now());
+            self.drain(&mut outputs);
             if !outputs.is_empty() || !self.replies.is_empty() {
                 let round = self.begin_round(outputs, rounds.len())?;
                 rounds.push_back(round);

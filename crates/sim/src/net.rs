@@ -29,6 +29,10 @@ pub struct SimOptions {
     /// Probability that a process is killed in the middle of carrying out one step's outputs: what came
     /// before the cut is durable or sent, the rest is lost (checks the output-ordering contract).
     pub crash_mid_output: f64,
+    /// Driver rounds: the inputs a process gets within this long of one that found no round open are
+    /// taken as one round (`Node::begin_round`), whose pushes and acknowledgements go out merged when it
+    /// ends. `None`: no rounds; every output goes out as soon as its input is handled.
+    pub round: Option<Duration>,
     /// Print every delivery and output to stderr (for replaying one seed).
     pub trace: bool,
 }
@@ -45,6 +49,7 @@ impl SimOptions {
             reorder_delay: Duration::from_millis(20),
             connect_timeout: Duration::from_millis(500),
             crash_mid_output: 0.0,
+            round: None,
             trace: crate::trace_from_env(),
         }
     }

@@ -46,6 +46,11 @@ pub fn random_options(seed: u64, rng: &mut ChaCha8Rng) -> SimOptions {
     opts.duplicate = *[0.0, 0.01, 0.05].choose(rng).expect("non-empty");
     opts.reorder = *[0.0, 0.05, 0.2].choose(rng).expect("non-empty");
     opts.crash_mid_output = *[0.0, 0.0, 0.0005, 0.002].choose(rng).expect("non-empty");
+    // Drawn apart, so that the rest of a seed's run is what it was before rounds were modelled.
+    let mut own = ChaCha8Rng::seed_from_u64(seed ^ 0x0020_47D5);
+    opts.round = *[None, Some(Duration::ZERO), Some(Duration::from_micros(200)), Some(ms(2))]
+        .choose(&mut own)
+        .expect("non-empty");
     opts
 }
 

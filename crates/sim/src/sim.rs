@@ -35,6 +35,8 @@ pub struct SimNode {
     timer_at: Option<Instant>,
     /// The highest `next_id` in any view this process persisted, across incarnations.
     max_next_id: NodeId,
+    /// A driver round is open (`SimOptions::round`): its merged frames go out when it ends.
+    round_open: bool,
 }
 
 impl SimNode {
@@ -64,6 +66,8 @@ pub struct Observations {
     /// Frames and their bytes sent over all links.
     pub frames: u64,
     pub frame_bytes: u64,
+    /// Frames sent (handed to a link, delivered or not), by kind (`Frame::kind`).
+    pub frame_kinds: BTreeMap<&'static str, u64>,
     /// Sync requests sent, first and continuing, per node.
     pub sync_requests: BTreeMap<usize, u64>,
     pub rejected: u64,
@@ -75,6 +79,7 @@ enum Ev {
     Deliver { node: usize, inc: u64, input: Input, link: Option<(Pair, u64)> },
     Timer { node: usize, inc: u64 },
     Dial { from: usize, inc: u64, to: usize, started: Instant },
+    EndRound { node: usize, inc: u64 },
 }
 
 struct Scheduled {
@@ -177,6 +182,7 @@ impl Sim {
             buffered: Vec::new(),
             timer_at: None,
             max_next_id: NodeId(0),
+            round_open: false,
         });
         self.net.groups.push(0);
         self.schedule(self.now + after, Ev::Start { node: i });
@@ -237,7 +243,36 @@ impl Sim {
             Ev::Deliver { node, inc, input, link } => self.deliver(node, inc, input, link),
             Ev::Timer { node, inc } => self.fire_timer(node, inc),
             Ev::Dial { from, inc, to, started } => self.resolve_dial(from, inc, to, started),
+            Ev::EndRound { node, inc } => self.end_round(node, inc),
         }
+    }
+
+    /// With `SimOptions::round`, an input to a process without an open round opens one, as a driver takes
+    /// the inputs that arrive while it works as one round.
+    fn open_round(&mut self, i: usize) {
+        let Some(window) = self.opts.round else { return };
+        let n = &mut self.nodes[i];
+        let Some(core) = n.core.as_mut() else { return };
+        if n.round_open {
+            return;
+        }
+        core.begin_round();
+        n.round_open = true;
+        let inc = n.incarnation;
+        self.schedule(self.now + window, Ev::EndRound { node: i, inc });
+    }
+
+    fn end_round(&mut self, i: usize, inc: u64) {
+        let now = self.now;
+        let n = &mut self.nodes[i];
+        // A stopped process ends its round when it resumes.
+        if n.incarnation != inc || n.paused || !n.round_open {
+            return;
+        }
+        n.round_open = false;
+        let Some(core) = n.core.as_mut() else { return };
+        core.end_round(now);
+        self.drain(i);
     }
 
     fn boot(&mut self, i: usize) {
@@ -247,6 +282,7 @@ impl Sim {
             return;
         }
         n.incarnation += 1;
+        n.round_open = false;
         let mut cfg = n.cfg.clone();
         cfg.seed = self.opts.seed ^ ((i as u64) << 32) ^ n.incarnation.wrapping_mul(0x9E37_79B9_7F4A_7C15);
         n.core = Some(Node::new(cfg, n.durable.clone(), n.store.state.clone(), self.now));
@@ -282,6 +318,7 @@ impl Sim {
             self.trace(i, &format!("<- {}", describe(&input)));
         }
         self.obs.delivered += 1;
+        self.open_round(i);
         let now = self.now;
         self.nodes[i].core.as_mut().expect("checked").handle_input(now, input);
         self.drain(i);
@@ -371,6 +408,7 @@ impl Sim {
             }
             Output::Frame { to, bytes } | Output::FrameAhead { to, bytes } => {
                 if let Ok(frame) = chatmesh_core::Frame::decode(&bytes) {
+                    *self.obs.frame_kinds.entry(frame.kind()).or_default() += 1;
                     if matches!(frame, chatmesh_core::Frame::SyncRequest { .. }) {
                         *self.obs.sync_requests.entry(i).or_default() += 1;
                     }
@@ -622,6 +660,7 @@ impl Sim {
         let n = &mut self.nodes[i];
         n.core = None;
         n.paused = false;
+        n.round_open = false;
         n.buffered.clear();
         n.timer_at = None;
         n.incarnation += 1;
@@ -678,8 +717,12 @@ impl Sim {
             }
             self.drain(i);
         }
-        if let Some(core) = self.nodes[i].core.as_mut() {
+        let n = &mut self.nodes[i];
+        if let Some(core) = n.core.as_mut() {
             core.handle_timeout(now);
+            if std::mem::take(&mut n.round_open) {
+                core.end_round(now);
+            }
         }
         self.nodes[i].timer_at = None;
         self.drain(i);
@@ -720,6 +763,7 @@ impl Sim {
             self.nodes[i].buffered.push(Input::Command(c));
             return;
         }
+        self.open_round(i);
         let now = self.now;
         if let Some(core) = self.nodes[i].core.as_mut() {
             core.handle_input(now, Input::Command(c));
@@ -729,6 +773,7 @@ impl Sim {
 
     /// Feeds raw input to a node as if it came from outside (for adversarial tests).
     pub fn inject(&mut self, i: usize, input: Input) {
+        self.open_round(i);
         let now = self.now;
         if let Some(core) = self.nodes[i].core.as_mut() {
             core.handle_input(now, input);

@@ -10,7 +10,11 @@ fn secs(n: u64) -> Duration {
 }
 
 fn mesh(seed: u64, n: usize) -> Sim {
-    let mut sim = Sim::new(SimOptions::quiet(seed), Timing::default());
+    mesh_with(SimOptions::quiet(seed), n)
+}
+
+fn mesh_with(opts: SimOptions, n: usize) -> Sim {
+    let mut sim = Sim::new(opts, Timing::default());
     for i in 0..n {
         sim.add_node(Duration::from_millis(20 * i as u64));
     }
@@ -400,5 +404,60 @@ fn messages_arriving_in_reverse_are_all_delivered_once_the_first_arrives() {
     sim.inject(0, frame(vec![all[0].clone()]));
     assert_eq!(sim.node(0).unwrap().history().seq_of(&author), 2000, "the first releases the whole cascade");
     settle(&mut sim, secs(30)).unwrap();
+    assert_converged(&sim);
+}
+
+fn frames_of(sim: &Sim, kind: &str) -> u64 {
+    sim.obs.frame_kinds.get(kind).copied().unwrap_or(0)
+}
+
+/// 50 messages written in one driver round, and the frames they cost: with rounds, one push per member and
+/// one acknowledgement back from each; without, one of each per message.
+fn burst(round: Option<Duration>) -> (u64, u64) {
+    let mut opts = SimOptions::quiet(30);
+    opts.round = round;
+    let mut sim = mesh_with(opts, 4);
+    let (pushes, acks) = (frames_of(&sim, "messages"), frames_of(&sim, "ack"));
+    for k in 0..50 {
+        say(&mut sim, 0, &format!("burst {k}"));
+    }
+    let seq = sim.obs.sent.last().unwrap().seq;
+    sim.run_until_true(secs(1), |s| s.node(0).unwrap().delivery_status(seq).acked == 3).expect("acknowledged by all");
+    settle(&mut sim, secs(10)).unwrap();
+    assert_converged(&sim);
+    (frames_of(&sim, "messages") - pushes, frames_of(&sim, "ack") - acks)
+}
+
+#[test]
+fn messages_written_in_one_round_go_out_as_one_frame_per_member_and_come_back_as_one_ack_each() {
+    assert_eq!(burst(Some(Duration::from_millis(1))), (3, 3), "pushes and acks with rounds");
+    assert_eq!(burst(None), (150, 150), "pushes and acks without rounds");
+}
+
+#[test]
+fn a_forged_push_in_a_round_costs_its_sender_the_link_and_no_one_else_their_messages() {
+    use chatmesh_core::{Body, Frame, Input, Message, SigningKey};
+    let mut opts = SimOptions::quiet(31);
+    opts.round = Some(Duration::from_millis(1));
+    let mut sim = mesh_with(opts, 3);
+    let honest = SigningKey::from_bytes(&[7; 32]);
+    let author = chatmesh_core::key_of(&honest.to_bytes());
+    let good: Vec<Message> =
+        (1..=5).map(|s| Message::sign(&honest, s, s, vec![], 0, Body::Text(format!("good {s}")))).collect();
+    let mut forged = Message::sign(&honest, 6, 6, vec![], 0, Body::Text("signed".into()));
+    forged.body = Body::Text("altered".into());
+    let (liar, friend) = (sim.nodes[1].key, sim.nodes[2].key);
+    let push =
+        |from, messages: Vec<Message>| Input::Frame { from, bytes: Frame::Messages { messages }.encode().unwrap() };
+    let distrusted = sim.node(0).unwrap().stats().links_distrusted;
+    sim.inject(0, push(liar, vec![forged]));
+    sim.inject(0, push(friend, good[..3].to_vec()));
+    sim.inject(0, push(liar, good[3..].to_vec()));
+    assert_eq!(sim.node(0).unwrap().history().seq_of(&author), 0, "pushes wait for the end of the round");
+    sim.run_for(Duration::from_millis(2));
+    let node = sim.node(0).unwrap();
+    assert_eq!(node.history().seq_of(&author), 3, "the friend's messages, and nothing more the liar sent");
+    assert_eq!(node.stats().links_distrusted, distrusted + 1);
+    settle(&mut sim, secs(10)).unwrap();
     assert_converged(&sim);
 }

@@ -9,13 +9,13 @@
 
 mod holdback;
 pub mod message;
+mod round;
 mod sync;
 
 use crate::io::{Event, Output};
 use crate::node::{Node, Role};
 use crate::stats::Reject;
 use crate::types::NodeKey;
-use crate::wire::Frame;
 pub use message::{chain_step, Body, HistoryDigest, MembershipEvent, Message, MessageError, MessageId, OrderKey, Sig};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -154,6 +154,8 @@ pub(crate) struct History {
     pub nudge: BTreeMap<NodeKey, (Instant, Duration)>,
     /// A wall clock reading from the driver: (instant, Unix milliseconds then).
     pub wall: Option<(Instant, u64)>,
+    /// What waits for the end of the driver's round, to go out merged.
+    pub round: round::Round,
 }
 
 impl History {
@@ -253,7 +255,7 @@ impl Node {
         self.history.state.apply(&m);
         self.history.state.seal();
         let state = self.history.state.clone();
-        self.out.push_back(Output::Store { messages: vec![m.clone()], state });
+        self.emit(Output::Store { messages: vec![m.clone()], state });
         self.event(Event::Sent { message: m.clone() });
         self.push_to_members(&m);
         Ok(id)
@@ -265,14 +267,7 @@ impl Node {
         }
         let Some(view) = &self.view else { return };
         let to: Vec<NodeKey> = view.alive().map(|x| x.key).filter(|k| *k != self.cfg.key).collect();
-        match (Frame::Messages { messages: vec![m.clone()] }).encode() {
-            Ok(bytes) => {
-                for key in to {
-                    self.send_bytes(key, bytes.clone());
-                }
-            }
-            Err(e) => tracing::error!(node = %self.cfg.key, "message not sent: {e}"),
-        }
+        self.push(m, to);
     }
 
     /// Coordinator: records a membership change in the history, so every node shows it at one place.
@@ -282,10 +277,16 @@ impl Node {
         }
     }
 
-    /// Messages from a peer (pushed by their author, or a sync page): verify, deliver what is ready, hold
-    /// back the rest, store the delivered ones in one batch, then acknowledge them to their authors.
+    /// Messages from a peer (pushed by their author, or a sync page): see `receive`.
     pub(crate) fn on_messages(&mut self, now: Instant, from: NodeKey, messages: Vec<Message>) {
+        self.receive(now, messages.into_iter().map(|m| (from, m)).collect());
+    }
+
+    /// Messages, each with the peer that sent it: verify, deliver what is ready, hold back the rest, store
+    /// the delivered ones in one batch, then acknowledge them to their authors.
+    pub(crate) fn receive(&mut self, now: Instant, received: Vec<(NodeKey, Message)>) {
         let mut batch = Vec::new();
+        let (senders, messages): (Vec<NodeKey>, Vec<Message>) = received.into_iter().unzip();
         // Signatures are checked up front, on every core for a large batch (a sync page): the verdicts are
         // the same as one by one, only sooner.
         let fresh: Vec<bool> = messages
@@ -293,7 +294,13 @@ impl Node {
             .map(|m| self.history.state.seq_of(&m.author) < m.seq && !self.history.held.contains(&m.id()))
             .collect();
         let verdicts = verify_all(&messages, &fresh);
-        for (m, verdict) in messages.into_iter().zip(verdicts) {
+        let mut distrusted: Vec<NodeKey> = Vec::new();
+        let mut sender = None;
+        for ((from, m), verdict) in senders.into_iter().zip(messages).zip(verdicts) {
+            if distrusted.contains(&from) {
+                continue;
+            }
+            sender = Some(from);
             let id = m.id();
             if self.history.state.seq_of(&m.author) >= m.seq || self.history.held.contains(&id) {
                 continue;
@@ -301,12 +308,15 @@ impl Node {
             let verdict = verdict.unwrap_or_else(|| m.verify());
             if let Err(e) = verdict {
                 // Honest nodes verify before they store or forward: whoever sent this is broken or lying.
-                // Its link is closed (it may dial again; each forged message closes it again) and counted.
+                // Its link is closed (it may dial again; each forged message closes it again) and counted;
+                // the rest of what it sent is ignored.
                 self.reject(Reject::BadMessage, &format!("{id} from {from}: {e}"));
                 self.stats.links_distrusted += 1;
                 tracing::warn!(node = %self.cfg.key, peer = %from, "closing the link to a peer that sent {id}: {e}");
                 self.disconnect(from);
-                break;
+                distrusted.push(from);
+                sender = None;
+                continue;
             }
             if self.history.state.ready(&m) {
                 self.deliver(m, &mut batch);
@@ -315,7 +325,7 @@ impl Node {
             }
         }
         if batch.is_empty() {
-            if !self.history.held.is_empty() && self.history.sync.is_none() {
+            if let Some(from) = sender.filter(|_| !self.history.held.is_empty() && self.history.sync.is_none()) {
                 self.start_sync(now, from);
             }
             return;
@@ -356,7 +366,7 @@ impl Node {
         let mut authors: Vec<NodeKey> = batch.iter().map(|m| m.author).collect();
         authors.sort_unstable();
         authors.dedup();
-        self.out.push_back(Output::Store { messages: batch.clone(), state });
+        self.emit(Output::Store { messages: batch.clone(), state });
         for m in batch {
             self.event(Event::Delivered { message: m });
         }
@@ -367,7 +377,7 @@ impl Node {
             let member = self.view.as_ref().is_some_and(|v| v.is_alive(&author));
             if linked || member {
                 let seq = self.history.state.seq_of(&author);
-                self.send(author, &Frame::Ack { acks: vec![(author, seq)] });
+                self.ack(author, seq);
             }
         }
     }

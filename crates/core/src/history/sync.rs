@@ -140,7 +140,7 @@ impl Node {
             max_messages: limit.clamp(1, PAGE_MESSAGES),
             max_bytes: PAGE_BYTES,
         };
-        self.out.push_back(Output::Load(request));
+        self.emit(Output::Load(request));
         if request_has_more(&self.history.state, &self.history.peers, &from) {
             self.start_sync(now, from);
         }
@@ -189,7 +189,7 @@ impl Node {
                 };
                 match request.encode() {
                     Ok(bytes) => {
-                        self.out.push_back(Output::FrameAhead { to: from, bytes });
+                        self.emit(Output::FrameAhead { to: from, bytes });
                         true
                     }
                     Err(_) => false,
