@@ -747,16 +747,22 @@ impl Core {
     /// earlier round is committing; behind more, it waits like any frame, so that a slow disk slows the
     /// sync instead of letting uncommitted pages pile up.
     fn begin_round(&mut self, outputs: Vec<Output>, earlier: usize) -> Result<Round, String> {
-        let writes: Vec<Write> = outputs
-            .iter()
-            .filter_map(|o| match o {
-                Output::Persist(s) => Some(Write::Snapshot(s.clone())),
-                Output::Store { messages, state } => {
-                    Some(Write::Messages { messages: messages.clone(), state: state.clone() })
-                }
-                _ => None,
-            })
-            .collect();
+        let mut writes = Vec::new();
+        let mut rest = Vec::with_capacity(outputs.len());
+        let mut ahead = earlier == 0;
+        for o in outputs {
+            ahead &= !matches!(o, Output::Persist(_) | Output::Store { .. });
+            match o {
+                // Handed to the writer below, all in one transaction.
+                Output::Persist(s) => writes.push(Write::Snapshot(s)),
+                Output::Store { messages, state } => writes.push(Write::Messages { messages, state }),
+                // Ahead of every write of the round (or acknowledging nothing): nothing to wait for.
+                o @ Output::FrameAhead { .. } if earlier <= 1 => self.carry_out_one(o),
+                o if ahead => self.carry_out_one(o),
+                Output::Event(e @ (Event::Delivered { .. } | Event::Acked { .. })) => self.event(e),
+                o => rest.push(o),
+            }
+        }
         let mut commit = None;
         if !writes.is_empty() {
             let (done, rx) = oneshot::channel();
@@ -764,19 +770,6 @@ impl Core {
             let began = Instant::now();
             self.writes.send(WriteJob { writes, done }).map_err(|_| STORE_GONE.to_string())?;
             commit = Some(CommitWait { done: rx, began, stores });
-        }
-        let mut rest = Vec::with_capacity(outputs.len());
-        let mut ahead = earlier == 0;
-        for o in outputs {
-            ahead &= !matches!(o, Output::Persist(_) | Output::Store { .. });
-            match o {
-                // Handed to the writer above; nothing left to carry out.
-                Output::Persist(_) | Output::Store { .. } => {}
-                o @ Output::FrameAhead { .. } if earlier <= 1 => self.carry_out_one(o),
-                o if ahead => self.carry_out_one(o),
-                Output::Event(e @ (Event::Delivered { .. } | Event::Acked { .. })) => self.event(e),
-                o => rest.push(o),
-            }
         }
         Ok(Round { outputs: rest, replies: std::mem::take(&mut self.replies), commit })
     }
