@@ -153,10 +153,10 @@ impl Node {
         if self.role == Role::Stopped {
             return;
         }
-        // Pushes gathered in a round are handled before any input that could see them, that is anything but
-        // another frame (decided below) or one of our own messages.
+        // A round merges runs of pushes, acks and our own messages; anything else first sees the pushes
+        // gathered so far and sends what waits (decided below for frames).
         if !matches!(input, Input::Frame { .. } | Input::Command(Command::Send { .. })) {
-            self.take_incoming(now);
+            self.settle_round(now);
         }
         match input {
             Input::Datagram { from, bytes, direct } => match Datagram::decode(&bytes) {
@@ -174,7 +174,7 @@ impl Node {
                             Frame::Messages { messages } => self.on_pushed(now, from, messages),
                             Frame::Ack { acks } => self.on_ack(from, acks),
                             frame => {
-                                self.take_incoming(now);
+                                self.settle_round(now);
                                 self.on_frame(now, from, frame);
                             }
                         }
@@ -192,7 +192,7 @@ impl Node {
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
-        self.take_incoming(now);
+        self.settle_round(now);
         while self.role != Role::Stopped {
             let Some(timer) = self.timers.pop_due(now) else { break };
             match timer {
@@ -444,6 +444,8 @@ impl Node {
         if to == self.cfg.key {
             return;
         }
+        // What waits for the round's end was decided first, also when this frame only joins a link's queue.
+        self.release_frames();
         let view_addr = self.view.as_ref().and_then(|v| v.get(&to)).map(|m| m.addr);
         let peer = self.peers.entry(to).or_default();
         if peer.addr.is_none() {
@@ -484,6 +486,8 @@ impl Node {
     }
 
     pub(crate) fn disconnect(&mut self, key: NodeKey) {
+        // What waits for the round's end goes out on the link before it closes, not on a new dial.
+        self.release_frames();
         if let Some(peer) = self.peers.get_mut(&key) {
             if peer.link != Link::Down {
                 peer.link = Link::Down;
@@ -719,6 +723,7 @@ impl Node {
 
     /// Ends this node's part in the mesh.
     pub(crate) fn stop(&mut self) {
+        self.release_frames();
         let up: Vec<NodeKey> = self.peers.iter().filter(|(_, p)| p.link != Link::Down).map(|(k, _)| *k).collect();
         for key in up {
             self.disconnect(key);

@@ -687,6 +687,12 @@ impl Core {
                 next = self.inbox.try_recv().ok();
             }
             while let Some(input) = self.pending.pop_front() {
+                // A dial answered at once by the link we held: that link may have been closed since (a
+                // `Disconnect` right after the `Connect`), and then it is down, not up.
+                let input = match input {
+                    Input::LinkUp { peer } if !self.links.contains_key(&peer) => Input::LinkDown { peer },
+                    input => input,
+                };
                 self.input(input, &mut outputs);
             }
             let now = Instant::now();

@@ -37,6 +37,8 @@ pub struct SimNode {
     max_next_id: NodeId,
     /// A driver round is open (`SimOptions::round`): its merged frames go out when it ends.
     round_open: bool,
+    /// Rounds opened so far: an `EndRound` ends only the round it was scheduled for.
+    rounds: u64,
 }
 
 impl SimNode {
@@ -70,6 +72,8 @@ pub struct Observations {
     pub frame_kinds: BTreeMap<&'static str, u64>,
     /// Sync requests sent, first and continuing, per node.
     pub sync_requests: BTreeMap<usize, u64>,
+    /// Dials (`Output::Connect`), per node.
+    pub dials: BTreeMap<usize, u64>,
     pub rejected: u64,
     pub delivered: u64,
 }
@@ -79,7 +83,7 @@ enum Ev {
     Deliver { node: usize, inc: u64, input: Input, link: Option<(Pair, u64)> },
     Timer { node: usize, inc: u64 },
     Dial { from: usize, inc: u64, to: usize, started: Instant },
-    EndRound { node: usize, inc: u64 },
+    EndRound { node: usize, inc: u64, round: u64 },
 }
 
 struct Scheduled {
@@ -183,6 +187,7 @@ impl Sim {
             timer_at: None,
             max_next_id: NodeId(0),
             round_open: false,
+            rounds: 0,
         });
         self.net.groups.push(0);
         self.schedule(self.now + after, Ev::Start { node: i });
@@ -243,7 +248,7 @@ impl Sim {
             Ev::Deliver { node, inc, input, link } => self.deliver(node, inc, input, link),
             Ev::Timer { node, inc } => self.fire_timer(node, inc),
             Ev::Dial { from, inc, to, started } => self.resolve_dial(from, inc, to, started),
-            Ev::EndRound { node, inc } => self.end_round(node, inc),
+            Ev::EndRound { node, inc, round } => self.end_round(node, inc, round),
         }
     }
 
@@ -258,15 +263,16 @@ impl Sim {
         }
         core.begin_round();
         n.round_open = true;
-        let inc = n.incarnation;
-        self.schedule(self.now + window, Ev::EndRound { node: i, inc });
+        n.rounds += 1;
+        let (inc, round) = (n.incarnation, n.rounds);
+        self.schedule(self.now + window, Ev::EndRound { node: i, inc, round });
     }
 
-    fn end_round(&mut self, i: usize, inc: u64) {
+    fn end_round(&mut self, i: usize, inc: u64, round: u64) {
         let now = self.now;
         let n = &mut self.nodes[i];
         // A stopped process ends its round when it resumes.
-        if n.incarnation != inc || n.paused || !n.round_open {
+        if n.incarnation != inc || n.paused || !n.round_open || n.rounds != round {
             return;
         }
         n.round_open = false;
@@ -331,8 +337,13 @@ impl Sim {
             return;
         }
         n.timer_at = None;
-        let Some(core) = n.core.as_mut() else { return };
-        core.handle_timeout(now);
+        if n.core.is_none() {
+            return;
+        }
+        self.open_round(i);
+        if let Some(core) = self.nodes[i].core.as_mut() {
+            core.handle_timeout(now);
+        }
         self.drain(i);
     }
 
@@ -359,6 +370,7 @@ impl Sim {
         ahead.append(&mut outputs);
         let outputs = ahead;
         let next = core.poll_timeout();
+        self.check_output_order(i, &outputs);
         let p = self.opts.crash_mid_output;
         let cut = (p > 0.0 && outputs.len() > 1 && self.rng.gen_bool(p)).then(|| self.rng.gen_range(1..outputs.len()));
         for (k, o) in outputs.into_iter().enumerate() {
@@ -375,6 +387,24 @@ impl Sim {
                 n.timer_at = Some(at.max(self.now));
                 let inc = n.incarnation;
                 self.schedule(at.max(self.now), Ev::Timer { node: i, inc });
+            }
+        }
+    }
+
+    /// A process never sends, dials or multicasts once it has stopped (what waited for the end of a
+    /// round goes out before it stops, or not at all).
+    fn check_output_order(&mut self, i: usize, outputs: &[Output]) {
+        let mut stopped = false;
+        for o in outputs {
+            match o {
+                Output::Event(Event::Stopped) => stopped = true,
+                Output::Connect { .. } | Output::Frame { .. } | Output::FrameAhead { .. } | Output::Datagram { .. }
+                    if stopped =>
+                {
+                    let name = self.nodes[i].name.clone();
+                    self.violation(format!("{name} sent or dialled after it stopped: {}", describe_out(o)));
+                }
+                _ => {}
             }
         }
     }
@@ -400,7 +430,10 @@ impl Sim {
                 self.obs.events.push((self.elapsed(), i, e));
             }
             Output::Datagram { to, bytes } => self.send_datagram(i, to, bytes),
-            Output::Connect { peer, addr } => self.dial(i, peer, addr),
+            Output::Connect { peer, addr } => {
+                *self.obs.dials.entry(i).or_default() += 1;
+                self.dial(i, peer, addr)
+            }
             Output::Disconnect { peer } => {
                 if let Some(j) = self.index_of(&peer) {
                     self.close_link(i, j);
@@ -710,6 +743,8 @@ impl Sim {
         self.trace(i, "resume");
         self.nodes[i].paused = false;
         let now = self.now;
+        // What arrived meanwhile is read in one go, as a driver takes it in one round.
+        self.open_round(i);
         let buffered = std::mem::take(&mut self.nodes[i].buffered);
         for input in buffered {
             if let Some(core) = self.nodes[i].core.as_mut() {

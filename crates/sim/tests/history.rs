@@ -461,3 +461,30 @@ fn a_forged_push_in_a_round_costs_its_sender_the_link_and_no_one_else_their_mess
     settle(&mut sim, secs(10)).unwrap();
     assert_converged(&sim);
 }
+
+#[test]
+fn a_push_waiting_for_the_round_goes_out_before_the_link_it_waits_for_is_closed() {
+    use chatmesh_core::{Body, Frame, Input, Message, SigningKey};
+    let mut opts = SimOptions::quiet(32);
+    opts.round = Some(Duration::from_millis(1));
+    let mut sim = mesh_with(opts, 3);
+    // In one round, node 0 writes a message (its push to 1 waits for the round's end), then node 1 pushes
+    // a forged message: at the round's end node 0 closes the link to 1, after sending what waited on it.
+    say(&mut sim, 0, "before the liar is caught");
+    let id = *sim.obs.sent.last().unwrap();
+    let mut forged = Message::sign(&SigningKey::from_bytes(&[9; 32]), 1, 1, vec![], 0, Body::Text("signed".into()));
+    forged.body = Body::Text("altered".into());
+    let liar = sim.nodes[1].key;
+    let bytes = Frame::Messages { messages: vec![forged] }.encode().unwrap();
+    sim.inject(0, Input::Frame { from: liar, bytes });
+    let distrusted = sim.node(0).unwrap().stats().links_distrusted;
+    let dials = sim.obs.dials.get(&0).copied();
+    sim.run_for(Duration::from_millis(1));
+    assert_eq!(sim.node(0).unwrap().stats().links_distrusted, distrusted + 1, "the link was closed");
+    assert_eq!(sim.obs.dials.get(&0).copied(), dials, "the push dialled the link being closed");
+    sim.run_for(Duration::from_millis(4));
+    assert!(sim.obs.violations.is_empty(), "{:?}", sim.obs.violations);
+    assert_eq!(holders(&sim, &id), 3, "the push went out on the link before it closed");
+    settle(&mut sim, secs(10)).unwrap();
+    assert_converged(&sim);
+}

@@ -295,12 +295,14 @@ impl Node {
             .collect();
         let verdicts = verify_all(&messages, &fresh);
         let mut distrusted: Vec<NodeKey> = Vec::new();
-        let mut sender = None;
+        let mut heard: Vec<NodeKey> = Vec::new();
         for ((from, m), verdict) in senders.into_iter().zip(messages).zip(verdicts) {
             if distrusted.contains(&from) {
                 continue;
             }
-            sender = Some(from);
+            if heard.last() != Some(&from) {
+                heard.push(from);
+            }
             let id = m.id();
             if self.history.state.seq_of(&m.author) >= m.seq || self.history.held.contains(&id) {
                 continue;
@@ -315,7 +317,6 @@ impl Node {
                 tracing::warn!(node = %self.cfg.key, peer = %from, "closing the link to a peer that sent {id}: {e}");
                 self.disconnect(from);
                 distrusted.push(from);
-                sender = None;
                 continue;
             }
             if self.history.state.ready(&m) {
@@ -325,6 +326,8 @@ impl Node {
             }
         }
         if batch.is_empty() {
+            // Held messages wait for what they depend on: pull from the last honest sender.
+            let sender = heard.into_iter().rev().find(|k| !distrusted.contains(k));
             if let Some(from) = sender.filter(|_| !self.history.held.is_empty() && self.history.sync.is_none()) {
                 self.start_sync(now, from);
             }

@@ -1,16 +1,18 @@
 //! Driver rounds: the inputs a driver takes together (`Node::begin_round` .. `Node::end_round`) send one
 //! frame of new messages and one acknowledgement per peer, instead of one per message.
 //!
-//! Inside a round:
+//! A round merges runs of pushes received, acknowledgements received and our own new messages:
 //! - messages pushed to us wait, unverified, and are verified together (one batch of signatures) and stored
-//!   together (one `Store`) before the round ends, or before any input other than another push, an `Ack` or
-//!   one of our own messages is handled, so every other input sees them as it would have;
+//!   together (one `Store`);
 //! - our own new messages are stored and shown as sent at once, but their pushes wait;
-//! - acknowledgements wait, each raised to the highest seq of its author stored in the round.
+//! - acknowledgements we owe wait, each raised to the highest seq of its author stored in the round.
 //!
-//! What waits goes out, merged, at the end of the round, or before any output other than a `Store` or an
-//! event: the frames that follow it in the output order still follow it, and a frame may only move later,
-//! behind more writes (the ordering contract allows that). Outside a round nothing waits.
+//! Any other input first ends the run (`settle_round`): the pushes received are handled and what waits is
+//! sent, so the input sees the state and the links it would have seen without rounds. What waits is also
+//! sent, merged, at the end of the round, and before any output or link change other than a write or an
+//! event (another frame, queued for a link or not, a dial, a disconnect, a stop, a datagram, a snapshot, a
+//! load). So frames keep their order, and a frame only ever moves later, behind more writes (the ordering
+//! contract allows that). Outside a round nothing waits.
 
 use super::{Message, PAGE_MESSAGES};
 use crate::io::Output;
@@ -68,6 +70,13 @@ impl Node {
         if incoming.len() >= PAGE_MESSAGES as usize {
             self.take_incoming(now);
         }
+    }
+
+    /// Before an input that is not a push, an ack or our own message: the pushes gathered so far are
+    /// handled, and what waits is sent, so that the input sees the state and links it would have seen.
+    pub(crate) fn settle_round(&mut self, now: Instant) {
+        self.take_incoming(now);
+        self.release_frames();
     }
 
     /// Verifies and delivers the pushes gathered so far.
