@@ -475,6 +475,7 @@ impl Node {
         if key == self.cfg.key {
             return;
         }
+        self.release_frames();
         let view_addr = self.view.as_ref().and_then(|v| v.get(&key)).map(|m| m.addr);
         let peer = self.peers.entry(key).or_default();
         let Some(addr) = view_addr.or(peer.addr) else { return };

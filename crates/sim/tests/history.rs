@@ -479,12 +479,14 @@ fn a_push_waiting_for_the_round_goes_out_before_the_link_it_waits_for_is_closed(
     sim.inject(0, Input::Frame { from: liar, bytes });
     let distrusted = sim.node(0).unwrap().stats().links_distrusted;
     let dials = sim.obs.dials.get(&0).copied();
+    let pushes = frames_of(&sim, "messages");
     sim.run_for(Duration::from_millis(1));
     assert_eq!(sim.node(0).unwrap().stats().links_distrusted, distrusted + 1, "the link was closed");
+    assert_eq!(frames_of(&sim, "messages"), pushes + 2, "the push went out to both members, on their links");
     assert_eq!(sim.obs.dials.get(&0).copied(), dials, "the push dialled the link being closed");
-    sim.run_for(Duration::from_millis(4));
     assert!(sim.obs.violations.is_empty(), "{:?}", sim.obs.violations);
-    assert_eq!(holders(&sim, &id), 3, "the push went out on the link before it closed");
+    // The frame on the closed link may be lost with it; retransmission and anti-entropy bring the message.
     settle(&mut sim, secs(10)).unwrap();
+    assert_eq!(holders(&sim, &id), 3);
     assert_converged(&sim);
 }

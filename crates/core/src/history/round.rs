@@ -12,7 +12,9 @@
 //! sent, merged, at the end of the round, and before any output or link change other than a write or an
 //! event (another frame, queued for a link or not, a dial, a disconnect, a stop, a datagram, a snapshot, a
 //! load). So frames keep their order, and a frame only ever moves later, behind more writes (the ordering
-//! contract allows that). Outside a round nothing waits.
+//! contract allows that); a link being closed is not dialled again for what waited for it (those frames
+//! are handed to it as it closes and may be lost with it: retransmission and anti-entropy bring them).
+//! Outside a round nothing waits.
 
 use super::{Message, PAGE_MESSAGES};
 use crate::io::Output;
