@@ -170,14 +170,10 @@ impl Node {
                 match Frame::decode(&bytes) {
                     Ok(frame) => {
                         self.heard(now, from);
-                        match frame {
-                            Frame::Messages { messages } => self.on_pushed(now, from, messages),
-                            Frame::Ack { acks } => self.on_ack(from, acks),
-                            frame => {
-                                self.settle_round(now);
-                                self.on_frame(now, from, frame);
-                            }
+                        if !matches!(frame, Frame::Messages { .. } | Frame::Ack { .. }) {
+                            self.settle_round(now);
                         }
+                        self.on_frame(now, from, frame);
                     }
                     Err(e) => self.reject(Reject::UndecodableFrame, &format!("from {from}: {e}")),
                 }
@@ -329,7 +325,7 @@ impl Node {
             Frame::NotCoordinator { term, coordinator } => self.on_not_coordinator(now, from, term, coordinator),
             Frame::MergeRequest { view } => self.on_merge_request(now, from, view),
             Frame::Ping { .. } => {}
-            Frame::Messages { messages } => self.on_messages(now, from, messages),
+            Frame::Messages { messages } => self.on_pushed(now, from, messages),
             Frame::Ack { acks } => self.on_ack(from, acks),
             Frame::Frontier { frontier, reply, clock } => {
                 self.observe_clock(clock);

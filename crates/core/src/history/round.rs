@@ -92,29 +92,22 @@ impl Node {
         }
     }
 
-    /// Our new message `m`, durable, goes to `to`: now, or merged at the round's end.
+    /// Our new message `m`, durable, goes to `to`: merged at the round's end, or now outside a round.
     pub(crate) fn push(&mut self, m: &Message, to: Vec<NodeKey>) {
-        if self.history.round.open {
-            self.history.round.outgoing.push((m.clone(), to));
-            return;
-        }
-        let mut frames = Vec::new();
-        push_frames(std::slice::from_ref(m), &mut frames);
-        for bytes in frames {
-            for key in &to {
-                self.send_bytes(*key, bytes.clone());
-            }
+        self.history.round.outgoing.push((m.clone(), to));
+        if !self.history.round.open {
+            self.release_frames();
         }
     }
 
-    /// Acknowledges to `author` that we hold its messages up to `seq` (after the write already queued).
+    /// Acknowledges to `author` that we hold its messages up to `seq` (after the write already queued):
+    /// merged at the round's end, or now outside a round.
     pub(crate) fn ack(&mut self, author: NodeKey, seq: u64) {
-        if self.history.round.open {
-            let due = self.history.round.acks.entry(author).or_default();
-            *due = (*due).max(seq);
-            return;
+        let due = self.history.round.acks.entry(author).or_default();
+        *due = (*due).max(seq);
+        if !self.history.round.open {
+            self.release_frames();
         }
-        self.send(author, &Frame::Ack { acks: vec![(author, seq)] });
     }
 
     /// Sends the pushes and acknowledgements that waited: one frame of messages per peer (peers that get the
