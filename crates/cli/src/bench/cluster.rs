@@ -648,6 +648,25 @@ pub fn parse_metrics(text: &str) -> std::collections::HashMap<String, f64> {
     out
 }
 
+/// What the nodes' metrics say about a stretch of load, per message sent (all nodes together).
+pub fn per_message(
+    before: &std::collections::HashMap<String, f64>,
+    after: &std::collections::HashMap<String, f64>,
+    sent: usize,
+) -> serde_json::Value {
+    let d = |k: &str| metric_delta(before, after, k);
+    let m = sent.max(1) as f64;
+    let commits = d("chatmesh_store_commits_total");
+    serde_json::json!({
+        "store_commits": super::stats::num(commits / m),
+        "commit_ms_mean": super::stats::num(d("chatmesh_store_commit_seconds_sum") * 1000.0 / commits),
+        "frames_out": super::stats::num(d("chatmesh_frames_out_total") / m),
+        "bytes_out": super::stats::num(d("chatmesh_bytes_out_total") / m),
+        "deliveries": super::stats::num(d("chatmesh_messages_delivered_total") / m),
+        "retransmits": super::stats::num(d("chatmesh_retransmits_total") / m),
+    })
+}
+
 /// `after[k] - before[k]` (NaN when the node does not export the metric; 0 counted before if new).
 pub fn metric_delta(
     before: &std::collections::HashMap<String, f64>,
@@ -818,21 +837,25 @@ pub fn cpu_total(pids: &[u32]) -> f64 {
 }
 
 /// CPU time of the whole machine, of the bench and of the node processes it reaped, from a starting point:
-/// how much of the machine the measurement had to itself.
+/// how much of the machine the measurement had to itself. On a virtual machine, also the time the hypervisor
+/// gave this machine's CPUs to someone else (steal): a shared host slows every figure without any process
+/// here using more CPU.
 pub struct CpuMeter {
     at: Instant,
     machine_busy: f64,
+    stolen: f64,
     bench: f64,
     reaped: f64,
 }
 
-/// Busy CPU seconds of the whole machine since boot (all CPUs: user, nice, system, irq, softirq, steal).
-fn machine_busy_secs() -> f64 {
+/// CPU seconds of the whole machine since boot, all CPUs: `(busy, stolen)`, busy being user, nice, system,
+/// irq and softirq time, and stolen the time a runnable CPU waited for the hypervisor.
+fn machine_secs() -> (f64, f64) {
     let s = std::fs::read_to_string("/proc/stat").unwrap_or_default();
     let line = s.lines().next().unwrap_or("");
     let f: Vec<f64> = line.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
     let get = |k: usize| f.get(k).copied().unwrap_or(0.0);
-    (get(0) + get(1) + get(2) + get(5) + get(6) + get(7)) / clock_ticks()
+    ((get(0) + get(1) + get(2) + get(5) + get(6)) / clock_ticks(), get(7) / clock_ticks())
 }
 
 /// CPU seconds of this process (user + system) and of its children that were reaped.
@@ -848,15 +871,19 @@ fn own_secs() -> (f64, f64) {
 impl CpuMeter {
     pub fn start() -> CpuMeter {
         let (bench, reaped) = own_secs();
-        CpuMeter { at: Instant::now(), machine_busy: machine_busy_secs(), bench, reaped }
+        let (machine_busy, stolen) = machine_secs();
+        CpuMeter { at: Instant::now(), machine_busy, stolen, bench, reaped }
     }
 
     /// Average cores used since the start: by the machine, by the bench itself, by nodes (`nodes_secs` of
-    /// CPU for nodes still running, plus those reaped meanwhile), and by every other process.
+    /// CPU for nodes still running, plus those reaped meanwhile), and by every other process; and the cores
+    /// the hypervisor held back (steal).
     pub fn cores(&self, nodes_secs: f64) -> Value {
         let wall = self.at.elapsed().as_secs_f64().max(1e-9);
         let (bench, reaped) = own_secs();
-        let machine = (machine_busy_secs() - self.machine_busy) / wall;
+        let (busy, stolen) = machine_secs();
+        let machine = (busy - self.machine_busy) / wall;
+        let stolen = (stolen - self.stolen) / wall;
         let bench = (bench - self.bench) / wall;
         let nodes = (reaped - self.reaped + nodes_secs) / wall;
         let r = |x: f64| (x * 100.0).round() / 100.0;
@@ -865,6 +892,7 @@ impl CpuMeter {
             "bench_cores": r(bench),
             "nodes_cores": r(nodes),
             "other_processes_cores": r((machine - bench - nodes).max(0.0)),
+            "stolen_cores": r(stolen),
         })
     }
 }

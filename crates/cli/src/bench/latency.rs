@@ -55,6 +55,7 @@ fn mesh(ctx: &Ctx, n: usize, sec: &mut Section, runs: &mut Vec<serde_json::Value
         let meter = super::cluster::CpuMeter::start();
         let pids = cl.pids(&all);
         let cpu0 = super::cluster::cpu_total(&pids);
+        let m0 = cl.metrics_sum(&all)?;
         let sent = std::thread::scope(|s| {
             let h = s.spawn(|| load::paced(&targets, rate, Duration::from_secs_f64(secs), threads, 200, &stop));
             while !h.is_finished() {
@@ -73,7 +74,9 @@ fn mesh(ctx: &Ctx, n: usize, sec: &mut Section, runs: &mut Vec<serde_json::Value
             }
         }
         let Collector { delivered, acked, lagged, .. } = c;
-        let cores = meter.cores(super::cluster::cpu_total(&pids) - cpu0);
+        let cpu = super::cluster::cpu_total(&pids) - cpu0;
+        let cores = meter.cores(cpu);
+        let per_msg = super::cluster::per_message(&m0, &cl.metrics_sum(&all)?, sent.sent.len());
         let (mut to_all, mut to_all_acked, mut stored, mut each) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let (mut missing, mut unacked) = (0, 0);
         for m in &sent.sent {
@@ -181,6 +184,9 @@ fn mesh(ctx: &Ctx, n: usize, sec: &mut Section, runs: &mut Vec<serde_json::Value
             "not_acked": unacked,
             "events_skipped": lagged,
             "cores": cores,
+            // The nodes' CPU and work per message sent, all nodes together (the stragglers' time included).
+            "cpu_us_per_msg": cpu * 1e6 / sent.sent.len().max(1) as f64,
+            "per_message": per_msg,
         }));
         if sent.errors > 0 {
             sec.errors.push(format!("{desc}: {} sends failed ({:?})", sent.errors, sent.first_error));

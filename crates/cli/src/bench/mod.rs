@@ -236,20 +236,22 @@ pub fn main(args: BenchArgs) -> ExitCode {
         // Every node of the scenario has been reaped by now: its CPU time is in the children's.
         let cpu = meter.cores(0.0);
         ctx.say(&format!(
-            "{}: {:.0} s; CPU in use on the machine {} cores: nodes {}, bench {}, other processes {}",
+            "{}: {:.0} s; CPU in use on the machine {} cores: nodes {}, bench {}, other processes {}; stolen by the host {}",
             s.name(),
             t.elapsed().as_secs_f64(),
             cpu["machine_busy_cores"],
             cpu["nodes_cores"],
             cpu["bench_cores"],
-            cpu["other_processes_cores"]
+            cpu["other_processes_cores"],
+            cpu["stolen_cores"]
         ));
         section.notes.push(format!(
-            "CPU in use during the scenario, of {} cores: nodes {}, the bench {}, other processes {} (load average {:.1} at the start)",
+            "CPU in use during the scenario, of {} cores: nodes {}, the bench {}, other processes {}; held back by the host (steal) {} (load average {:.1} at the start)",
             std::thread::available_parallelism().map_or(0, |n| n.get()),
             cpu["nodes_cores"],
             cpu["bench_cores"],
             cpu["other_processes_cores"],
+            cpu["stolen_cores"],
             load[0]
         ));
         section.detail("cpu", cpu);

@@ -3,9 +3,9 @@
 //! first send until every node holds all of them and every author has every acknowledgement) and the CPU
 //! the node processes used per message (utime + stime from /proc). Then as fast as the clients can go.
 
-use super::cluster::{count_of, cpu_total, metric_delta, Cluster, Res};
+use super::cluster::{count_of, cpu_total, per_message, Cluster, Res};
 use super::load;
-use super::stats::{num, Cmp, Section};
+use super::stats::{Cmp, Section};
 use super::Ctx;
 use serde_json::json;
 use std::sync::atomic::AtomicBool;
@@ -34,25 +34,6 @@ struct Step {
     machine: serde_json::Value,
     /// From the nodes' metrics, summed over the nodes, per message sent.
     per_msg: serde_json::Value,
-}
-
-/// What the nodes' metrics say about a step, per message sent (all nodes together).
-fn per_message(
-    before: &std::collections::HashMap<String, f64>,
-    after: &std::collections::HashMap<String, f64>,
-    sent: usize,
-) -> serde_json::Value {
-    let d = |k: &str| metric_delta(before, after, k);
-    let m = sent.max(1) as f64;
-    let commits = d("chatmesh_store_commits_total");
-    json!({
-        "store_commits": num(commits / m),
-        "commit_ms_mean": num(d("chatmesh_store_commit_seconds_sum") * 1000.0 / commits),
-        "frames_out": num(d("chatmesh_frames_out_total") / m),
-        "bytes_out": num(d("chatmesh_bytes_out_total") / m),
-        "deliveries": num(d("chatmesh_messages_delivered_total") / m),
-        "retransmits": num(d("chatmesh_retransmits_total") / m),
-    })
 }
 
 fn measure(ctx: &Ctx, sec: &mut Section) -> Res<()> {
