@@ -83,7 +83,9 @@ pub struct Timing {
     pub link_timeout: Duration,
     /// A leaving member stops after this long even without the coordinator's confirmation.
     pub leave_timeout: Duration,
-    /// First retransmission (frontier nudge) to a member that has not acknowledged; doubles per member.
+    /// Period of the retransmission timer: a member that has acknowledged nothing new of ours for a whole
+    /// period while lagging is nudged (its first nudge one to two periods after its last progress); the
+    /// interval doubles per member up to `retransmit_max`.
     pub retransmit_interval: Duration,
     pub retransmit_max: Duration,
     /// Frontier exchange with one random linked member.
