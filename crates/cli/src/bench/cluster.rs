@@ -6,6 +6,7 @@
 //! benches or tests can run at once. `CHATMESH_*` variables are not passed on. The kernel kills every node
 //! if the bench dies (parent-death signal); dropping a `Cluster` kills its nodes and removes their data.
 
+use super::stats::num;
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::PathBuf;
@@ -658,12 +659,12 @@ pub fn per_message(
     let m = sent.max(1) as f64;
     let commits = d("chatmesh_store_commits_total");
     serde_json::json!({
-        "store_commits": super::stats::num(commits / m),
-        "commit_ms_mean": super::stats::num(d("chatmesh_store_commit_seconds_sum") * 1000.0 / commits),
-        "frames_out": super::stats::num(d("chatmesh_frames_out_total") / m),
-        "bytes_out": super::stats::num(d("chatmesh_bytes_out_total") / m),
-        "deliveries": super::stats::num(d("chatmesh_messages_delivered_total") / m),
-        "retransmits": super::stats::num(d("chatmesh_retransmits_total") / m),
+        "store_commits": num(commits / m),
+        "commit_ms_mean": num(d("chatmesh_store_commit_seconds_sum") * 1000.0 / commits),
+        "frames_out": num(d("chatmesh_frames_out_total") / m),
+        "bytes_out": num(d("chatmesh_bytes_out_total") / m),
+        "deliveries": num(d("chatmesh_messages_delivered_total") / m),
+        "retransmits": num(d("chatmesh_retransmits_total") / m),
     })
 }
 

@@ -279,10 +279,11 @@ impl Node {
     }
 
     /// Retransmission: nudge every alive member that lags our own messages, with backoff per member. A member
-    /// is nudged only once it has lagged a whole `retransmit_interval` without acknowledging anything new
-    /// (at two ticks in a row, with no progress in between): under steady load the latest message is nearly always in flight at a tick,
-    /// and nudging for it made the member pull, in a sync, what was already on its way (measured: a
-    /// frontier, a sync request, a page load and a page for 6 % of the messages at 1,000 msg/s).
+    /// is nudged only once it has lagged a whole `retransmit_interval` without acknowledging anything new (at
+    /// two ticks in a row, with no progress in between): under steady load the latest message is nearly
+    /// always in flight at a tick, and nudging for it made the member pull, in a sync, what was already on
+    /// its way (measured: a frontier, a sync request, a page load and a page for 6 % of the messages at
+    /// 1,000 msg/s).
     pub(crate) fn on_retransmit_timer(&mut self, now: Instant) {
         let timing = self.cfg.timing.clone();
         let me = self.cfg.key;
