@@ -70,7 +70,12 @@ fn messages() -> Vec<Message> {
         NOW_MS + 3,
         Body::Membership(MembershipEvent::CoordinatorChanged { term: 3, id: NodeId(3), key: key(3) }),
     );
-    vec![m1, m2, m3, m4]
+    // Three more of a's, signed as one batch (one signature, a Merkle path each).
+    let mut batch: Vec<Message> = (3..=5)
+        .map(|seq| Message::sign(&a, seq, seq + 2, vec![], NOW_MS + seq, Body::Text(format!("batch {seq}"))))
+        .collect();
+    Message::sign_batch(&a, &mut batch);
+    [vec![m1, m2, m3, m4], batch].concat()
 }
 
 fn frames() -> Vec<(&'static str, Frame)> {

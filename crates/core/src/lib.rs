@@ -62,7 +62,7 @@ pub use config::{key_of, Config, Timing};
 pub use ed25519_dalek::SigningKey;
 pub use history::{
     AuthorState, Body, DeliveryStatus, Frontier, HistoryDigest, HistoryState, MembershipEvent, Message, MessageError,
-    MessageId, OrderKey, MAX_HELD, PAGE_BYTES, PAGE_MESSAGES,
+    MessageId, OrderKey, ProofStep, MAX_HELD, PAGE_BYTES, PAGE_MESSAGES,
 };
 pub use io::{Command, Destination, Event, Input, LoadRequest, Output, Snapshot};
 pub use node::{Node, Role};

@@ -14,8 +14,8 @@ use std::net::SocketAddr;
 
 /// The first byte of every frame and datagram. 2: a `SyncRequest` with a cursor no longer counts as the
 /// requester's acknowledgements (version 1 nodes would take a version 2 node's for some). 3: sync requests
-/// carry a sync id that pages echo.
-pub const WIRE_VERSION: u8 = 3;
+/// carry a sync id that pages echo. 4: messages end with a batch proof (`Message::proof`).
+pub const WIRE_VERSION: u8 = 4;
 /// Hard upper bound of an encoded frame, version byte included. The link layer refuses longer length prefixes
 /// before reading them.
 pub const MAX_FRAME_LEN: usize = 1 << 20;

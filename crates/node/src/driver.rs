@@ -386,6 +386,7 @@ pub async fn start(opts: NodeOptions) -> Result<(Handle, tokio::task::JoinHandle
         links: HashMap::new(),
         dialing: HashSet::new(),
         pending: VecDeque::new(),
+        sending: VecDeque::new(),
         replies: Vec::new(),
         acks: BTreeMap::new(),
         started: now,
@@ -550,6 +551,8 @@ struct Core {
     dialing: HashSet<NodeKey>,
     /// Inputs the driver itself produced while carrying out outputs (a link it had to close).
     pending: VecDeque<Input>,
+    /// Sends taken in this round, waiting for the core's answer (`answer_sends`).
+    sending: VecDeque<SendReply>,
     /// Send replies waiting for this round's commit.
     replies: Vec<(SendReply, Result<MessageView, SendError>)>,
     /// Own messages not yet acknowledged by every member: seq -> acknowledgements last shown.
@@ -702,6 +705,7 @@ impl Core {
             }
             self.node.end_round(Instant::now());
             self.drain(&mut outputs);
+            self.answer_sends(&outputs);
             if !outputs.is_empty() || !self.replies.is_empty() {
                 let round = self.begin_round(outputs, rounds.len())?;
                 rounds.push_back(round);
@@ -837,6 +841,29 @@ impl Core {
     }
 
     /// Takes one inbox message. Its outputs join this round's.
+    /// Pairs the round's sends with their outcomes: the core answers each `Command::Send` with one text
+    /// `Sent` (once its batch is signed, by the round's end) or one `SendRefused`, in the order of the
+    /// sends; a send with neither found the node stopping.
+    fn answer_sends(&mut self, outputs: &[Output]) {
+        for o in outputs {
+            let outcome = match o {
+                Output::Event(Event::Sent { message }) if matches!(message.body, Body::Text(_)) => {
+                    let names = self.names.read().unwrap_or_else(|p| p.into_inner());
+                    Ok(names.message(message, &self.me))
+                }
+                Output::Event(Event::SendRefused { reason }) => Err(SendError::Refused(reason.to_string())),
+                _ => continue,
+            };
+            match self.sending.pop_front() {
+                Some(reply) => self.replies.push((reply, outcome)),
+                None => tracing::error!("the core answered a send that was not asked for"),
+            }
+        }
+        for reply in std::mem::take(&mut self.sending) {
+            self.replies.push((reply, Err(SendError::Stopped)));
+        }
+    }
+
     fn take(&mut self, msg: Inbox, outputs: &mut Vec<Output>) -> Flow {
         match msg {
             Inbox::Input(input) => self.input(input, outputs),
@@ -894,17 +921,8 @@ impl Core {
                 self.input(Input::ConnectFailed { peer }, outputs);
             }
             Inbox::Send { text, reply } => {
-                let before = outputs.len();
+                self.sending.push_back(reply);
                 self.input(Input::Command(Command::Send { text }), outputs);
-                let outcome = outputs[before..].iter().find_map(|o| match o {
-                    Output::Event(Event::Sent { message }) if matches!(message.body, Body::Text(_)) => {
-                        let names = self.names.read().unwrap_or_else(|p| p.into_inner());
-                        Some(Ok(names.message(message, &self.me)))
-                    }
-                    Output::Event(Event::SendRefused { reason }) => Some(Err(SendError::Refused(reason.to_string()))),
-                    _ => None,
-                });
-                self.replies.push((reply, outcome.unwrap_or(Err(SendError::Stopped))));
             }
             Inbox::Command(c) => self.input(Input::Command(c), outputs),
             Inbox::Status(reply) => {

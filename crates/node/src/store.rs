@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 /// `PRAGMA application_id` of a ChatMesh database ("CHMS"): a database without it is someone else's.
 const APPLICATION_ID: i32 = 0x4348_4d53;
 /// The schema this build writes; older ones are migrated, newer ones refused.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 /// What went wrong with the store. Every variant names the database file; nothing is ever reset silently.
 #[derive(Debug)]
@@ -139,6 +139,19 @@ impl Store {
                      PRAGMA user_version = 1;
                      COMMIT;"
                 ))
+                .map_err(|e| self.sql(e))?;
+        }
+        if version < 2 {
+            // Version 2: a message ends with its batch proof (`Message::proof`). A message stored before is
+            // the same encoding without it: appending an empty list (one zero byte) makes it a version 2 one.
+            // (`||` makes text of the same bytes, zeros included; the cast makes it a blob again.)
+            self.conn
+                .execute_batch(
+                    "BEGIN;
+                     UPDATE messages SET message = CAST(message || x'00' AS BLOB);
+                     PRAGMA user_version = 2;
+                     COMMIT;",
+                )
                 .map_err(|e| self.sql(e))?;
         }
         Ok(())

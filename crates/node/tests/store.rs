@@ -2,7 +2,7 @@
 //! acknowledgement loses nothing acknowledged, damaged or foreign files get a clear error naming them.
 
 use chatmesh_core::*;
-use chatmesh_node::{Store, StoreError, Write};
+use chatmesh_node::{Store, StoreError, Write, SCHEMA_VERSION};
 use chatmesh_sim::SimStore;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -133,6 +133,49 @@ fn a_database_from_a_newer_chatmesh_is_refused() {
     rusqlite_connection(&path).execute_batch("PRAGMA user_version = 99;").unwrap();
     let err = Store::open(&path).err().expect("refused");
     assert!(matches!(err, StoreError::NewerSchema { found: 99, .. }), "{err}");
+}
+
+/// A database written before messages carried batch proofs (schema version 1) opens with every message
+/// intact: they load, equal to what was written, and verify; and the file is version 2 from then on.
+#[test]
+fn a_version_1_database_is_migrated_with_its_messages_intact() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("node.db");
+    let sk = SigningKey::from_bytes(&[4; 32]);
+    let messages: Vec<Message> = (1..=50u64)
+        .map(|k| {
+            Message::sign(
+                &sk,
+                k,
+                k,
+                vec![],
+                1_000 + k,
+                Body::Text(format!("written by version 1: {k}\0{}", "\0".repeat(k as usize % 3))),
+            )
+        })
+        .collect();
+    let mut state = HistoryState::default();
+    messages.iter().for_each(|m| state.apply(m));
+    state.seal();
+    let mut store = Store::open(&path).unwrap();
+    store.commit(&[Write::Messages { messages: messages.clone(), state: state.clone() }]).unwrap();
+    drop(store);
+    // What version 1 wrote: each message's encoding without the proof, which is its last byte (see
+    // `a_message_stored_before_batches_is_its_encoding_without_the_last_byte`).
+    let conn = rusqlite_connection(&path);
+    let changed = conn.execute("UPDATE messages SET message = substr(message, 1, length(message) - 1)", []).unwrap();
+    assert_eq!(changed, 50);
+    conn.execute_batch("PRAGMA user_version = 1;").unwrap();
+    drop(conn);
+    let store = Store::open(&path).unwrap();
+    let version: i32 = rusqlite_connection(&path).query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+    assert_eq!(version, SCHEMA_VERSION);
+    let req = LoadRequest { id: 1, frontier: Frontier::new(), after: None, max_messages: 100, max_bytes: 1 << 20 };
+    let (loaded, more) = store.load(&req).unwrap();
+    assert!(!more);
+    assert_eq!(loaded, messages);
+    assert!(loaded.iter().all(|m| m.verify().is_ok()));
+    assert_eq!(store.history_state().unwrap(), state);
 }
 
 fn rusqlite_connection(path: &std::path::Path) -> rusqlite::Connection {

@@ -411,27 +411,35 @@ fn frames_of(sim: &Sim, kind: &str) -> u64 {
     sim.obs.frame_kinds.get(kind).copied().unwrap_or(0)
 }
 
-/// 50 messages written in one driver round, and the frames they cost: with rounds, one push per member and
-/// one acknowledgement back from each; without, one of each per message.
-fn burst(round: Option<Duration>) -> (u64, u64) {
+/// 50 messages written in one driver round, and what they cost: the frames (with rounds, one push per
+/// member and one acknowledgement back from each; without, one of each per message) and the signatures
+/// (with rounds, one for the batch; without, one per message).
+fn burst(round: Option<Duration>) -> (u64, u64, usize) {
     let mut opts = SimOptions::quiet(30);
     opts.round = round;
     let mut sim = mesh_with(opts, 4);
     let (pushes, acks) = (frames_of(&sim, "messages"), frames_of(&sim, "ack"));
+    let before = sim.obs.sent.len();
     for k in 0..50 {
         say(&mut sim, 0, &format!("burst {k}"));
     }
-    let seq = sim.obs.sent.last().unwrap().seq;
+    sim.run_until_true(secs(1), |s| s.obs.sent.len() == before + 50).expect("all 50 shown as sent");
+    let sent = sim.obs.sent[before..].to_vec();
+    let seq = sent.last().unwrap().seq;
     sim.run_until_true(secs(1), |s| s.node(0).unwrap().delivery_status(seq).acked == 3).expect("acknowledged by all");
     settle(&mut sim, secs(10)).unwrap();
     assert_converged(&sim);
-    (frames_of(&sim, "messages") - pushes, frames_of(&sim, "ack") - acks)
+    // As a receiver holds them: each verifies on its own, whatever batch it was signed in.
+    let held: Vec<&chatmesh_core::Message> = sent.iter().map(|id| sim.nodes[3].store.get(id).unwrap()).collect();
+    assert!(held.iter().all(|m| m.verify().is_ok()));
+    let signatures: std::collections::BTreeSet<_> = held.iter().map(|m| m.signature.0).collect();
+    (frames_of(&sim, "messages") - pushes, frames_of(&sim, "ack") - acks, signatures.len())
 }
 
 #[test]
 fn messages_written_in_one_round_go_out_as_one_frame_per_member_and_come_back_as_one_ack_each() {
-    assert_eq!(burst(Some(Duration::from_millis(1))), (3, 3), "pushes and acks with rounds");
-    assert_eq!(burst(None), (150, 150), "pushes and acks without rounds");
+    assert_eq!(burst(Some(Duration::from_millis(1))), (3, 3, 1), "pushes, acks and signatures with rounds");
+    assert_eq!(burst(None), (150, 150, 50), "pushes, acks and signatures without rounds");
 }
 
 #[test]
@@ -470,8 +478,8 @@ fn a_push_waiting_for_the_round_goes_out_before_the_link_it_waits_for_is_closed(
     let mut sim = mesh_with(opts, 3);
     // In one round, node 0 writes a message (its push to 1 waits for the round's end), then node 1 pushes
     // a forged message: at the round's end node 0 closes the link to 1, after sending what waited on it.
+    let sent = sim.obs.sent.len();
     say(&mut sim, 0, "before the liar is caught");
-    let id = *sim.obs.sent.last().unwrap();
     let mut forged = Message::sign(&SigningKey::from_bytes(&[9; 32]), 1, 1, vec![], 0, Body::Text("signed".into()));
     forged.body = Body::Text("altered".into());
     let liar = sim.nodes[1].key;
@@ -485,6 +493,8 @@ fn a_push_waiting_for_the_round_goes_out_before_the_link_it_waits_for_is_closed(
     assert_eq!(frames_of(&sim, "messages"), pushes + 2, "the push went out to both members, on their links");
     assert_eq!(sim.obs.dials.get(&0).copied(), dials, "the push dialled the link being closed");
     assert!(sim.obs.violations.is_empty(), "{:?}", sim.obs.violations);
+    assert_eq!(sim.obs.sent.len(), sent + 1, "signed and shown as sent at the round's end");
+    let id = *sim.obs.sent.last().unwrap();
     // The frame on the closed link may be lost with it; retransmission and anti-entropy bring the message.
     settle(&mut sim, secs(10)).unwrap();
     assert_eq!(holders(&sim, &id), 3);

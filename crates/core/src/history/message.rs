@@ -13,8 +13,13 @@ pub const MAX_DEPS: usize = 64;
 /// The largest seq or lamport a message may carry: far beyond any real history, and far enough below
 /// `u64::MAX` that a node's clock can never saturate (which would break the canonical order).
 pub const MAX_COUNTER: u64 = u64::MAX >> 2;
-/// Prefix of the bytes an author signs: a signature for anything else cannot be replayed as a message.
+/// Most steps of a batch proof: batches of up to 65,536 messages (an author signs far fewer at once).
+pub const MAX_PROOF: usize = 16;
+/// Prefix of the bytes an author signs for one message: a signature for anything else cannot be replayed
+/// as a message.
 const SIGNING_DOMAIN: &[u8] = b"chatmesh/message/v1";
+/// Prefix of the bytes an author signs for a batch: the root of a Merkle tree over the batch's messages.
+const BATCH_DOMAIN: &[u8] = b"chatmesh/batch/v1";
 
 /// A message's identity: its author and the author's sequence number (from 1, never reused).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Serialize, Deserialize)]
@@ -82,7 +87,21 @@ impl Sig {
     }
 }
 
+/// One step of a message's path to the root of the batch it was signed in: the sibling's hash, and whether
+/// the sibling is the left child.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct ProofStep {
+    pub left: bool,
+    pub hash: [u8; 32],
+}
+
 /// A chat message as it travels and is stored.
+///
+/// An author signs either one message (`proof` empty: the signature is over the message's signed bytes) or
+/// a batch of them at once (`Message::sign_batch`: the signature is over the root of a Merkle tree whose
+/// leaves are the messages' signed bytes, and each message carries its path to that root). Either way every
+/// message verifies on its own, wherever it travels; a batch is one signature for its author to make and,
+/// for a receiver that gets several of its messages together, one to check.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct Message {
     pub author: NodeKey,
@@ -95,6 +114,10 @@ pub struct Message {
     pub sent_at: u64,
     pub body: Body,
     pub signature: Sig,
+    /// The path from this message to the signed root of its batch (empty for a message signed alone). Last
+    /// in the encoding, so that a message stored before batches existed is this encoding without its final
+    /// byte (an empty list).
+    pub proof: Vec<ProofStep>,
 }
 
 /// Why a message was refused. Nothing was stored, shown or forwarded.
@@ -105,6 +128,8 @@ pub enum MessageError {
     TooManyDeps,
     /// `seq` 0, a lamport not above what it claims to depend on, or a dependency on itself or later.
     Inconsistent,
+    /// A batch proof longer than `MAX_PROOF`.
+    ProofTooLong,
 }
 
 impl fmt::Display for MessageError {
@@ -114,6 +139,7 @@ impl fmt::Display for MessageError {
             MessageError::BodyTooLong => "body over the size limit",
             MessageError::TooManyDeps => "too many dependencies",
             MessageError::Inconsistent => "inconsistent sequence, lamport or dependencies",
+            MessageError::ProofTooLong => "batch proof too long",
         })
     }
 }
@@ -132,9 +158,71 @@ impl Message {
     /// Writes and signs a message. `key` must be the author's signing key.
     pub fn sign(key: &SigningKey, seq: u64, lamport: u64, deps: Vec<MessageId>, sent_at: u64, body: Body) -> Message {
         let author = NodeKey(key.verifying_key().to_bytes());
-        let mut m = Message { author, seq, lamport, deps, sent_at, body, signature: Sig([[0; 32]; 2]) };
+        let mut m = Message::unsigned(author, seq, lamport, deps, sent_at, body);
         m.signature = Sig::from_bytes(key.sign(&m.signed_bytes()).to_bytes());
         m
+    }
+
+    /// A message with everything but its signature, for `sign_batch`.
+    pub(crate) fn unsigned(
+        author: NodeKey,
+        seq: u64,
+        lamport: u64,
+        deps: Vec<MessageId>,
+        sent_at: u64,
+        body: Body,
+    ) -> Message {
+        Message { author, seq, lamport, deps, sent_at, body, signature: Sig([[0; 32]; 2]), proof: Vec::new() }
+    }
+
+    /// Signs `messages` (written by `key`'s owner, signatures and proofs ignored) with one signature: over
+    /// the root of a Merkle tree of their signed bytes, each message getting its path to the root. One
+    /// message alone is signed as by `sign`, with no proof.
+    pub fn sign_batch(key: &SigningKey, messages: &mut [Message]) {
+        if let [m] = messages {
+            m.proof.clear();
+            m.signature = Sig::from_bytes(key.sign(&m.signed_bytes()).to_bytes());
+            return;
+        }
+        let mut level: Vec<[u8; 32]> = messages.iter().map(|m| leaf_hash(&m.signed_bytes())).collect();
+        let mut position: Vec<usize> = (0..messages.len()).collect();
+        for m in messages.iter_mut() {
+            m.proof.clear();
+        }
+        while level.len() > 1 {
+            for (m, p) in messages.iter_mut().zip(position.iter_mut()) {
+                // The last node of an odd level has no sibling: it moves up as it is.
+                if let Some(sibling) = level.get(*p ^ 1) {
+                    m.proof.push(ProofStep { left: *p & 1 == 1, hash: *sibling });
+                }
+                *p /= 2;
+            }
+            level = level.chunks(2).map(|pair| if let [l, r] = pair { node_hash(l, r) } else { pair[0] }).collect();
+        }
+        let mut payload = BATCH_DOMAIN.to_vec();
+        payload.extend_from_slice(&level[0]);
+        let signature = Sig::from_bytes(key.sign(&payload).to_bytes());
+        for m in messages.iter_mut() {
+            m.signature = signature;
+        }
+    }
+
+    /// What the signature is over: the signed bytes of a message signed alone, or the batch's root.
+    fn signed_payload(&self) -> Vec<u8> {
+        let bytes = self.signed_bytes();
+        if self.proof.is_empty() {
+            return bytes;
+        }
+        let root = self.proof.iter().fold(leaf_hash(&bytes), |h, step| {
+            if step.left {
+                node_hash(&step.hash, &h)
+            } else {
+                node_hash(&h, &step.hash)
+            }
+        });
+        let mut payload = BATCH_DOMAIN.to_vec();
+        payload.extend_from_slice(&root);
+        payload
     }
 
     fn signed_bytes(&self) -> Vec<u8> {
@@ -159,10 +247,29 @@ impl Message {
 
     /// Checks limits, internal consistency and the author's signature.
     pub fn verify(&self) -> Result<(), MessageError> {
+        self.verify_with(&mut Verified::default())
+    }
+
+    /// `verify`, except that a batch signature found valid before (in `verified`) is not checked again:
+    /// the messages of one batch share it, and their proofs lead to the same root.
+    pub(crate) fn verify_with(&self, verified: &mut Verified) -> Result<(), MessageError> {
         self.check_fields()?;
+        let term = self.signature_term();
+        if verified.0.contains(&term) {
+            return Ok(());
+        }
         let key = verification_key(&self.author.0).ok_or(MessageError::BadSignature)?;
-        let sig = ed25519_zebra::Signature::from_bytes(&self.signature.to_bytes());
-        key.verify(&sig, &self.signed_bytes()).map_err(|_| MessageError::BadSignature)
+        let sig = ed25519_zebra::Signature::from_bytes(&term.1);
+        key.verify(&sig, &term.2).map_err(|_| MessageError::BadSignature)?;
+        if !self.proof.is_empty() {
+            verified.0.insert(term);
+        }
+        Ok(())
+    }
+
+    /// What a signature check takes: the author's key, the signature and the signed payload.
+    fn signature_term(&self) -> SignatureTerm {
+        (self.author.0, self.signature.to_bytes(), self.signed_payload())
     }
 
     /// Checks limits and internal consistency: everything `verify` checks but the signature.
@@ -175,6 +282,9 @@ impl Message {
         if self.deps.len() > MAX_DEPS {
             return Err(MessageError::TooManyDeps);
         }
+        if self.proof.len() > MAX_PROOF {
+            return Err(MessageError::ProofTooLong);
+        }
         let self_dep = self.deps.iter().any(|d| d.author == self.author && d.seq >= self.seq);
         let out_of_range = self.seq > MAX_COUNTER || self.lamport > MAX_COUNTER;
         if self.seq == 0 || self.lamport == 0 || self_dep || out_of_range {
@@ -185,19 +295,29 @@ impl Message {
 
     /// Whether every signature of `messages` is valid, checked together: one multiscalar multiplication for
     /// the whole batch, with the terms of one author's messages combined, so several times cheaper than one
-    /// by one. The ZIP 215 rules (cofactored equation) make the answer the same as checking each message with
-    /// `verify`: true exactly when every one of them would pass. On false, the caller checks them one by one
-    /// to find the bad ones. The random coefficients come from the thread's OS-seeded generator, never from
-    /// the core's seeded one, so a sender cannot predict them.
+    /// by one; messages signed in one author's batch that share their root and signature are one term. The
+    /// ZIP 215 rules (cofactored equation) make the answer the same as checking each message with `verify`:
+    /// true exactly when every one of them would pass. On false, the caller checks them one by one to find
+    /// the bad ones. The random coefficients come from the thread's OS-seeded generator, never from the
+    /// core's seeded one, so a sender cannot predict them.
     pub(crate) fn signatures_valid(messages: &[&Message]) -> bool {
         let mut batch = ed25519_zebra::batch::Verifier::new();
+        let mut queued = Verified::default();
         for m in messages {
-            let key = ed25519_zebra::VerificationKeyBytes::from(m.author.0);
-            let sig = ed25519_zebra::Signature::from_bytes(&m.signature.to_bytes());
-            batch.queue((key, sig, &m.signed_bytes()));
+            let term = m.signature_term();
+            if queued.0.contains(&term) {
+                continue;
+            }
+            let key = ed25519_zebra::VerificationKeyBytes::from(term.0);
+            let sig = ed25519_zebra::Signature::from_bytes(&term.1);
+            batch.queue((key, sig, &term.2));
+            if !m.proof.is_empty() {
+                queued.0.insert(term);
+            }
         }
         batch.verify(rand::thread_rng()).is_ok()
     }
+
     /// The hash that enters the history digest: the message's ID and its signed content, signature
     /// included (two messages with one ID but different content give different hashes).
     pub fn digest_hash(&self) -> [u8; 32] {
@@ -208,6 +328,31 @@ impl Message {
         h.update(self.signature.to_bytes());
         h.finalize().into()
     }
+}
+
+/// `(author key, signature, signed payload)`.
+type SignatureTerm = ([u8; 32], [u8; 64], Vec<u8>);
+
+/// Batch signatures already checked (or queued for checking), so that the other messages of the batch do
+/// not cost another check.
+#[derive(Default)]
+pub(crate) struct Verified(std::collections::HashSet<SignatureTerm>);
+
+/// A Merkle leaf: a message's signed bytes (tagged, so that no inner node can pass for a leaf).
+fn leaf_hash(signed_bytes: &[u8]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update([0u8]);
+    h.update(signed_bytes);
+    h.finalize().into()
+}
+
+/// A Merkle inner node over its two children.
+fn node_hash(left: &[u8; 32], right: &[u8; 32]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update([1u8]);
+    h.update(left);
+    h.update(right);
+    h.finalize().into()
 }
 
 /// Authors' public keys, decompressed once: decompressing a point costs about a fifth of a verification,
@@ -354,6 +499,96 @@ mod tests {
         assert_eq!(zero.verify(), Err(MessageError::Inconsistent));
         let huge = Message::sign(&key(1), 1, u64::MAX - 1, vec![], 0, text("a"));
         assert_eq!(huge.verify(), Err(MessageError::Inconsistent), "a clock pushed near the end would saturate");
+    }
+
+    fn batch(signer: u8, n: u64) -> Vec<Message> {
+        let author = NodeKey(key(signer).verifying_key().to_bytes());
+        let mut batch: Vec<Message> =
+            (1..=n).map(|k| Message::unsigned(author, k, k, vec![], 0, text(&format!("m{k}")))).collect();
+        Message::sign_batch(&key(signer), &mut batch);
+        batch
+    }
+
+    #[test]
+    fn every_message_of_a_batch_verifies_alone_with_one_signature_for_all() {
+        for n in [1u64, 2, 3, 5, 8, 13, 64] {
+            let b = batch(1, n);
+            assert!(b.iter().all(|m| m.verify() == Ok(())), "batch of {n}");
+            assert!(b.iter().all(|m| m.signature == b[0].signature), "one signature");
+            let depth = (n as f64).log2().ceil() as usize;
+            assert!(b.iter().all(|m| m.proof.len() <= depth), "paths of at most {depth} steps");
+            let refs: Vec<&Message> = b.iter().collect();
+            assert!(Message::signatures_valid(&refs));
+        }
+        // One message alone is signed as `sign` signs it: no proof, the same signature.
+        let one = batch(1, 1);
+        assert!(one[0].proof.is_empty());
+        assert_eq!(one[0], Message::sign(&key(1), 1, 1, vec![], 0, text("m1")));
+    }
+
+    #[test]
+    fn a_batch_message_changed_moved_or_given_another_path_fails() {
+        let b = batch(1, 5);
+        let mut forged = b[2].clone();
+        forged.body = text("forged");
+        assert_eq!(forged.verify(), Err(MessageError::BadSignature));
+        // A step turned to the other side, a sibling changed, a step dropped or added.
+        let mut turned = b[2].clone();
+        turned.proof[0].left = !turned.proof[0].left;
+        let mut sibling = b[2].clone();
+        sibling.proof[1].hash[0] ^= 1;
+        let mut short = b[2].clone();
+        short.proof.pop();
+        let mut long = b[2].clone();
+        long.proof.push(ProofStep { left: false, hash: [0; 32] });
+        // Another author's batch signature and path; the path and signature of another message of the same
+        // author's, in another batch (the same message in another batch would be valid: it is signed there).
+        let other = batch(2, 5);
+        let mut stolen = other[2].clone();
+        stolen.author = b[2].author;
+        let again = batch(1, 6);
+        let mut mixed = b[2].clone();
+        mixed.proof = again[3].proof.clone();
+        mixed.signature = again[3].signature;
+        // Stripped of its path, the batch signature is not a signature of the message alone.
+        let mut bare = b[2].clone();
+        bare.proof.clear();
+        for m in [&forged, &turned, &sibling, &short, &long, &stolen, &mixed, &bare] {
+            assert_eq!(m.verify(), Err(MessageError::BadSignature), "{m:?}");
+            let mut refs: Vec<&Message> = b.iter().collect();
+            refs.push(m);
+            assert!(!Message::signatures_valid(&refs), "a batch holding {m:?}");
+        }
+        let mut deep = b[0].clone();
+        deep.proof = vec![ProofStep { left: true, hash: [0; 32] }; MAX_PROOF + 1];
+        assert_eq!(deep.verify(), Err(MessageError::ProofTooLong));
+    }
+
+    #[test]
+    fn a_message_stored_before_batches_is_its_encoding_without_the_last_byte() {
+        #[derive(Serialize)]
+        struct Before<'a> {
+            author: NodeKey,
+            seq: u64,
+            lamport: u64,
+            deps: &'a [MessageId],
+            sent_at: u64,
+            body: &'a Body,
+            signature: Sig,
+        }
+        let m = Message::sign(&key(1), 3, 9, vec![MessageId { author: NodeKey([7; 32]), seq: 2 }], 5, text("old"));
+        let before = Before {
+            author: m.author,
+            seq: m.seq,
+            lamport: m.lamport,
+            deps: &m.deps,
+            sent_at: m.sent_at,
+            body: &m.body,
+            signature: m.signature,
+        };
+        let mut old = postcard::to_allocvec(&before).unwrap();
+        old.push(0);
+        assert_eq!(old, postcard::to_allocvec(&m).unwrap());
     }
 
     #[test]

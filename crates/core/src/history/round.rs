@@ -4,7 +4,8 @@
 //! A round merges runs of pushes received, acknowledgements received and our own new messages:
 //! - messages pushed to us wait, unverified, and are verified together (one batch of signatures) and stored
 //!   together (one `Store`);
-//! - our own new messages are stored and shown as sent at once, but their pushes wait;
+//! - our own new messages wait, unsigned, to be signed together as one batch (one signature, and for each
+//!   receiver one to check), then are stored and shown as sent; their pushes wait for the round's end;
 //! - acknowledgements we owe wait, each raised to the highest seq of its author stored in the round.
 //!
 //! Any other input first ends the run (`settle_round`): the pushes received are handled and what waits is
@@ -33,7 +34,9 @@ pub(crate) struct Round {
     pub open: bool,
     /// Messages pushed to us (with who sent each), not yet verified.
     pub incoming: Vec<(NodeKey, Message)>,
-    /// Our new messages, each with the members it goes to.
+    /// Our new messages written in the round, not yet signed (`Node::sign_own`).
+    pub unsigned: Vec<Message>,
+    /// Our new messages, signed, each with the members it goes to.
     pub outgoing: Vec<(Message, Vec<NodeKey>)>,
     /// author -> the seq to acknowledge to it (stored before the acknowledgement goes out).
     pub acks: BTreeMap<NodeKey, u64>,
@@ -57,6 +60,7 @@ impl Node {
     /// end, so that they keep their place before it.
     pub(crate) fn emit(&mut self, o: Output) {
         if !matches!(o, Output::Store { .. } | Output::Event(_)) {
+            self.sign_own();
             self.release_frames();
         }
         self.out.push_back(o);
@@ -81,8 +85,9 @@ impl Node {
         self.release_frames();
     }
 
-    /// Verifies and delivers the pushes gathered so far.
+    /// Signs our messages written so far, then verifies and delivers the pushes gathered so far.
     pub(crate) fn take_incoming(&mut self, now: Instant) {
+        self.sign_own();
         if self.history.round.incoming.is_empty() {
             return;
         }
