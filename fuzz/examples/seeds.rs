@@ -111,9 +111,10 @@ fn frames() -> Vec<(&'static str, Frame)> {
                 frontier: vec![(key(1), 1)],
                 after: Some(OrderKey { lamport: 2, author: key(2), seq: 1 }),
                 limit: 256,
+                sync: 7,
             },
         ),
-        ("sync-page", Frame::SyncPage { messages: messages()[1..].to_vec(), more: true }),
+        ("sync-page", Frame::SyncPage { messages: messages()[1..].to_vec(), more: true, sync: 7 }),
     ]
 }
 

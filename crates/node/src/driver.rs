@@ -551,8 +551,9 @@ struct Core {
     dialing: HashSet<NodeKey>,
     /// Inputs the driver itself produced while carrying out outputs (a link it had to close).
     pending: VecDeque<Input>,
-    /// Sends taken in this round, waiting for the core's answer (`answer_sends`).
-    sending: VecDeque<SendReply>,
+    /// Sends of this round that the core wrote, in order, each with the reply waiting for its message
+    /// (none for a send given as a plain command): answered at the round's end (`answer_sends`).
+    sending: VecDeque<Option<SendReply>>,
     /// Send replies waiting for this round's commit.
     replies: Vec<(SendReply, Result<MessageView, SendError>)>,
     /// Own messages not yet acknowledged by every member: seq -> acknowledgements last shown.
@@ -840,30 +841,49 @@ impl Core {
         }
     }
 
-    /// Takes one inbox message. Its outputs join this round's.
-    /// Pairs the round's sends with their outcomes: the core answers each `Command::Send` with one text
-    /// `Sent` (once its batch is signed, by the round's end) or one `SendRefused`, in the order of the
-    /// sends; a send with neither found the node stopping.
+    /// A chat message to write (`reply`: the `POST` or typed line waiting for it). The core refuses it at
+    /// once (`SendRefused`, among the outputs of this input) or writes it and shows it as `Sent` when the
+    /// round's own messages are signed, by the round's end (`answer_sends`).
+    fn send(&mut self, text: String, reply: Option<SendReply>, outputs: &mut Vec<Output>) {
+        let before = outputs.len();
+        self.input(Input::Command(Command::Send { text }), outputs);
+        let refused = outputs[before..].iter().find_map(|o| match o {
+            Output::Event(Event::SendRefused { reason }) => Some(reason.to_string()),
+            _ => None,
+        });
+        match (refused, reply) {
+            (Some(reason), Some(reply)) => self.replies.push((reply, Err(SendError::Refused(reason)))),
+            (Some(_), None) => {}
+            (None, reply) => self.sending.push_back(reply),
+        }
+    }
+
+    /// Pairs the round's sends that were not refused with their messages: the core shows one text `Sent`
+    /// per send it wrote, in the order of the sends (and writes no text message otherwise). A send left
+    /// without one found the node stopped.
     fn answer_sends(&mut self, outputs: &[Output]) {
         for o in outputs {
-            let outcome = match o {
-                Output::Event(Event::Sent { message }) if matches!(message.body, Body::Text(_)) => {
-                    let names = self.names.read().unwrap_or_else(|p| p.into_inner());
-                    Ok(names.message(message, &self.me))
-                }
-                Output::Event(Event::SendRefused { reason }) => Err(SendError::Refused(reason.to_string())),
-                _ => continue,
-            };
+            let Output::Event(Event::Sent { message }) = o else { continue };
+            if !matches!(message.body, Body::Text(_)) {
+                continue;
+            }
             match self.sending.pop_front() {
-                Some(reply) => self.replies.push((reply, outcome)),
-                None => tracing::error!("the core answered a send that was not asked for"),
+                Some(Some(reply)) => {
+                    let names = self.names.read().unwrap_or_else(|p| p.into_inner());
+                    let view = names.message(message, &self.me);
+                    drop(names);
+                    self.replies.push((reply, Ok(view)));
+                }
+                Some(None) => {}
+                None => tracing::error!(message = %message.id(), "a text message no send asked for"),
             }
         }
-        for reply in std::mem::take(&mut self.sending) {
+        for reply in std::mem::take(&mut self.sending).into_iter().flatten() {
             self.replies.push((reply, Err(SendError::Stopped)));
         }
     }
 
+    /// Takes one inbox message. Its outputs join this round's.
     fn take(&mut self, msg: Inbox, outputs: &mut Vec<Output>) -> Flow {
         match msg {
             Inbox::Input(input) => self.input(input, outputs),
@@ -920,10 +940,8 @@ impl Core {
                 self.dialing.remove(&peer);
                 self.input(Input::ConnectFailed { peer }, outputs);
             }
-            Inbox::Send { text, reply } => {
-                self.sending.push_back(reply);
-                self.input(Input::Command(Command::Send { text }), outputs);
-            }
+            Inbox::Send { text, reply } => self.send(text, Some(reply), outputs),
+            Inbox::Command(Command::Send { text }) => self.send(text, None, outputs),
             Inbox::Command(c) => self.input(Input::Command(c), outputs),
             Inbox::Status(reply) => {
                 let _ = reply.send(self.status());

@@ -144,15 +144,24 @@ impl Store {
         if version < 2 {
             // Version 2: a message ends with its batch proof (`Message::proof`). A message stored before is
             // the same encoding without it: appending an empty list (one zero byte) makes it a version 2 one.
-            // (`||` makes text of the same bytes, zeros included; the cast makes it a blob again.)
-            self.conn
-                .execute_batch(
-                    "BEGIN;
-                     UPDATE messages SET message = CAST(message || x'00' AS BLOB);
-                     PRAGMA user_version = 2;
-                     COMMIT;",
-                )
-                .map_err(|e| self.sql(e))?;
+            // (`||` makes text of the same bytes, zeros included; the cast makes it a blob again.) The
+            // version is read again under the write lock, so that a message never gets two.
+            self.conn.execute_batch("BEGIN IMMEDIATE").map_err(|e| self.sql(e))?;
+            let migrate = || -> rusqlite::Result<()> {
+                let version: i32 = self.conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+                if version < 2 {
+                    self.conn.execute("UPDATE messages SET message = CAST(message || x'00' AS BLOB)", [])?;
+                    self.conn.execute_batch("PRAGMA user_version = 2")?;
+                }
+                Ok(())
+            };
+            match migrate() {
+                Ok(()) => self.conn.execute_batch("COMMIT").map_err(|e| self.sql(e))?,
+                Err(e) => {
+                    let _ = self.conn.execute_batch("ROLLBACK");
+                    return Err(self.sql(e));
+                }
+            }
         }
         Ok(())
     }

@@ -15,6 +15,8 @@ pub const MAX_DEPS: usize = 64;
 pub const MAX_COUNTER: u64 = u64::MAX >> 2;
 /// Most steps of a batch proof: batches of up to 65,536 messages (an author signs far fewer at once).
 pub const MAX_PROOF: usize = 16;
+/// Most messages signed as one batch: their paths are at most `MAX_PROOF` steps long.
+pub const MAX_BATCH: usize = 1 << MAX_PROOF;
 /// Prefix of the bytes an author signs for one message: a signature for anything else cannot be replayed
 /// as a message.
 const SIGNING_DOMAIN: &[u8] = b"chatmesh/message/v1";
@@ -177,8 +179,15 @@ impl Message {
 
     /// Signs `messages` (written by `key`'s owner, signatures and proofs ignored) with one signature: over
     /// the root of a Merkle tree of their signed bytes, each message getting its path to the root. One
-    /// message alone is signed as by `sign`, with no proof.
+    /// message alone is signed as by `sign`, with no proof. At most `MAX_BATCH` messages (their paths are
+    /// at most `MAX_PROOF` steps long); more are signed in batches of that size.
     pub fn sign_batch(key: &SigningKey, messages: &mut [Message]) {
+        if messages.len() > MAX_BATCH {
+            return messages.chunks_mut(MAX_BATCH).for_each(|chunk| Message::sign_batch(key, chunk));
+        }
+        if messages.is_empty() {
+            return;
+        }
         if let [m] = messages {
             m.proof.clear();
             m.signature = Sig::from_bytes(key.sign(&m.signed_bytes()).to_bytes());
@@ -524,6 +533,21 @@ mod tests {
         let one = batch(1, 1);
         assert!(one[0].proof.is_empty());
         assert_eq!(one[0], Message::sign(&key(1), 1, 1, vec![], 0, text("m1")));
+    }
+
+    #[test]
+    fn a_batch_too_large_for_one_tree_is_signed_as_several() {
+        let author = NodeKey(key(1).verifying_key().to_bytes());
+        let mut all: Vec<Message> =
+            (1..=MAX_BATCH as u64 + 1).map(|k| Message::unsigned(author, k, k, vec![], 0, text("m"))).collect();
+        Message::sign_batch(&key(1), &mut all);
+        assert!(all.iter().all(|m| m.proof.len() <= MAX_PROOF));
+        assert_eq!(all[0].proof.len(), MAX_PROOF);
+        assert!(all[MAX_BATCH].proof.is_empty(), "the last one, alone in its batch");
+        for m in [&all[0], &all[MAX_BATCH - 1], &all[MAX_BATCH]] {
+            assert_eq!(m.verify(), Ok(()));
+        }
+        Message::sign_batch(&key(1), &mut []);
     }
 
     #[test]

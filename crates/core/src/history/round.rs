@@ -60,7 +60,6 @@ impl Node {
     /// end, so that they keep their place before it.
     pub(crate) fn emit(&mut self, o: Output) {
         if !matches!(o, Output::Store { .. } | Output::Event(_)) {
-            self.sign_own();
             self.release_frames();
         }
         self.out.push_back(o);
@@ -115,9 +114,11 @@ impl Node {
         }
     }
 
-    /// Sends the pushes and acknowledgements that waited: one frame of messages per peer (peers that get the
-    /// same messages share one encoding), then one acknowledgement per author.
+    /// Signs our messages that wait (`sign_own`), then sends the pushes and acknowledgements that waited:
+    /// one frame of messages per peer (peers that get the same messages share one encoding), then one
+    /// acknowledgement per author.
     pub(crate) fn release_frames(&mut self) {
+        self.sign_own();
         let round = &mut self.history.round;
         if round.outgoing.is_empty() && round.acks.is_empty() {
             return;

@@ -1,0 +1,38 @@
+//! The tokio driver on a real node (alone, on loopback): what it answers to sends taken in one round.
+
+use chatmesh_node::core::{Body, Command, Frontier, LoadRequest, Message};
+use chatmesh_node::{start, NodeOptions, SendError, Store};
+
+/// Sends taken in one round are answered each with its own outcome, although the core refuses a send at
+/// once and shows the others as sent only when the round's messages are signed, at its end; a send given
+/// as a plain command (no one waiting for it) takes no one else's answer.
+#[tokio::test]
+async fn sends_of_one_round_each_get_their_own_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = 40_000 + (std::process::id() % 20_000) as u16;
+    let opts = NodeOptions::local(&format!("driver-test-{}", std::process::id()), "solo", dir.path().into(), port);
+    let (node, task) = start(opts).await.expect("the node starts");
+    let too_long = "x".repeat(20_000);
+    // On this current-thread runtime, `join!` queues all of them before the core task runs: one round.
+    let (first, refused, plain, second) = tokio::join!(
+        node.send("first".into()),
+        node.send(too_long),
+        node.command(Command::Send { text: "plain".into() }),
+        node.send("second".into()),
+    );
+    let first = first.expect("the first is written");
+    assert_eq!((first.text.as_str(), first.seq), ("first", 1));
+    assert!(matches!(refused, Err(SendError::Refused(_))), "{refused:?}");
+    assert!(plain);
+    let second = second.expect("the second is written");
+    assert_eq!((second.text.as_str(), second.seq), ("second", 3), "after the plain one");
+    node.shutdown(false).await;
+    task.await.unwrap().unwrap();
+    // The three that were written were signed as one batch: one signature.
+    let store = Store::open(&dir.path().join("chatmesh.db")).unwrap();
+    let all = LoadRequest { id: 1, frontier: Frontier::new(), after: None, max_messages: 100, max_bytes: 1 << 20 };
+    let (messages, _) = store.load(&all).unwrap();
+    let texts: Vec<&Message> = messages.iter().filter(|m| matches!(m.body, Body::Text(_))).collect();
+    assert_eq!(texts.len(), 3, "{messages:?}");
+    assert!(texts.iter().all(|m| m.signature == texts[0].signature && m.verify().is_ok()), "{texts:?}");
+}
