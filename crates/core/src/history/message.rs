@@ -161,7 +161,7 @@ impl Message {
     pub fn sign(key: &SigningKey, seq: u64, lamport: u64, deps: Vec<MessageId>, sent_at: u64, body: Body) -> Message {
         let author = NodeKey(key.verifying_key().to_bytes());
         let mut m = Message::unsigned(author, seq, lamport, deps, sent_at, body);
-        m.signature = Sig::from_bytes(key.sign(&m.signed_bytes()).to_bytes());
+        Message::sign_batch(key, std::slice::from_mut(&mut m));
         m
     }
 
@@ -185,19 +185,16 @@ impl Message {
         if messages.len() > MAX_BATCH {
             return messages.chunks_mut(MAX_BATCH).for_each(|chunk| Message::sign_batch(key, chunk));
         }
-        if messages.is_empty() {
-            return;
-        }
-        if let [m] = messages {
-            m.proof.clear();
-            m.signature = Sig::from_bytes(key.sign(&m.signed_bytes()).to_bytes());
-            return;
-        }
-        let mut level: Vec<[u8; 32]> = messages.iter().map(|m| leaf_hash(&m.signed_bytes())).collect();
-        let mut position: Vec<usize> = (0..messages.len()).collect();
         for m in messages.iter_mut() {
             m.proof.clear();
         }
+        match messages {
+            [] => return,
+            [m] => return m.signature = Sig::from_bytes(key.sign(&m.signed_bytes()).to_bytes()),
+            _ => {}
+        }
+        let mut level: Vec<[u8; 32]> = messages.iter().map(|m| leaf_hash(&m.signed_bytes())).collect();
+        let mut position: Vec<usize> = (0..messages.len()).collect();
         while level.len() > 1 {
             for (m, p) in messages.iter_mut().zip(position.iter_mut()) {
                 // The last node of an odd level has no sibling: it moves up as it is.
@@ -264,15 +261,13 @@ impl Message {
     pub(crate) fn verify_with(&self, verified: &mut Verified) -> Result<(), MessageError> {
         self.check_fields()?;
         let term = self.signature_term();
-        if verified.0.contains(&term) {
+        if verified.holds(self, &term) {
             return Ok(());
         }
         let key = verification_key(&self.author.0).ok_or(MessageError::BadSignature)?;
         let sig = ed25519_zebra::Signature::from_bytes(&term.1);
         key.verify(&sig, &term.2).map_err(|_| MessageError::BadSignature)?;
-        if !self.proof.is_empty() {
-            verified.0.insert(term);
-        }
+        verified.add(self, term);
         Ok(())
     }
 
@@ -314,15 +309,13 @@ impl Message {
         let mut queued = Verified::default();
         for m in messages {
             let term = m.signature_term();
-            if queued.0.contains(&term) {
+            if queued.holds(m, &term) {
                 continue;
             }
             let key = ed25519_zebra::VerificationKeyBytes::from(term.0);
             let sig = ed25519_zebra::Signature::from_bytes(&term.1);
             batch.queue((key, sig, &term.2));
-            if !m.proof.is_empty() {
-                queued.0.insert(term);
-            }
+            queued.add(m, term);
         }
         batch.verify(rand::thread_rng()).is_ok()
     }
@@ -344,8 +337,21 @@ type SignatureTerm = ([u8; 32], [u8; 64], Vec<u8>);
 
 /// Batch signatures already checked (or queued for checking), so that the other messages of the batch do
 /// not cost another check.
+/// Only batch terms are kept: a message signed alone shares its signature with no other.
 #[derive(Default)]
 pub(crate) struct Verified(std::collections::HashSet<SignatureTerm>);
+
+impl Verified {
+    fn holds(&self, m: &Message, term: &SignatureTerm) -> bool {
+        !m.proof.is_empty() && self.0.contains(term)
+    }
+
+    fn add(&mut self, m: &Message, term: SignatureTerm) {
+        if !m.proof.is_empty() {
+            self.0.insert(term);
+        }
+    }
+}
 
 /// A Merkle leaf: a message's signed bytes (tagged, so that no inner node can pass for a leaf).
 fn leaf_hash(signed_bytes: &[u8]) -> [u8; 32] {
@@ -529,10 +535,13 @@ mod tests {
             let refs: Vec<&Message> = b.iter().collect();
             assert!(Message::signatures_valid(&refs));
         }
-        // One message alone is signed as `sign` signs it: no proof, the same signature.
+        // One message alone is signed as before batches existed: no proof, a plain Ed25519 signature over
+        // its signed bytes (what messages stored by version 1 carry).
+        use ed25519_dalek::Verifier as _;
         let one = batch(1, 1);
         assert!(one[0].proof.is_empty());
-        assert_eq!(one[0], Message::sign(&key(1), 1, 1, vec![], 0, text("m1")));
+        let sig = ed25519_dalek::Signature::from_bytes(&one[0].signature.to_bytes());
+        assert!(key(1).verifying_key().verify(&one[0].signed_bytes(), &sig).is_ok());
     }
 
     #[test]
