@@ -195,6 +195,34 @@ fn bad_api_requests_get_json_errors_and_change_nothing() {
     assert!(reply.contains("size limit"), "{reply}");
     let huge = serde_json::json!({ "text": "x".repeat(80_000) }).to_string();
     assert_eq!(post(&huge, "application/json").0, 413);
+    let batch = |body: &str| match mesh
+        .agent()
+        .post(&format!("{base}/messages/batch"))
+        .set("Content-Type", "application/json")
+        .send_string(body)
+    {
+        Ok(r) => (r.status(), r.into_string().unwrap()),
+        Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap()),
+        Err(e) => panic!("{e}"),
+    };
+    let long = "x".repeat(16 * 1024 + 1);
+    let many = serde_json::json!({ "texts": vec!["a"; 1001] }).to_string();
+    let big = serde_json::json!({ "texts": vec!["y".repeat(16_000); 70] }).to_string();
+    for (body, code, says) in [
+        ("not json".to_string(), 400, "texts"),
+        ("{\"text\": \"hi\"}".to_string(), 422, "texts"),
+        ("{\"texts\": \"hi\"}".to_string(), 422, "texts"),
+        ("{\"texts\": []}".to_string(), 400, "at least one"),
+        ("{\"texts\": [\"a\", \" \"]}".to_string(), 400, "texts[1]: empty"),
+        (serde_json::json!({ "texts": ["a", "b", long] }).to_string(), 422, "texts[2]: message refused: body over"),
+        (many, 413, "at most 1000"),
+        (big, 413, ""),
+    ] {
+        let (got, reply) = batch(&body);
+        assert_eq!(got, code, "{}: {reply}", &body[..body.len().min(60)]);
+        let v: serde_json::Value = serde_json::from_str(&reply).unwrap_or_else(|_| panic!("not JSON: {reply}"));
+        assert!(v["error"].as_str().is_some_and(|e| e.contains(says)), "{reply}");
+    }
     match mesh.agent().get(&format!("{base}/nope")).call() {
         Err(ureq::Error::Status(404, r)) => assert!(r.into_string().unwrap().contains("no such endpoint")),
         other => panic!("{other:?}"),
@@ -208,6 +236,17 @@ fn bad_api_requests_get_json_errors_and_change_nothing() {
     mesh.send(0, "fine");
     let h = mesh.history(0);
     assert_eq!(h.last().unwrap()["text"], "fine");
+    let (got, reply) = batch("{\"texts\": [\"one\", \"two\", \"three\"]}");
+    assert_eq!(got, 201, "{reply}");
+    let v: serde_json::Value = serde_json::from_str(&reply).unwrap();
+    let texts: Vec<&str> = v["messages"].as_array().unwrap().iter().map(|m| m["text"].as_str().unwrap()).collect();
+    assert_eq!(texts, ["one", "two", "three"]);
+    let h = mesh.history(0);
+    let last: Vec<&str> = h[h.len() - 3..].iter().map(|m| m["text"].as_str().unwrap()).collect();
+    assert_eq!(last, ["one", "two", "three"], "stored in order");
+    // Batches are allowed far more than a single message's 64 KiB request.
+    let (got, reply) = batch(&serde_json::json!({ "texts": vec!["z".repeat(16_000); 40] }).to_string());
+    assert_eq!(got, 201, "{}", &reply[..reply.len().min(200)]);
     let metrics = mesh.agent().get(&format!("{base}/metrics")).call().unwrap().into_string().unwrap();
     assert!(metrics.contains("chatmesh_term"), "{metrics}");
 }

@@ -20,6 +20,10 @@ use tokio_stream::StreamExt;
 
 /// Longest request body accepted (a message is at most 16 KiB of text; JSON escaping can double it).
 const MAX_REQUEST_BYTES: usize = 64 * 1024;
+/// Most messages one `POST /messages/batch` may write.
+pub const MAX_BATCH_TEXTS: usize = 1000;
+/// Longest `POST /messages/batch` body accepted.
+const MAX_BATCH_REQUEST_BYTES: usize = 1024 * 1024;
 
 #[derive(Clone)]
 struct Api {
@@ -34,6 +38,7 @@ pub fn router(node: Handle) -> Router {
         .route("/status", get(status))
         .route("/history", get(history))
         .route("/messages", post(send))
+        .route("/messages/batch", post(send_batch).layer(axum::extract::DefaultBodyLimit::max(MAX_BATCH_REQUEST_BYTES)))
         .route("/events", get(events))
         .route("/metrics", get(metrics))
         .fallback(not_found)
@@ -84,14 +89,14 @@ fn stopped() -> Response {
 async fn not_found() -> Response {
     error(
         StatusCode::NOT_FOUND,
-        "no such endpoint: see GET / (the web page), GET /status, GET /history, POST /messages, GET /events, GET /metrics",
+        "no such endpoint: see GET / (the web page), GET /status, GET /history, POST /messages, POST /messages/batch, GET /events, GET /metrics",
     )
 }
 
 async fn method_not_allowed() -> Response {
     error(
         StatusCode::METHOD_NOT_ALLOWED,
-        "method not allowed: GET / (the web page), GET /status, GET /history, POST /messages, GET /events, GET /metrics",
+        "method not allowed: GET / (the web page), GET /status, GET /history, POST /messages, POST /messages/batch, GET /events, GET /metrics",
     )
 }
 
@@ -138,6 +143,68 @@ async fn send(State(api): State<Api>, body: Result<Json<SendBody>, JsonRejection
         Err(SendError::Stopped) => stopped(),
         Err(e @ SendError::Empty) => error(StatusCode::BAD_REQUEST, e.to_string()),
         Err(e @ SendError::Refused(_)) => error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SendBatchBody {
+    texts: Vec<String>,
+}
+
+/// `POST /messages/batch`: several messages written together (one signature, one commit, one push per peer).
+/// All or nothing for bad input: one empty or oversized text refuses the whole request, naming it, and
+/// nothing is written. Answers `201 {"messages": [...]}` once every message is durable.
+async fn send_batch(State(api): State<Api>, body: Result<Json<SendBatchBody>, JsonRejection>) -> Response {
+    let texts = match body {
+        Ok(Json(b)) => b.texts,
+        Err(e) => {
+            return error(
+                e.status(),
+                format!("{}: send a JSON object like {{\"texts\": [\"hello\", \"world\"]}}", e.body_text()),
+            )
+        }
+    };
+    if texts.is_empty() {
+        return error(StatusCode::BAD_REQUEST, "texts is empty: give at least one message");
+    }
+    if texts.len() > MAX_BATCH_TEXTS {
+        return error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("{} texts: at most {MAX_BATCH_TEXTS} per request; split them", texts.len()),
+        );
+    }
+    let outcomes = match api.node.send_many(texts).await {
+        Ok(o) => o,
+        Err((i, e)) => {
+            let code = match e {
+                SendError::Stopped => return stopped(),
+                SendError::Empty => StatusCode::BAD_REQUEST,
+                SendError::Refused(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            };
+            return error(code, format!("texts[{i}]: {e}; nothing was sent"));
+        }
+    };
+    let mut sent = Vec::with_capacity(outcomes.len());
+    let mut failed = None;
+    for o in outcomes {
+        match o {
+            Ok(m) => sent.push(m),
+            Err(e) => {
+                failed.get_or_insert(e);
+            }
+        }
+    }
+    match failed {
+        None => (StatusCode::CREATED, Json(serde_json::json!({ "messages": sent }))).into_response(),
+        // Only a node stopping (or a broken clock) fails a checked text: say which were written.
+        Some(e) => {
+            let code = match e {
+                SendError::Stopped => StatusCode::SERVICE_UNAVAILABLE,
+                _ => StatusCode::UNPROCESSABLE_ENTITY,
+            };
+            (code, Json(serde_json::json!({ "error": e.to_string(), "messages": sent }))).into_response()
+        }
     }
 }
 

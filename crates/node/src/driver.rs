@@ -208,6 +208,9 @@ enum Inbox {
         text: String,
         reply: SendReply,
     },
+    /// Several sends taken in one round, so written as one batch (one signature, one commit, one push per
+    /// peer); each with its own reply.
+    SendMany(Vec<(String, SendReply)>),
     Command(Command),
     Status(oneshot::Sender<StatusView>),
     Metrics(oneshot::Sender<crate::metrics::Snapshot>),
@@ -258,6 +261,39 @@ impl Handle {
         let (reply, rx) = oneshot::channel();
         self.inbox.send(Inbox::Send { text, reply }).await.map_err(|_| SendError::Stopped)?;
         rx.await.unwrap_or(Err(SendError::Stopped))
+    }
+
+    /// Writes several chat messages together: in one round, so signed as one batch, committed in one
+    /// transaction and pushed in one frame per peer. Every text is checked first, and if one is empty or
+    /// over the size limit none is written (`Err` with its index). Otherwise each text gets its own outcome,
+    /// in order, once durable: all `Ok` unless the node stopped meanwhile.
+    pub async fn send_many(
+        &self,
+        texts: Vec<String>,
+    ) -> Result<Vec<Result<MessageView, SendError>>, (usize, SendError)> {
+        for (i, t) in texts.iter().enumerate() {
+            if t.trim().is_empty() {
+                return Err((i, SendError::Empty));
+            }
+            if t.len() > chatmesh_core::history::message::MAX_BODY_LEN {
+                return Err((i, SendError::Refused(chatmesh_core::MessageError::BodyTooLong.to_string())));
+            }
+        }
+        let (items, waits): (Vec<_>, Vec<_>) = texts
+            .into_iter()
+            .map(|text| {
+                let (reply, rx) = oneshot::channel();
+                ((text, reply), rx)
+            })
+            .unzip();
+        if self.inbox.send(Inbox::SendMany(items)).await.is_err() {
+            return Ok(waits.iter().map(|_| Err(SendError::Stopped)).collect());
+        }
+        let mut out = Vec::with_capacity(waits.len());
+        for rx in waits {
+            out.push(rx.await.unwrap_or(Err(SendError::Stopped)));
+        }
+        Ok(out)
     }
 
     /// `/elect`, `/list`, `/quit` (use `shutdown` to wait for the node to stop).
@@ -941,6 +977,11 @@ impl Core {
                 self.input(Input::ConnectFailed { peer }, outputs);
             }
             Inbox::Send { text, reply } => self.send(text, Some(reply), outputs),
+            Inbox::SendMany(items) => {
+                for (text, reply) in items {
+                    self.send(text, Some(reply), outputs);
+                }
+            }
             Inbox::Command(Command::Send { text }) => self.send(text, None, outputs),
             Inbox::Command(c) => self.input(Input::Command(c), outputs),
             Inbox::Status(reply) => {

@@ -36,3 +36,30 @@ async fn sends_of_one_round_each_get_their_own_answer() {
     assert_eq!(texts.len(), 3, "{messages:?}");
     assert!(texts.iter().all(|m| m.signature == texts[0].signature && m.verify().is_ok()), "{texts:?}");
 }
+
+/// `send_many` writes its texts in one round, in order, signed as one batch; a bad text refuses the whole
+/// call, naming it, and writes nothing.
+#[tokio::test]
+async fn send_many_writes_all_in_one_batch_or_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = 40_000 + ((std::process::id() + 7) % 20_000) as u16;
+    let opts = NodeOptions::local(&format!("driver-many-{}", std::process::id()), "solo", dir.path().into(), port);
+    let (node, task) = start(opts).await.expect("the node starts");
+    let bad = node.send_many(vec!["ok".into(), "  ".into(), "x".repeat(20_000)]).await;
+    assert!(matches!(bad, Err((1, SendError::Empty))), "{bad:?}");
+    let bad = node.send_many(vec!["ok".into(), "x".repeat(20_000)]).await;
+    assert!(matches!(bad, Err((1, SendError::Refused(_)))), "{bad:?}");
+    let texts: Vec<String> = (0..50).map(|i| format!("message {i}")).collect();
+    let sent = node.send_many(texts.clone()).await.expect("all checked");
+    let sent: Vec<_> = sent.into_iter().map(|r| r.expect("written")).collect();
+    assert_eq!(sent.iter().map(|m| m.text.clone()).collect::<Vec<_>>(), texts);
+    assert_eq!(sent.iter().map(|m| m.seq).collect::<Vec<_>>(), (1..=50).collect::<Vec<_>>(), "nothing before");
+    node.shutdown(false).await;
+    task.await.unwrap().unwrap();
+    let store = Store::open(&dir.path().join("chatmesh.db")).unwrap();
+    let all = LoadRequest { id: 1, frontier: Frontier::new(), after: None, max_messages: 100, max_bytes: 1 << 20 };
+    let (messages, _) = store.load(&all).unwrap();
+    let texts: Vec<&Message> = messages.iter().filter(|m| matches!(m.body, Body::Text(_))).collect();
+    assert_eq!(texts.len(), 50, "{messages:?}");
+    assert!(texts.iter().all(|m| m.signature == texts[0].signature && m.verify().is_ok()), "one batch");
+}

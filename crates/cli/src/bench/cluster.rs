@@ -701,6 +701,25 @@ pub fn post(agent: &ureq::Agent, http: &str, text: &str) -> Res<String> {
     str_field(&s, "id").map(String::from).ok_or_else(|| format!("no id in {s}"))
 }
 
+/// `POST /messages/batch`: the IDs of the messages written, in order.
+pub fn post_batch(agent: &ureq::Agent, http: &str, texts: &[String]) -> Res<Vec<String>> {
+    let body = serde_json::json!({ "texts": texts }).to_string();
+    let resp = agent
+        .post(&format!("http://{http}/messages/batch"))
+        .set("Content-Type", "application/json")
+        .send_string(&body)
+        .map_err(|e| e.to_string())?;
+    let v: Value = resp.into_json().map_err(|e| e.to_string())?;
+    let ids: Vec<String> = v["messages"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|m| m["id"].as_str().map(String::from)).collect())
+        .unwrap_or_default();
+    if ids.len() != texts.len() {
+        return Err(format!("{} messages sent, {} IDs in the answer {v}", texts.len(), ids.len()));
+    }
+    Ok(ids)
+}
+
 /// Every status shows one mesh of `n` alive members with unique IDs and one agreed coordinator.
 pub fn one_mesh(s: &[Value], n: usize) -> Res<()> {
     let mut coordinators = std::collections::BTreeSet::new();

@@ -1,8 +1,9 @@
 //! Chat load through the nodes' control APIs: several client threads, each with its own keep-alive HTTP
 //! agent, sending `POST /messages` either on a schedule (open loop: message k is due at start + k / rate,
 //! whatever happened to earlier ones) or as fast as the nodes answer (closed loop, to fill histories).
+//! The `_batched` forms send `POST /messages/batch` requests of several messages instead.
 
-use super::cluster::{post, Res};
+use super::cluster::{post, post_batch, Res};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -42,7 +43,22 @@ fn agent() -> ureq::Agent {
 /// `threads` client threads. A message whose turn comes while its thread still waits for an earlier answer
 /// is sent late (the offered rate is then not achieved, which the caller sees).
 pub fn paced(targets: &[String], rate: f64, dur: Duration, threads: usize, size: usize, stop: &AtomicBool) -> Load {
+    paced_batched(targets, rate, dur, threads, size, 1, stop)
+}
+
+/// `paced` in requests of `batch` messages (`POST /messages/batch` when above 1): request j, holding
+/// messages j * batch up to (j + 1) * batch, is due at start + j * batch / rate.
+pub fn paced_batched(
+    targets: &[String],
+    rate: f64,
+    dur: Duration,
+    threads: usize,
+    size: usize,
+    batch: usize,
+    stop: &AtomicBool,
+) -> Load {
     let threads = threads.max(1);
+    let batch = batch.max(1) as u64;
     let start = Instant::now() + Duration::from_millis(20);
     let total = (rate * dur.as_secs_f64()).round() as u64;
     let out = Mutex::new(Vec::with_capacity(total as usize));
@@ -54,22 +70,32 @@ pub fn paced(targets: &[String], rate: f64, dur: Duration, threads: usize, size:
             s.spawn(move || {
                 let agent = agent();
                 let mut mine = Vec::new();
-                let mut k = t as u64;
-                while k < total && !stop.load(Ordering::Relaxed) && !super::interrupted() {
+                let mut j = t as u64;
+                while j * batch < total && !stop.load(Ordering::Relaxed) && !super::interrupted() {
+                    let k = j * batch;
                     let due = start + Duration::from_secs_f64(k as f64 / rate);
                     if let Some(wait) = due.checked_duration_since(Instant::now()) {
                         std::thread::sleep(wait);
                     }
-                    let target = (k % targets.len() as u64) as usize;
+                    let target = (j % targets.len() as u64) as usize;
                     let at = Instant::now();
-                    match post(&agent, &targets[target], &body(k, size)) {
-                        Ok(id) => mine.push(Sent { target, at, stored_at: Instant::now(), id }),
+                    let outcome = if batch == 1 {
+                        post(&agent, &targets[target], &body(k, size)).map(|id| vec![id])
+                    } else {
+                        let texts: Vec<String> = (k..(k + batch).min(total)).map(|k| body(k, size)).collect();
+                        post_batch(&agent, &targets[target], &texts)
+                    };
+                    match outcome {
+                        Ok(ids) => {
+                            let stored_at = Instant::now();
+                            mine.extend(ids.into_iter().map(|id| Sent { target, at, stored_at, id }));
+                        }
                         Err(e) => {
                             errors.fetch_add(1, Ordering::Relaxed);
                             first_error.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(e);
                         }
                     }
-                    k += threads as u64;
+                    j += threads as u64;
                 }
                 out.lock().unwrap_or_else(|p| p.into_inner()).extend(mine);
             });
@@ -96,6 +122,20 @@ pub fn fill(
     size: usize,
     salt: u64,
 ) -> Res<(u64, Duration)> {
+    fill_batched(targets, total, until, threads, size, salt, 1)
+}
+
+/// `fill` in requests of `batch` messages (`POST /messages/batch` when above 1).
+pub fn fill_batched(
+    targets: &[String],
+    total: u64,
+    until: Option<Instant>,
+    threads: usize,
+    size: usize,
+    salt: u64,
+    batch: usize,
+) -> Res<(u64, Duration)> {
+    let batch = batch.max(1) as u64;
     let start = Instant::now();
     let next = AtomicU64::new(0);
     let done = AtomicU64::new(0);
@@ -112,13 +152,19 @@ pub fn fill(
                     && !super::interrupted()
                     && until.is_none_or(|u| Instant::now() < u)
                 {
-                    let k = next.fetch_add(1, Ordering::Relaxed);
+                    let k = next.fetch_add(batch, Ordering::Relaxed);
                     if k >= total {
                         break;
                     }
-                    match post(&agent, target, &body(salt + k, size)) {
-                        Ok(_) => {
-                            done.fetch_add(1, Ordering::Relaxed);
+                    let outcome = if batch == 1 {
+                        post(&agent, target, &body(salt + k, size)).map(|_| 1)
+                    } else {
+                        let texts: Vec<String> = (k..(k + batch).min(total)).map(|k| body(salt + k, size)).collect();
+                        post_batch(&agent, target, &texts).map(|ids| ids.len() as u64)
+                    };
+                    match outcome {
+                        Ok(n) => {
+                            done.fetch_add(n, Ordering::Relaxed);
                         }
                         Err(e) => {
                             errors += 1;
