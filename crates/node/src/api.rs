@@ -25,14 +25,19 @@ pub const MAX_BATCH_TEXTS: usize = 1000;
 /// Longest `POST /messages/batch` body accepted.
 const MAX_BATCH_REQUEST_BYTES: usize = 1024 * 1024;
 
+/// `POST /messages/batch` requests handed to the node at once; more wait their turn (so that queued batches
+/// hold at most this many MiB, whatever the number of clients).
+const BATCHES_AT_ONCE: usize = 8;
+
 #[derive(Clone)]
 struct Api {
     node: Handle,
+    batches: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 /// The router, for serving or for tests.
 pub fn router(node: Handle) -> Router {
-    let api = Api { node };
+    let api = Api { node, batches: std::sync::Arc::new(tokio::sync::Semaphore::new(BATCHES_AT_ONCE)) };
     Router::new()
         .route("/", get(index))
         .route("/status", get(status))
@@ -152,9 +157,11 @@ struct SendBatchBody {
     texts: Vec<String>,
 }
 
-/// `POST /messages/batch`: several messages written together (one signature, one commit, one push per peer).
-/// All or nothing for bad input: one empty or oversized text refuses the whole request, naming it, and
-/// nothing is written. Answers `201 {"messages": [...]}` once every message is durable.
+/// `POST /messages/batch`: several messages written together (one signature, one commit, frames of up to 256
+/// messages per peer). All or nothing for bad input: one empty or oversized text refuses the whole request,
+/// naming it, and nothing is written. Answers `201 {"messages": [...]}` once every message is durable; a
+/// node stopping meanwhile (or an author's counters at their limit) answers with the error and the messages
+/// that were written.
 async fn send_batch(State(api): State<Api>, body: Result<Json<SendBatchBody>, JsonRejection>) -> Response {
     let texts = match body {
         Ok(Json(b)) => b.texts,
@@ -174,6 +181,7 @@ async fn send_batch(State(api): State<Api>, body: Result<Json<SendBatchBody>, Js
             format!("{} texts: at most {MAX_BATCH_TEXTS} per request; split them", texts.len()),
         );
     }
+    let Ok(_turn) = api.batches.acquire().await else { return stopped() };
     let outcomes = match api.node.send_many(texts).await {
         Ok(o) => o,
         Err((i, e)) => {

@@ -40,7 +40,8 @@ use tokio::task::AbortHandle;
 /// the one dialled by the higher key); a new link replaces one older than this.
 const SIMULTANEOUS_DIAL: Duration = Duration::from_secs(1);
 
-/// Inputs taken from the inbox in one round before the outputs are carried out (and committed together).
+/// Inputs taken from the inbox in one round before the outputs are carried out (and committed together);
+/// a batch of sends counts as the number of its sends.
 const ROUND_INPUTS: usize = 512;
 /// Rounds whose writes may be committing at once; then the core waits for the oldest before taking more.
 const ROUNDS_IN_FLIGHT: usize = 16;
@@ -208,8 +209,8 @@ enum Inbox {
         text: String,
         reply: SendReply,
     },
-    /// Several sends taken in one round, so written as one batch (one signature, one commit, one push per
-    /// peer); each with its own reply.
+    /// Several sends taken together, so written in one round as one batch (one signature, one commit, frames
+    /// of up to 256 messages per peer); each with its own reply.
     SendMany(Vec<(String, SendReply)>),
     Command(Command),
     Status(oneshot::Sender<StatusView>),
@@ -264,7 +265,7 @@ impl Handle {
     }
 
     /// Writes several chat messages together: in one round, so signed as one batch, committed in one
-    /// transaction and pushed in one frame per peer. Every text is checked first, and if one is empty or
+    /// transaction and pushed in frames of up to 256 messages per peer. Every text is checked first, and if one is empty or
     /// over the size limit none is written (`Err` with its index). Otherwise each text gets its own outcome,
     /// in order, once durable: all `Ok` unless the node stopped meanwhile.
     pub async fn send_many(
@@ -716,11 +717,16 @@ impl Core {
             self.node.begin_round();
             let mut taken = 0;
             while let Some(msg) = next.take() {
+                // A batch of sends counts as the sends it holds: a round stays a few thousand messages at most.
+                let weight = match &msg {
+                    Inbox::SendMany(items) => items.len().max(1),
+                    _ => 1,
+                };
                 if let Flow::Stop = self.take(msg, &mut outputs) {
                     stop = true;
                     break;
                 }
-                taken += 1;
+                taken += weight;
                 if taken >= ROUND_INPUTS {
                     break;
                 }

@@ -20,6 +20,7 @@ pub struct Sent {
 #[derive(Debug)]
 pub struct Load {
     pub sent: Vec<Sent>,
+    /// Messages not sent (a failed batch counts each of its messages).
     pub errors: u64,
     pub first_error: Option<String>,
     pub started: Instant,
@@ -79,10 +80,10 @@ pub fn paced_batched(
                     }
                     let target = (j % targets.len() as u64) as usize;
                     let at = Instant::now();
+                    let texts: Vec<String> = (k..(k + batch).min(total)).map(|k| body(k, size)).collect();
                     let outcome = if batch == 1 {
-                        post(&agent, &targets[target], &body(k, size)).map(|id| vec![id])
+                        post(&agent, &targets[target], &texts[0]).map(|id| vec![id])
                     } else {
-                        let texts: Vec<String> = (k..(k + batch).min(total)).map(|k| body(k, size)).collect();
                         post_batch(&agent, &targets[target], &texts)
                     };
                     match outcome {
@@ -91,7 +92,7 @@ pub fn paced_batched(
                             mine.extend(ids.into_iter().map(|id| Sent { target, at, stored_at, id }));
                         }
                         Err(e) => {
-                            errors.fetch_add(1, Ordering::Relaxed);
+                            errors.fetch_add(texts.len() as u64, Ordering::Relaxed);
                             first_error.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(e);
                         }
                     }
