@@ -21,7 +21,7 @@ use tokio_stream::StreamExt;
 /// Longest request body accepted (a message is at most 16 KiB of text; JSON escaping can double it).
 const MAX_REQUEST_BYTES: usize = 64 * 1024;
 /// Most messages one `POST /messages/batch` may write.
-pub const MAX_BATCH_TEXTS: usize = 1000;
+const MAX_BATCH_TEXTS: usize = 1000;
 /// Longest `POST /messages/batch` body accepted.
 const MAX_BATCH_REQUEST_BYTES: usize = 1024 * 1024;
 
@@ -145,9 +145,16 @@ async fn send(State(api): State<Api>, body: Result<Json<SendBody>, JsonRejection
     };
     match api.node.send(text).await {
         Ok(m) => (StatusCode::CREATED, Json(m)).into_response(),
-        Err(SendError::Stopped) => stopped(),
-        Err(e @ SendError::Empty) => error(StatusCode::BAD_REQUEST, e.to_string()),
-        Err(e @ SendError::Refused(_)) => error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
+        Err(e) => error(send_status(&e), e.to_string()),
+    }
+}
+
+/// The status answering a send that did not happen.
+fn send_status(e: &SendError) -> StatusCode {
+    match e {
+        SendError::Empty => StatusCode::BAD_REQUEST,
+        SendError::Refused(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        SendError::Stopped => StatusCode::SERVICE_UNAVAILABLE,
     }
 }
 
@@ -184,34 +191,16 @@ async fn send_batch(State(api): State<Api>, body: Result<Json<SendBatchBody>, Js
     let Ok(_turn) = api.batches.acquire().await else { return stopped() };
     let outcomes = match api.node.send_many(texts).await {
         Ok(o) => o,
-        Err((i, e)) => {
-            let code = match e {
-                SendError::Stopped => return stopped(),
-                SendError::Empty => StatusCode::BAD_REQUEST,
-                SendError::Refused(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            };
-            return error(code, format!("texts[{i}]: {e}; nothing was sent"));
-        }
+        Err((i, e)) => return error(send_status(&e), format!("texts[{i}]: {e}; nothing was sent")),
     };
-    let mut sent = Vec::with_capacity(outcomes.len());
-    let mut failed = None;
-    for o in outcomes {
-        match o {
-            Ok(m) => sent.push(m),
-            Err(e) => {
-                failed.get_or_insert(e);
-            }
-        }
-    }
+    let failed = outcomes.iter().find_map(|o| o.as_ref().err()).cloned();
+    let sent: Vec<_> = outcomes.into_iter().flatten().collect();
     match failed {
         None => (StatusCode::CREATED, Json(serde_json::json!({ "messages": sent }))).into_response(),
-        // Only a node stopping (or a broken clock) fails a checked text: say which were written.
+        // Only a node stopping (or an author's counters at their limit) fails a checked text: say which were
+        // written.
         Some(e) => {
-            let code = match e {
-                SendError::Stopped => StatusCode::SERVICE_UNAVAILABLE,
-                _ => StatusCode::UNPROCESSABLE_ENTITY,
-            };
-            (code, Json(serde_json::json!({ "error": e.to_string(), "messages": sent }))).into_response()
+            (send_status(&e), Json(serde_json::json!({ "error": e.to_string(), "messages": sent }))).into_response()
         }
     }
 }

@@ -9,9 +9,7 @@ use chatmesh_node::{start, NodeOptions, SendError, Store};
 #[tokio::test]
 async fn sends_of_one_round_each_get_their_own_answer() {
     let dir = tempfile::tempdir().unwrap();
-    let port = 40_000 + (std::process::id() % 20_000) as u16;
-    let opts = NodeOptions::local(&format!("driver-test-{}", std::process::id()), "solo", dir.path().into(), port);
-    let (node, task) = start(opts).await.expect("the node starts");
+    let (node, task) = start(solo(&dir, 0)).await.expect("the node starts");
     let too_long = "x".repeat(20_000);
     // On this current-thread runtime, `join!` queues all of them before the core task runs: one round.
     let (first, refused, plain, second) = tokio::join!(
@@ -29,12 +27,7 @@ async fn sends_of_one_round_each_get_their_own_answer() {
     node.shutdown(false).await;
     task.await.unwrap().unwrap();
     // The three that were written were signed as one batch: one signature.
-    let store = Store::open(&dir.path().join("chatmesh.db")).unwrap();
-    let all = LoadRequest { id: 1, frontier: Frontier::new(), after: None, max_messages: 100, max_bytes: 1 << 20 };
-    let (messages, _) = store.load(&all).unwrap();
-    let texts: Vec<&Message> = messages.iter().filter(|m| matches!(m.body, Body::Text(_))).collect();
-    assert_eq!(texts.len(), 3, "{messages:?}");
-    assert!(texts.iter().all(|m| m.signature == texts[0].signature && m.verify().is_ok()), "{texts:?}");
+    assert_one_batch(&dir, 3);
 }
 
 /// `send_many` writes its texts in one round, in order, signed as one batch; a bad text refuses the whole
@@ -42,9 +35,7 @@ async fn sends_of_one_round_each_get_their_own_answer() {
 #[tokio::test]
 async fn send_many_writes_all_in_one_batch_or_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let port = 40_000 + ((std::process::id() + 7) % 20_000) as u16;
-    let opts = NodeOptions::local(&format!("driver-many-{}", std::process::id()), "solo", dir.path().into(), port);
-    let (node, task) = start(opts).await.expect("the node starts");
+    let (node, task) = start(solo(&dir, 1)).await.expect("the node starts");
     let bad = node.send_many(vec!["ok".into(), "  ".into(), "x".repeat(20_000)]).await;
     assert!(matches!(bad, Err((1, SendError::Empty))), "{bad:?}");
     let bad = node.send_many(vec!["ok".into(), "x".repeat(20_000)]).await;
@@ -56,10 +47,21 @@ async fn send_many_writes_all_in_one_batch_or_nothing() {
     assert_eq!(sent.iter().map(|m| m.seq).collect::<Vec<_>>(), (1..=50).collect::<Vec<_>>(), "nothing before");
     node.shutdown(false).await;
     task.await.unwrap().unwrap();
+    assert_one_batch(&dir, 50);
+}
+
+/// A lone node's options, its data in `dir`, on a port of its own (`k` tells this file's tests apart).
+fn solo(dir: &tempfile::TempDir, k: u32) -> NodeOptions {
+    let port = 40_000 + ((std::process::id() + 7 * k) % 20_000) as u16;
+    NodeOptions::local(&format!("driver-test-{}-{k}", std::process::id()), "solo", dir.path().into(), port)
+}
+
+/// The stopped node's store holds `n` text messages, all valid and sharing one signature.
+fn assert_one_batch(dir: &tempfile::TempDir, n: usize) {
     let store = Store::open(&dir.path().join("chatmesh.db")).unwrap();
     let all = LoadRequest { id: 1, frontier: Frontier::new(), after: None, max_messages: 100, max_bytes: 1 << 20 };
     let (messages, _) = store.load(&all).unwrap();
     let texts: Vec<&Message> = messages.iter().filter(|m| matches!(m.body, Body::Text(_))).collect();
-    assert_eq!(texts.len(), 50, "{messages:?}");
-    assert!(texts.iter().all(|m| m.signature == texts[0].signature && m.verify().is_ok()), "one batch");
+    assert_eq!(texts.len(), n, "{messages:?}");
+    assert!(texts.iter().all(|m| m.signature == texts[0].signature && m.verify().is_ok()), "{texts:?}");
 }

@@ -689,27 +689,26 @@ pub fn get_json(agent: &ureq::Agent, url: &str) -> Res<Value> {
     agent.get(url).call().map_err(|e| e.to_string())?.into_json().map_err(|e| e.to_string())
 }
 
+/// `POST http://{http}{path}` with a JSON body; the answer's body.
+fn post_json(agent: &ureq::Agent, http: &str, path: &str, body: &Value) -> Res<String> {
+    let resp = agent
+        .post(&format!("http://{http}{path}"))
+        .set("Content-Type", "application/json")
+        .send_string(&body.to_string())
+        .map_err(|e| e.to_string())?;
+    resp.into_string().map_err(|e| e.to_string())
+}
+
 /// Sends a message through `POST /messages`; returns its ID once the node stored it.
 pub fn post(agent: &ureq::Agent, http: &str, text: &str) -> Res<String> {
-    let body = serde_json::json!({ "text": text }).to_string();
-    let resp = agent
-        .post(&format!("http://{http}/messages"))
-        .set("Content-Type", "application/json")
-        .send_string(&body)
-        .map_err(|e| e.to_string())?;
-    let s = resp.into_string().map_err(|e| e.to_string())?;
+    let s = post_json(agent, http, "/messages", &serde_json::json!({ "text": text }))?;
     str_field(&s, "id").map(String::from).ok_or_else(|| format!("no id in {s}"))
 }
 
 /// `POST /messages/batch`: the IDs of the messages written, in order.
 pub fn post_batch(agent: &ureq::Agent, http: &str, texts: &[String]) -> Res<Vec<String>> {
-    let body = serde_json::json!({ "texts": texts }).to_string();
-    let resp = agent
-        .post(&format!("http://{http}/messages/batch"))
-        .set("Content-Type", "application/json")
-        .send_string(&body)
-        .map_err(|e| e.to_string())?;
-    let v: Value = resp.into_json().map_err(|e| e.to_string())?;
+    let s = post_json(agent, http, "/messages/batch", &serde_json::json!({ "texts": texts }))?;
+    let v: Value = serde_json::from_str(&s).map_err(|e| format!("{e}: {s}"))?;
     let ids: Vec<String> = v["messages"]
         .as_array()
         .map(|a| a.iter().filter_map(|m| m["id"].as_str().map(String::from)).collect())
