@@ -291,3 +291,65 @@ fn a_kill_at_any_point_loses_nothing_that_was_acknowledged() {
     }
     assert!(acked > 100, "the children made progress ({acked})");
 }
+
+/// What one message's commit costs on this machine's disk, the floor under a message's latency (a message
+/// leaves its author only once durable): one 200-byte message per transaction, `synchronous = FULL`, at a
+/// chat's pace (10 a second), flat out, and 4 stores side by side at 1,000 a second each (the 4 nodes of
+/// `chatmesh bench latency`'s 1,000 msg/s step each commit about that often). A measurement, not a check
+/// (`cargo test --release -p chatmesh-node --test store -- --ignored --nocapture commit_costs`).
+#[test]
+#[ignore = "a measurement: run it by name"]
+fn commit_costs() {
+    fn commits(stores: usize, per_second: f64, n: usize) -> Vec<Duration> {
+        let times = std::thread::scope(|s| {
+            let writers: Vec<_> = (0..stores)
+                .map(|i| {
+                    s.spawn(move || {
+                        let dir = tempfile::tempdir().unwrap();
+                        let mut store = Store::open(&dir.path().join("node.db")).unwrap();
+                        let start = Instant::now();
+                        let mut node = boot(&mut store, 40 + i as u64, start);
+                        found(&mut node, &mut store, start);
+                        let mut times = Vec::with_capacity(n);
+                        let mut next = Instant::now();
+                        for k in 0..n {
+                            if per_second > 0.0 {
+                                next += Duration::from_secs_f64(1.0 / per_second);
+                                std::thread::sleep(next.saturating_duration_since(Instant::now()));
+                            }
+                            let text = format!("{k:0>200}");
+                            node.handle_input(Instant::now(), Input::Command(Command::Send { text }));
+                            let mut writes = Vec::new();
+                            while let Some(o) = node.poll_output() {
+                                if let Output::Store { messages, state } = o {
+                                    writes.push(Write::Messages { messages, state });
+                                }
+                            }
+                            let began = Instant::now();
+                            store.commit(&writes).unwrap();
+                            times.push(began.elapsed());
+                        }
+                        times
+                    })
+                })
+                .collect();
+            writers.into_iter().flat_map(|w| w.join().unwrap()).collect::<Vec<_>>()
+        });
+        let mut times = times;
+        times.sort();
+        times
+    }
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    for (stores, rate, n) in [(1, 10.0, 100), (1, 0.0, 2000), (4, 1000.0, 2000)] {
+        let t = commits(stores, rate, n);
+        let at = |p: f64| ms(t[((t.len() - 1) as f64 * p) as usize]);
+        let pace = if rate > 0.0 { format!("{rate} a second each") } else { "flat out".to_string() };
+        println!(
+            "{stores} store(s), {pace}: commit p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms ({} commits)",
+            at(0.5),
+            at(0.99),
+            ms(t[t.len() - 1]),
+            t.len()
+        );
+    }
+}
