@@ -14,9 +14,8 @@ fn addr() -> std::net::SocketAddr {
     "127.0.0.1:7000".parse().unwrap()
 }
 
-/// Carries out a node's outputs the way the driver will: the durable writes of one drain in one
-/// transaction, before anything else. Returns the events.
-fn drain(node: &mut Node, store: &mut Store) -> Vec<Event> {
+/// A node's pending outputs: the durable writes of one drain (one transaction) and the events.
+fn outputs(node: &mut Node) -> (Vec<Write>, Vec<Event>) {
     let mut writes = Vec::new();
     let mut events = Vec::new();
     while let Some(o) = node.poll_output() {
@@ -27,6 +26,13 @@ fn drain(node: &mut Node, store: &mut Store) -> Vec<Event> {
             _ => {}
         }
     }
+    (writes, events)
+}
+
+/// Carries out a node's outputs the way the driver will: the durable writes of one drain in one
+/// transaction, before anything else. Returns the events.
+fn drain(node: &mut Node, store: &mut Store) -> Vec<Event> {
+    let (writes, events) = outputs(node);
     store.commit(&writes).expect("commit");
     events
 }
@@ -301,7 +307,7 @@ fn a_kill_at_any_point_loses_nothing_that_was_acknowledged() {
 #[ignore = "a measurement: run it by name"]
 fn commit_costs() {
     fn commits(stores: usize, per_second: f64, n: usize) -> Vec<Duration> {
-        let times = std::thread::scope(|s| {
+        let mut times = std::thread::scope(|s| {
             let writers: Vec<_> = (0..stores)
                 .map(|i| {
                     s.spawn(move || {
@@ -319,12 +325,7 @@ fn commit_costs() {
                             }
                             let text = format!("{k:0>200}");
                             node.handle_input(Instant::now(), Input::Command(Command::Send { text }));
-                            let mut writes = Vec::new();
-                            while let Some(o) = node.poll_output() {
-                                if let Output::Store { messages, state } = o {
-                                    writes.push(Write::Messages { messages, state });
-                                }
-                            }
+                            let (writes, _) = outputs(&mut node);
                             let began = Instant::now();
                             store.commit(&writes).unwrap();
                             times.push(began.elapsed());
@@ -335,7 +336,6 @@ fn commit_costs() {
                 .collect();
             writers.into_iter().flat_map(|w| w.join().unwrap()).collect::<Vec<_>>()
         });
-        let mut times = times;
         times.sort();
         times
     }
