@@ -425,8 +425,8 @@ impl Demo {
         self.out.table(&table(&statuses));
         let coordinator = index_of_coordinator(&statuses).ok_or("no coordinator")?;
         self.out.ok(&format!(
-            "one mesh: {n} members, unique IDs, one coordinator, agreed by all ({} after the last start); Bully \
-             makes the highest-ranked live member coordinator, and each newcomer gets the highest ID, so it takes over",
+            "one mesh: {n} members, unique IDs, one coordinator, agreed by all ({} after the last start); the \
+             founder coordinates, and newcomers join without an election (a live coordinator is never displaced)",
             secs(t)
         ));
 
@@ -461,7 +461,8 @@ impl Demo {
                 self.pump(Duration::from_millis(5));
             }
         }
-        let expected = survivors.iter().map(|i| statuses[*i]["id"].as_u64().unwrap_or(0)).max().unwrap_or(0);
+        // Bully by seniority: the survivor with the lowest ID takes over.
+        let expected = survivors.iter().map(|i| statuses[*i]["id"].as_u64().unwrap_or(0)).min().unwrap_or(0);
         self.wait_for("a new coordinator followed by all survivors", &survivors, |s| {
             let c: Vec<u64> = s.iter().map(|x| x["coordinator"]["id"].as_u64().unwrap_or(0)).collect();
             if c.iter().all(|x| *x == expected) {
@@ -472,7 +473,7 @@ impl Demo {
         })?;
         let took = killed_at.elapsed();
         self.out.ok(&format!(
-            "survivors elected #{expected} (the highest-ranked survivor) {} after the kill; {sent_during} messages sent meanwhile were stored",
+            "survivors elected #{expected} (the most senior survivor) {} after the kill; {sent_during} messages sent meanwhile were stored",
             ms(took)
         ));
         let t = self.wait_synced("survivors' histories agree", &survivors)?;
@@ -486,13 +487,15 @@ impl Demo {
         self.spawn(victim)?;
         let everyone: Vec<usize> = (0..n).collect();
         self.wait_for("the restarted node is back", &everyone, |s| one_mesh(s, n))?;
+        self.same_coordinator(victim, expected)?;
         let st = self.status(victim)?;
         if st["id"].as_u64() != Some(victim_id) {
             return Err(format!("{} came back as #{} instead of #{victim_id}", self.procs[victim].name, st["id"]));
         }
         let t = self.wait_synced("the restarted node caught up", &everyone)?;
         self.out.ok(&format!(
-            "{} is #{victim_id} again and holds the history it missed (equal digests {} after it rejoined)",
+            "{} is #{victim_id} again and holds the history it missed (equal digests {} after it rejoined); it \
+             follows #{expected}: it outranks it, but a live coordinator is never displaced",
             self.procs[victim].name,
             secs(t)
         ));
@@ -503,6 +506,7 @@ impl Demo {
         let everyone: Vec<usize> = (0..=n).collect();
         let t = self.wait_for("the newcomer is in", &everyone, |s| one_mesh(s, n + 1))?;
         let t2 = self.wait_synced("the newcomer has everything", &everyone)?;
+        self.same_coordinator(n, expected)?;
         let newcomer = self.status(n)?;
         self.out.ok(&format!(
             "{} got ID #{} in {} and holds all {} messages {} later",
@@ -529,6 +533,23 @@ impl Demo {
         let statuses: Vec<Value> = everyone.iter().map(|i| self.status(*i)).collect::<Res<_>>()?;
         self.out.table(&table(&statuses));
         self.show_history(n, 100)?;
+        // The history tells the truth: one coordinator change (the kill), and nobody but the killed node
+        // recorded as failed.
+        let victim_name = self.procs[victim].name.clone();
+        let events: Vec<String> = self
+            .history(n)?
+            .iter()
+            .filter(|m| m["kind"] == "event")
+            .map(|m| m["text"].as_str().unwrap_or("").to_string())
+            .collect();
+        let changes = events.iter().filter(|t| t.contains("coordinates from term")).count();
+        if changes != 1 {
+            return Err(format!("the history holds {changes} coordinator changes, not 1 (the kill): {events:?}"));
+        }
+        if let Some(false_line) = events.iter().find(|t| t.contains(" failed") && !t.starts_with(&victim_name)) {
+            return Err(format!("the history says {false_line:?}, but only {victim_name} failed"));
+        }
+        self.out.ok(&format!("the history records one coordinator change (the kill) and only {victim_name} as failed"));
         self.out.ok(&format!(
             "{} nodes, one coordinator, every message acknowledged by all, one history digest {} ({})",
             n + 1,
@@ -536,6 +557,18 @@ impl Demo {
             secs(t)
         ));
         Ok(())
+    }
+
+    /// Node `i` follows the coordinator `#id` (the one elected after the kill): joins and restarts do not move it.
+    fn same_coordinator(&mut self, i: usize, id: u64) -> Res<()> {
+        let st = self.status(i)?;
+        match st["coordinator"]["id"].as_u64() {
+            Some(c) if c == id => Ok(()),
+            c => Err(format!(
+                "{} follows #{c:?}, expected #{id}: a join or restart moved the coordinator",
+                self.procs[i].name
+            )),
+        }
     }
 
     fn show_history(&mut self, i: usize, last: usize) -> Res<()> {

@@ -35,10 +35,10 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<()> {
     shown = show_events(&sim, shown);
     table(&sim);
     println!(
-        "   {} coordinates: the highest-ranked member (Bully: the highest ID wins; every newcomer",
+        "   {} coordinates: it founded the mesh. Bully ranks by seniority (the lowest ID wins an election),",
         name(&sim, coordinator)
     );
-    println!("   has the highest ID, so each join hands it the role).\n");
+    println!("   and a live coordinator is never displaced: newcomers join without an election.\n");
 
     step("2. The coordinator says something, then is killed (SIGKILL): its links reset, survivors notice at once");
     sim.command(coordinator, Command::Send { text: "last words before the crash".into() });
@@ -55,7 +55,7 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<()> {
     shown = show_events(&sim, shown);
     println!("   The silence was noticed and a successor followed by all {} after the freeze.\n", fmt(t));
 
-    step("4. It wakes up (SIGCONT): the highest-ranked live member again, Bully gives it the role back");
+    step("4. It wakes up (SIGCONT): it was replaced, so it declares nobody failed and rejoins as a member");
     sim.resume(frozen);
     settle(&mut sim, LIMIT).map_err(problems)?;
     shown = show_events(&sim, shown);
@@ -77,7 +77,7 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<()> {
     table(&sim);
     println!("   Two coordinators, two histories; each part agrees within itself.\n");
 
-    step("6. The network heals: beacons meet, the parts merge under the higher-ranked coordinator");
+    step("6. The network heals: beacons meet, the parts merge under the coordinator of the later term");
     sim.heal();
     let t = sim.run_until_true(LIMIT, |s| settled_problems(s).is_empty());
     settle(&mut sim, LIMIT).map_err(problems)?;
@@ -87,13 +87,13 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<()> {
         println!("   One mesh again, with every history equal (same digest), {} after the heal.\n", fmt(t));
     }
 
-    step("7. The node killed in step 2 restarts from its data directory: same ID, whole history");
+    step("7. The node killed in step 2 restarts from its data directory: same ID, whole history, no take-over");
     sim.restart(coordinator);
     settle(&mut sim, LIMIT).map_err(problems)?;
     show_events(&sim, shown);
     table(&sim);
     show_history(&sim);
-    println!("Done: one mesh, one coordinator (the highest-ranked live member), every view and history equal.");
+    println!("Done: one mesh, one coordinator, every view and history equal.");
     Ok(())
 }
 

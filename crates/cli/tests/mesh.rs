@@ -37,13 +37,14 @@ fn four_nodes_form_one_mesh_elect_after_sigkill_and_agree_on_history() {
     let c = statuses.iter().position(|s| s["role"] == "coordinator").expect("a coordinator");
     let old_id = statuses[c]["id"].as_u64().unwrap();
     let survivors: Vec<usize> = all.iter().copied().filter(|i| *i != c).collect();
-    let expected = survivors.iter().map(|i| statuses[*i]["id"].as_u64().unwrap()).max().unwrap();
+    // Seniority: the survivor with the lowest ID takes over.
+    let expected = survivors.iter().map(|i| statuses[*i]["id"].as_u64().unwrap()).min().unwrap();
     mesh.kill(c);
     // Chat goes on during the election.
     for i in &survivors {
         sent.push(mesh.send(*i, &format!("during the election, from {i}")));
     }
-    let took = mesh.wait_for("survivors follow the highest survivor", &survivors, LIMIT, |s| {
+    let took = mesh.wait_for("survivors follow the most senior survivor", &survivors, LIMIT, |s| {
         let c: Vec<_> = s.iter().map(|x| x["coordinator"]["id"].as_u64().unwrap_or(0)).collect();
         if c.iter().all(|x| *x == expected) {
             Ok(())

@@ -92,6 +92,9 @@ pub struct Timing {
     pub anti_entropy_interval: Duration,
     /// A sync whose next page does not come within this is abandoned.
     pub sync_timeout: Duration,
+    /// A node driven this long after its earliest timer was due has stalled (stopped, swapped out, starved
+    /// of CPU): its peers get a fresh timeout before it judges their silence (see `health.rs`).
+    pub stall_threshold: Duration,
 }
 
 impl Default for Timing {
@@ -115,6 +118,7 @@ impl Default for Timing {
             retransmit_max: ms(5000),
             anti_entropy_interval: ms(1000),
             sync_timeout: ms(2000),
+            stall_threshold: ms(250),
         }
     }
 }

@@ -1,13 +1,13 @@
 //! Discovery: finding the mesh through the multicast group, or founding one when nobody answers.
 //!
 //! Only the coordinator answers a `Discover` (unicast `Offer`) and only the coordinator beacons, so a joiner
-//! hears of exactly the coordinators it can reach. Two nodes that found at once each beacon; the lower-ranked
-//! coordinator hears the other's beacon and asks to be merged (see `membership.rs`).
+//! hears of exactly the coordinators it can reach. Two nodes that found at once each beacon; the coordinator of
+//! lower precedence hears the other's beacon and asks to be merged (see `membership.rs`).
 
 use crate::io::{Destination, Event};
 use crate::node::{Node, Role};
 use crate::timer::Timer;
-use crate::types::{Contact, NodeId, NodeKey};
+use crate::types::{Contact, NodeId, NodeKey, Term};
 use crate::view::{Member, MemberState, View};
 use crate::wire::{DatagramBody, Frame, Join};
 use rand::Rng;
@@ -70,13 +70,13 @@ impl Node {
     }
 
     /// A beacon is as good as an offer to a joiner; to a coordinator it may reveal another part of the mesh.
-    pub(crate) fn on_beacon(&mut self, now: Instant, coordinator: Contact) {
+    pub(crate) fn on_beacon(&mut self, now: Instant, coordinator: Contact, term: Term) {
         if coordinator.key == self.cfg.key {
             return;
         }
         match self.role {
             Role::Discovering => self.join(now, coordinator),
-            Role::Coordinator => self.on_foreign_coordinator(now, coordinator),
+            Role::Coordinator => self.on_foreign_coordinator(now, coordinator, term),
             _ => {}
         }
     }

@@ -48,8 +48,15 @@ impl Node {
         let me = self.my_rank();
         let view = self.view.as_ref().expect("a member has a view");
         let term = view.term.saturating_add(1);
-        let waiting: BTreeSet<NodeKey> =
-            view.alive().filter(|m| m.rank() > me).map(|m| m.key).filter(|k| !self.is_unreachable(k)).collect();
+        // The suspected coordinator is asked too, whatever its rank: if only we lost track of it (we were
+        // stalled, or it stepped down to follow another coordinator), its heartbeat or redirect ends this
+        // election instead of a false `failed` line about it.
+        let waiting: BTreeSet<NodeKey> = view
+            .alive()
+            .filter(|m| m.rank() > me || Some(m.key) == suspect)
+            .map(|m| m.key)
+            .filter(|k| *k != self.cfg.key && !self.is_unreachable(k))
+            .collect();
         self.election_round += 1;
         self.stats.elections_started += 1;
         self.event(Event::ElectionStarted { term });
@@ -73,13 +80,17 @@ impl Node {
         }
     }
 
-    /// Somebody lower-ranked is running: answer it. Then:
-    /// - a coordinator with members above it hands over (runs, and loses to them);
-    /// - a coordinator at the top that the candidate suspects proves it is alive with a heartbeat, which
-    ///   ends the candidate's election without a new term; to a forced election (`/elect`, a take-over) it
-    ///   re-announces at a new term if the candidate proposed one above its own, so once per term;
-    /// - a member runs its own election only if its coordinator is not both alive and above it: otherwise
-    ///   the outcome does not depend on it, and a cascade of elections would only churn terms.
+    /// Somebody lower-ranked is running: answer it. Then, if the candidate suspects a coordinator (it heard
+    /// nothing from it for `coordinator_timeout`):
+    /// - a coordinator proves it is alive with a heartbeat, which ends the candidate's election without a
+    ///   new term: a live coordinator is never displaced, whoever outranks it;
+    /// - a member runs its own election only if it has not heard its coordinator recently either: otherwise
+    ///   the coordinator is alive, and a cascade of elections would only churn terms.
+    ///
+    /// If the election is forced (`/elect`, no suspect), it elects the highest-ranked live member, as Bully
+    /// does: a coordinator with members above it hands over (runs, and loses to them); one at the top
+    /// re-announces at a new term if the candidate proposed one above its own, so once per term; a member
+    /// runs its own unless its live coordinator outranks it (then the coordinator takes it from there).
     pub(crate) fn on_election(&mut self, now: Instant, from: NodeKey, proposed: Term, suspect: Option<NodeKey>) {
         if !matches!(self.role, Role::Member | Role::Coordinator) {
             return;
@@ -97,17 +108,24 @@ impl Node {
             self.reject(crate::stats::Reject::NotMember, &format!("election from {from}"));
             return;
         };
+        let (term, version, coordinator) = (view.term, view.version, view.coordinator);
+        if self.role == Role::Coordinator && suspect == Some(self.cfg.key) {
+            // Suspected, but alive: prove it to the candidate, whatever our ranks.
+            self.send(from, &Frame::Answer { term: proposed });
+            self.send(from, &Frame::Heartbeat { term, version });
+            return;
+        }
         if their_rank > me {
             return;
         }
-        let (term, version, coordinator) = (view.term, view.version, view.coordinator);
         let at_top = !view.alive().any(|m| m.rank() > me);
         let coordinator_above = view.rank_of(&coordinator).is_some_and(|r| r > me);
+        let forced = suspect.is_none();
         self.send(from, &Frame::Answer { term: proposed });
         if self.role == Role::Coordinator {
-            if !at_top {
+            if forced && !at_top {
                 self.start_election(now, None);
-            } else if suspect != Some(self.cfg.key) && proposed > term {
+            } else if forced && proposed > term {
                 self.stats.elections_started += 1;
                 self.event(Event::ElectionStarted { term: term.saturating_add(1) });
                 self.win_election(now, term.saturating_add(1), None);
@@ -119,9 +137,10 @@ impl Node {
         let coordinator_heard = self
             .coordinator_heard
             .is_some_and(|t| now.saturating_duration_since(t) < self.cfg.timing.coordinator_timeout);
-        if !(coordinator_heard && coordinator_above) {
-            let mine = if suspect == Some(coordinator) { suspect } else { None };
-            self.start_election(now, mine);
+        if forced && !(coordinator_heard && coordinator_above) {
+            self.start_election(now, None);
+        } else if !forced && !coordinator_heard && suspect == Some(coordinator) {
+            self.start_election(now, suspect);
         }
     }
 

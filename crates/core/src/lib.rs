@@ -13,6 +13,7 @@
 //! - `discovery`: `Discover` / `Offer` / `Beacon`, founding a mesh, joining.
 //! - `membership`: admission, replication, heartbeats, failure detection, leave, merge of split meshes.
 //! - `election`: Bully with terms.
+//! - `health`: local health: a node that was late itself gives peers a fresh chance before judging them.
 //! - `timer`: every timer, one doc line each.
 //! - `io`: `Input`, `Output`, `Event`, `Snapshot`.
 //! - `stats`: counters, and the reasons input is refused.
@@ -48,6 +49,7 @@
 mod config;
 mod discovery;
 mod election;
+mod health;
 pub mod history;
 mod io;
 mod membership;

@@ -125,7 +125,10 @@ impl Node {
     /// Adopts a view that supersedes ours (stepping down if we coordinated), or rejoins if it leaves us out.
     fn follow(&mut self, now: Instant, view: View) {
         let me = self.cfg.key;
-        if self.leaving && view.get(&me).is_some_and(|m| m.state == MemberState::Left) {
+        // Leaving, and the view records us as left, or does not know us at all (a view of a part we were never
+        // merged into: its coordinator cannot record our departure, and would answer every `Leave` with
+        // this same view): we are out.
+        if self.leaving && view.get(&me).is_none_or(|m| m.state == MemberState::Left) {
             self.install_view(view);
             self.stop();
             return;
@@ -144,11 +147,26 @@ impl Node {
         if self.role == Role::Coordinator {
             self.role = Role::Member;
             self.clear_role_state();
+            self.hand_over_members(&view);
         }
         self.stats.views_adopted += 1;
         self.install_view(view);
         self.coordinator_alive(now);
         self.after_view_change(now);
+    }
+
+    /// A coordinator stepping down to follow `view`: members of ours that it leaves out are told where the
+    /// mesh is now, and rejoin at once. Left alone, they would hear no heartbeat, suspect us and elect, and
+    /// the winner would record us as failed although we are alive and linked.
+    fn hand_over_members(&mut self, view: &View) {
+        let Some(mine) = &self.view else { return };
+        let Some(coordinator) = view.coordinator_member().map(|m| m.contact()) else { return };
+        let stranded: Vec<NodeKey> =
+            mine.alive().map(|m| m.key).filter(|k| *k != self.cfg.key && !view.is_alive(k)).collect();
+        let frame = Frame::NotCoordinator { term: view.term, coordinator: Some(coordinator) };
+        for key in stranded {
+            self.send(key, &frame);
+        }
     }
 
     /// Our own ID, if `view` gives us another one although ours is free in it.
@@ -157,20 +175,19 @@ impl Node {
         self.my_id.filter(|id| Some(*id) != offered && view.by_id(*id).is_none())
     }
 
-    /// After a member adopts a view: keep the full mesh, and start an election if the coordinator is gone
-    /// or if we outrank it (Bully: the highest-ranked live member coordinates).
+    /// After a member adopts a view: keep the full mesh, and start an election if the coordinator is gone.
+    /// A live coordinator is followed even by members that outrank it (a restarted senior member): rank
+    /// decides elections, it does not start them, so joins and restarts never change the coordinator.
     fn after_view_change(&mut self, now: Instant) {
         self.dial_members(now);
         let view = self.view.as_ref().expect("a member has a view");
         let coordinator = view.coordinator;
-        let coordinator_alive = view.is_alive(&coordinator);
-        let outranked = view.rank_of(&coordinator).is_some_and(|r| r > self.my_rank());
-        if !coordinator_alive {
+        if !view.is_alive(&coordinator) {
             self.election = None;
             self.start_election(now, Some(coordinator));
-        } else if !outranked {
-            self.start_election(now, None);
-        } else if self.election.is_some() {
+        } else if self.election.as_ref().is_some_and(|e| e.suspect.is_some() || view.term >= e.term) {
+            // A suspicion is moot now that we follow a live coordinator; an election a user asked for
+            // (`/elect`) ends with the announcement of its term (or a later one).
             self.cancel_election();
         }
     }
@@ -288,7 +305,7 @@ impl Node {
         let since = self.coordinator_since.unwrap_or(now);
         let (mut silent, mut fine) = (Vec::new(), Vec::new());
         for m in view.alive().filter(|m| m.key != self.cfg.key) {
-            let heard = self.last_heard(&m.key).map_or(since, |t| t.max(since));
+            let heard = self.heard_at(&m.key).map_or(since, |t| t.max(since));
             if now.saturating_duration_since(heard) >= timeout {
                 silent.push(m.key);
             } else {
@@ -307,8 +324,15 @@ impl Node {
         self.timers.set(Timer::Heartbeat, now + self.cfg.timing.heartbeat_interval);
     }
 
-    /// Coordinator: mark `keys` failed and announce it.
+    /// Coordinator: mark `keys` failed and announce it. Not once a peer has shown us a view of a later
+    /// term: another coordinator has taken over, and failures judged for a term we no longer hold would be
+    /// false lines in everyone's history (we step down as soon as the newer coordinator's view or a redirect
+    /// reaches us).
     pub(crate) fn declare_failed(&mut self, now: Instant, keys: Vec<NodeKey>) {
+        if self.superseded(now) {
+            tracing::info!(node = %self.cfg.key, term = self.term(), "superseded: no failures declared");
+            return;
+        }
         self.stats.heartbeats_missed += keys.len() as u64;
         let mut view = self.view.clone().expect("a coordinator has a view");
         let mut changed = false;
@@ -325,6 +349,14 @@ impl Node {
                 self.send(key, &Frame::View { view: view.clone() });
             }
         }
+    }
+
+    /// A peer showed us a later term within the last `member_timeout` (evidence that must keep coming: a
+    /// peer that once sent a wild term does not silence failure detection for good).
+    fn superseded(&self, now: Instant) -> bool {
+        self.term_heard.is_some_and(|(term, at)| {
+            term > self.term() && now.saturating_duration_since(at) < self.cfg.timing.member_timeout
+        })
     }
 
     pub(crate) fn on_leave(&mut self, now: Instant, from: NodeKey) {
@@ -368,18 +400,26 @@ impl Node {
     }
 
     /// Coordinator: another coordinator of the same mesh exists (a healed partition, simultaneous founders,
-    /// a stale coordinator). The lower-ranked one asks the higher-ranked one to merge its part.
-    pub(crate) fn on_foreign_coordinator(&mut self, now: Instant, other: Contact) {
+    /// a stale coordinator back from a stall). The part with the lower precedence asks the other to merge
+    /// it. Precedence is `(term, rank)`: the later election wins, so a coordinator that was replaced while
+    /// it was stopped or cut off joins its successor instead of displacing it; seniority breaks a tie of
+    /// terms (simultaneous founders, two parts that each elected once). Every node compares the same pair.
+    pub(crate) fn on_foreign_coordinator(&mut self, now: Instant, other: Contact, other_term: Term) {
         let recently = self
             .merge_requested
             .get(&other.key)
             .is_some_and(|t| now.saturating_duration_since(*t) < self.cfg.timing.beacon_interval);
-        if recently {
+        // Fresh from a stall, our view still shows alive whoever was alive before it: merged now, it would
+        // revive members that died meanwhile. Our own failure detection judges them first (the beacons come
+        // again), unless the newer coordinator's view or a redirect reaches us before.
+        let stalled =
+            self.stalled_until.is_some_and(|s| now.saturating_duration_since(s) < self.cfg.timing.member_timeout);
+        if recently || stalled {
             return;
         }
         self.merge_requested.insert(other.key, now);
-        if other.rank() <= self.my_rank() {
-            // A lower-ranked coordinator asks to merge once it hears us. It may not hear our multicast (its
+        if (other_term, other.rank()) <= (self.term(), self.my_rank()) {
+            // A coordinator of lower precedence asks to merge once it hears us. It may not hear our multicast (its
             // membership of the group can be gone, e.g. after its interface was replaced), so tell it
             // directly: a beacon to its own address (the port of its links also takes datagrams).
             if let Some(view) = &self.view {
@@ -415,10 +455,10 @@ impl Node {
             return;
         }
         let their_rank = theirs.rank_of(&from).expect("validated");
-        if their_rank > self.my_rank() {
-            // They outrank us: we are the part to be merged.
+        if (theirs.term, their_rank) > (mine.term, self.my_rank()) {
+            // They take precedence: we are the part to be merged.
             let contact = theirs.coordinator_member().expect("validated").contact();
-            self.on_foreign_coordinator(now, contact);
+            self.on_foreign_coordinator(now, contact, theirs.term);
             return;
         }
         let mut view = self.view.clone().expect("a coordinator has a view");

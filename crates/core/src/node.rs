@@ -93,6 +93,11 @@ pub struct Node {
     pub(crate) coordinator_since: Option<Instant>,
     /// Member: when the coordinator last proved it coordinates.
     pub(crate) coordinator_heard: Option<Instant>,
+    /// When this node last found itself stalled (see `health.rs`): silence is measured from then at most.
+    pub(crate) stalled_until: Option<Instant>,
+    /// The highest view term above our own that a peer showed us (pings, heartbeats and their acks,
+    /// redirects), and when it last did: another coordinator took over while we were not looking.
+    pub(crate) term_heard: Option<(Term, Instant)>,
     pub(crate) merge_requested: BTreeMap<NodeKey, Instant>,
     /// Coordinators a dial to join failed for: not tried again before the instant, with the next delay.
     /// (A node without the network key would otherwise redial at every offer and beacon.)
@@ -136,6 +141,8 @@ impl Node {
             max_term,
             coordinator_since: None,
             coordinator_heard: None,
+            stalled_until: None,
+            term_heard: None,
             merge_requested: BTreeMap::new(),
             join_backoff: BTreeMap::new(),
             stats: Stats::default(),
@@ -153,6 +160,7 @@ impl Node {
         if self.role == Role::Stopped {
             return;
         }
+        self.check_own_lateness(now);
         // A round merges runs of pushes, acks and our own messages; anything else first sees the pushes
         // gathered so far and sends what waits (decided below for frames).
         if !matches!(input, Input::Frame { .. } | Input::Command(Command::Send { .. })) {
@@ -188,6 +196,9 @@ impl Node {
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
+        if self.role != Role::Stopped {
+            self.check_own_lateness(now);
+        }
         self.settle_round(now);
         while self.role != Role::Stopped {
             let Some(timer) = self.timers.pop_due(now) else { break };
@@ -305,11 +316,20 @@ impl Node {
         match d.body {
             DatagramBody::Discover { nonce, key, .. } => self.on_discover(from, nonce, key, direct),
             DatagramBody::Offer { nonce, coordinator, .. } => self.on_offer(now, nonce, coordinator),
-            DatagramBody::Beacon { coordinator, .. } => self.on_beacon(now, coordinator),
+            DatagramBody::Beacon { coordinator, term, .. } => self.on_beacon(now, coordinator, term),
         }
     }
 
     fn on_frame(&mut self, now: Instant, from: NodeKey, frame: Frame) {
+        if let Frame::Ping { term }
+        | Frame::Heartbeat { term, .. }
+        | Frame::HeartbeatAck { term, .. }
+        | Frame::NotCoordinator { term, .. } = frame
+        {
+            if term > self.term() && self.term_heard.is_none_or(|(t, _)| term >= t) {
+                self.term_heard = Some((term, now));
+            }
+        }
         match frame {
             Frame::Join(join) => self.on_join(now, from, join),
             Frame::Welcome { view } => self.on_welcome(now, from, view),
@@ -498,10 +518,6 @@ impl Node {
         self.peers.get(key).is_some_and(|p| p.unreachable)
     }
 
-    pub(crate) fn last_heard(&self, key: &NodeKey) -> Option<Instant> {
-        self.peers.get(key).and_then(|p| p.last_heard)
-    }
-
     fn on_link_up(&mut self, now: Instant, key: NodeKey) {
         if key == self.cfg.key {
             return;
@@ -591,7 +607,7 @@ impl Node {
             if peer.link != Link::Up {
                 continue;
             }
-            match peer.last_heard {
+            match self.heard_at(key) {
                 Some(t) if now.saturating_duration_since(t) >= timing.link_timeout => dead.push(*key),
                 _ => quiet.push(*key),
             }
@@ -687,10 +703,6 @@ impl Node {
         let Some(old) = old else { return };
         let view = self.view.as_ref().expect("just published");
         let mut events = Vec::new();
-        if old.coordinator != view.coordinator {
-            let id = self.my_id.unwrap_or_default();
-            events.push(MembershipEvent::CoordinatorChanged { term: view.term, id, key: self.cfg.key });
-        }
         for e in member_events(old, view) {
             events.push(match e {
                 Event::MemberJoined { id, key, name } => MembershipEvent::Joined { id, key, name },
@@ -698,6 +710,12 @@ impl Node {
                 Event::MemberFailed { id, key, name } => MembershipEvent::Failed { id, key, name },
                 _ => continue,
             });
+        }
+        // Cause before effect: the failure or departure that made this node coordinator is written first, so
+        // it sorts first (one author's events sort in the order written).
+        if old.coordinator != view.coordinator {
+            let id = self.my_id.unwrap_or_default();
+            events.push(MembershipEvent::CoordinatorChanged { term: view.term, id, key: self.cfg.key });
         }
         for e in events {
             self.record(now, e);

@@ -54,6 +54,8 @@ pub struct Stats {
     pub views_adopted: u64,
     pub members_failed: u64,
     pub merges: u64,
+    /// Times this node found itself late by `Timing::stall_threshold` or more (and gave peers a fresh chance).
+    pub stalls: u64,
     /// Links closed because the peer sent a message whose signature did not verify.
     pub links_distrusted: u64,
     /// Retransmissions: frontier nudges to members that lag this node's own messages.

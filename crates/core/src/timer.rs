@@ -63,6 +63,15 @@ impl Timers {
         self.slots[timer.slot()] = Some((at, timer));
     }
 
+    /// Moves `timer` to `at` if it is set, is this very timer (the same round) and is due before `at`.
+    pub fn postpone(&mut self, timer: Timer, at: Instant) {
+        if let Some((due, t)) = &mut self.slots[timer.slot()] {
+            if *t == timer && *due < at {
+                *due = at;
+            }
+        }
+    }
+
     pub fn cancel(&mut self, timer: Timer) {
         self.slots[timer.slot()] = None;
     }

@@ -54,11 +54,29 @@ impl fmt::Debug for NodeKey {
     }
 }
 
-/// Bully rank: higher ID wins, the key breaks ties between equal IDs (possible only across a partition).
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+/// Bully rank, by seniority: the lower ID ranks higher (it was admitted earlier), the key breaks ties between
+/// equal IDs (possible only across a partition), and no ID (`NodeId(0)`: not admitted yet) ranks lowest.
+///
+/// Seniority, not the highest ID, so that a newcomer (who always gets a fresh, higher ID) never outranks the
+/// members already there; a member that restarts keeps its ID and so its rank, but it does not displace a
+/// live coordinator either (see `election.rs`): rank decides only who wins an election.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct Rank {
     pub id: NodeId,
     pub key: NodeKey,
+}
+
+impl Ord for Rank {
+    fn cmp(&self, other: &Rank) -> std::cmp::Ordering {
+        let seniority = |r: &Rank| (r.id.0 != 0, std::cmp::Reverse(r.id));
+        seniority(self).cmp(&seniority(other)).then_with(|| self.key.cmp(&other.key))
+    }
+}
+
+impl PartialOrd for Rank {
+    fn partial_cmp(&self, other: &Rank) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
 }
 
 /// How to reach a node and how it ranks: what discovery offers and redirects carry.
@@ -72,5 +90,25 @@ pub struct Contact {
 impl Contact {
     pub fn rank(&self) -> Rank {
         Rank { id: self.id, key: self.key }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rank(id: u32, key: u8) -> Rank {
+        Rank { id: NodeId(id), key: NodeKey([key; 32]) }
+    }
+
+    #[test]
+    fn the_lowest_id_ranks_highest_and_no_id_ranks_lowest() {
+        assert!(rank(1, 0) > rank(2, 9));
+        assert!(rank(2, 0) > rank(30, 0));
+        assert!(rank(1, 5) > rank(1, 4), "the key breaks a tie");
+        assert!(rank(4_000, 0) > rank(0, 255), "a node without an ID ranks below every member");
+        let mut ranks = vec![rank(3, 1), rank(0, 1), rank(1, 2), rank(1, 1), rank(2, 1)];
+        ranks.sort();
+        assert_eq!(ranks, vec![rank(0, 1), rank(3, 1), rank(2, 1), rank(1, 1), rank(1, 2)]);
     }
 }

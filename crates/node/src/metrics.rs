@@ -68,6 +68,7 @@ pub fn render(status: &StatusView, snap: &Snapshot) -> String {
     metrics::counter!("chatmesh_views_adopted_total").absolute(st.views_adopted);
     metrics::counter!("chatmesh_members_failed_total").absolute(st.members_failed);
     metrics::counter!("chatmesh_merges_total").absolute(st.merges);
+    metrics::counter!("chatmesh_stalls_total").absolute(st.stalls);
     metrics::counter!("chatmesh_retransmits_total").absolute(st.retransmits);
     metrics::counter!("chatmesh_anti_entropy_rounds_total").absolute(st.anti_entropy_rounds);
     metrics::counter!("chatmesh_sync_pages_total").absolute(st.sync_pages);

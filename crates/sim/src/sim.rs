@@ -39,6 +39,10 @@ pub struct SimNode {
     round_open: bool,
     /// Rounds opened so far: an `EndRound` ends only the round it was scheduled for.
     rounds: u64,
+    /// Since when the process has been live and in the mesh without a break (promise 7's check).
+    steady_since: Option<Instant>,
+    /// Times it was continued after a stop (draws the order in which it then reads input and timers).
+    resumes: u64,
 }
 
 impl SimNode {
@@ -124,6 +128,11 @@ pub struct Sim {
     net: Network,
     /// Latest arrival scheduled on each link direction: frames on a link arrive in order, as on TCP.
     fifo: BTreeMap<(usize, usize, u64), Instant>,
+    /// The last change of who can reach whom (partition, isolation, cut, heal).
+    net_changed_at: Instant,
+    /// Raw input was injected (`inject`): control frames forged by an authenticated peer can make a node see
+    /// what did not happen, so promise 7 (which assumes honest peers) is not checked any more.
+    injected: bool,
 }
 
 impl Sim {
@@ -143,6 +152,8 @@ impl Sim {
             queue: BinaryHeap::new(),
             net: Network::default(),
             fifo: BTreeMap::new(),
+            net_changed_at: start,
+            injected: false,
         }
     }
 
@@ -188,6 +199,8 @@ impl Sim {
             max_next_id: NodeId(0),
             round_open: false,
             rounds: 0,
+            steady_since: None,
+            resumes: 0,
         });
         self.net.groups.push(0);
         self.schedule(self.now + after, Ev::Start { node: i });
@@ -381,6 +394,7 @@ impl Sim {
             }
             self.carry_out(i, o);
         }
+        self.update_steady(i);
         let n = &mut self.nodes[i];
         if let Some(at) = next {
             if n.timer_at.is_none_or(|t| at < t || t < self.now) {
@@ -388,6 +402,34 @@ impl Sim {
                 let inc = n.incarnation;
                 self.schedule(at.max(self.now), Ev::Timer { node: i, inc });
             }
+        }
+    }
+
+    /// Keeps `steady_since`: live and a member or coordinator, without a break since then.
+    fn update_steady(&mut self, i: usize) {
+        let n = &mut self.nodes[i];
+        let steady =
+            n.is_live() && n.core.as_ref().is_some_and(|c| matches!(c.role(), Role::Member | Role::Coordinator));
+        n.steady_since = match (steady, n.steady_since) {
+            (true, Some(t)) => Some(t),
+            (true, None) => Some(self.now),
+            (false, _) => None,
+        };
+    }
+
+    /// Promise 7, nothing false: `author` writes that `failed` failed. That is a lie if `failed` was live,
+    /// in the mesh and reachable from `author` for a whole failure-detection period (and then some) before,
+    /// whatever `author` itself was doing meanwhile (a paused author must not take its own lateness for
+    /// the others' silence).
+    fn check_failure_claim(&mut self, author: usize, failed: NodeKey) {
+        let Some(b) = self.index_of(&failed).filter(|_| !self.injected) else { return };
+        let t = &self.timing;
+        let window = t.member_timeout.max(t.coordinator_timeout) + t.heartbeat_interval * 3;
+        let Some(since) = self.now.checked_sub(window) else { return };
+        let steady = self.nodes[b].steady_since.is_some_and(|s| s <= since);
+        if steady && self.net_changed_at <= since && self.net.reachable(author, b) {
+            let (a, b) = (self.nodes[author].name.clone(), self.nodes[b].name.clone());
+            self.violation(format!("{a} recorded {b} failed, but {b} was alive and reachable from {a} throughout"));
         }
     }
 
@@ -492,6 +534,9 @@ impl Sim {
         for m in &messages {
             if m.author == me && !self.obs.signed.contains_key(&m.id()) {
                 self.obs.signed.insert(m.id(), m.clone());
+                if let chatmesh_core::Body::Membership(chatmesh_core::MembershipEvent::Failed { key, .. }) = &m.body {
+                    self.check_failure_claim(i, *key);
+                }
             }
             let simulated = self.nodes.iter().any(|n| n.key == m.author);
             match self.obs.signed.get(&m.id()) {
@@ -693,6 +738,7 @@ impl Sim {
         let n = &mut self.nodes[i];
         n.core = None;
         n.paused = false;
+        n.steady_since = None;
         n.round_open = false;
         n.buffered.clear();
         n.timer_at = None;
@@ -732,19 +778,30 @@ impl Sim {
         if self.nodes[i].core.is_some() {
             self.trace(i, "pause");
             self.nodes[i].paused = true;
+            self.nodes[i].steady_since = None;
         }
     }
 
-    /// SIGCONT: buffered input is read first, then overdue timers fire.
+    /// SIGCONT: the process reads what arrived meanwhile and its overdue timers fire, in either order: a
+    /// driver may be woken by a timer before its sockets are read (drawn per resume, from the seed, without
+    /// touching the run's other draws). Input is read in one go, as a driver takes it in one round.
     pub fn resume(&mut self, i: usize) {
         if !self.nodes[i].paused {
             return;
         }
         self.trace(i, "resume");
         self.nodes[i].paused = false;
+        self.nodes[i].resumes += 1;
+        let draw = self.opts.seed ^ ((i as u64) << 40) ^ self.nodes[i].resumes.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let timers_first = ChaCha8Rng::seed_from_u64(draw).gen_bool(0.5);
         let now = self.now;
-        // What arrived meanwhile is read in one go, as a driver takes it in one round.
         self.open_round(i);
+        if timers_first {
+            if let Some(core) = self.nodes[i].core.as_mut() {
+                core.handle_timeout(now);
+            }
+            self.drain(i);
+        }
         let buffered = std::mem::take(&mut self.nodes[i].buffered);
         for input in buffered {
             if let Some(core) = self.nodes[i].core.as_mut() {
@@ -765,6 +822,7 @@ impl Sim {
 
     /// Splits the network: nodes talk only within their group. Nodes in no group form one more group.
     pub fn partition(&mut self, groups: &[Vec<usize>]) {
+        self.net_changed_at = self.now;
         let rest = groups.len() + 1;
         self.net.groups.iter_mut().for_each(|g| *g = rest);
         for (g, members) in groups.iter().enumerate() {
@@ -776,16 +834,19 @@ impl Sim {
 
     /// Cuts node `i` off from everyone.
     pub fn isolate(&mut self, i: usize) {
+        self.net_changed_at = self.now;
         let n = self.nodes.len();
         self.net.groups[i] = n + 1000;
     }
 
     /// Cuts the link between `a` and `b` only.
     pub fn cut(&mut self, a: usize, b: usize) {
+        self.net_changed_at = self.now;
         self.net.cut.insert(pair(a, b));
     }
 
     pub fn heal(&mut self) {
+        self.net_changed_at = self.now;
         self.net.heal();
     }
 
@@ -808,6 +869,7 @@ impl Sim {
 
     /// Feeds raw input to a node as if it came from outside (for adversarial tests).
     pub fn inject(&mut self, i: usize, input: Input) {
+        self.injected = true;
         self.open_round(i);
         let now = self.now;
         if let Some(core) = self.nodes[i].core.as_mut() {

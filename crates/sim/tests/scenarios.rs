@@ -1,7 +1,7 @@
 //! Named scenarios: the situations the seeds and DESIGN.md name, each checked against the promises.
 //! Times are virtual: deterministic for a given seed, whatever the machine is doing.
 
-use chatmesh_core::{Command, MemberState, NodeId, Role, Timing};
+use chatmesh_core::{Command, MemberState, NodeId, Rank, Role, Timing};
 use chatmesh_sim::*;
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -43,7 +43,7 @@ fn coordinator_crash_elects_the_highest_survivor_within_milliseconds() {
 }
 
 #[test]
-fn coordinator_paused_then_resumed_goes_silent_then_takes_its_role_back() {
+fn coordinator_paused_then_resumed_goes_silent_then_follows_its_successor() {
     let (mut sim, c) = mesh(2, 5);
     let old_id = id(&sim, c);
     sim.pause(c);
@@ -54,8 +54,10 @@ fn coordinator_paused_then_resumed_goes_silent_then_takes_its_role_back() {
     sim.run_for(secs(3));
     sim.resume(c);
     let back = settle(&mut sim, secs(10)).unwrap();
-    // Bully: the resumed node is the highest-ranked live member again.
-    assert_eq!(back, c);
+    // A live coordinator is never displaced: the resumed node, although it outranks the successor, rejoins
+    // as a member with its ID.
+    assert_eq!(back, next);
+    assert_eq!(sim.node(c).unwrap().role(), Role::Member);
     assert_eq!(id(&sim, c), old_id);
     assert_clean(&sim);
 }
@@ -67,15 +69,20 @@ fn partition_gives_each_part_a_coordinator_and_heal_merges_them() {
     settle(&mut sim, secs(10)).unwrap();
     let parts = connected_parts(&sim);
     assert_eq!(parts.len(), 2);
+    let mut coordinators = Vec::new();
     for part in &parts {
-        let coordinators: Vec<_> = part.iter().filter(|&&i| sim.node(i).unwrap().role() == Role::Coordinator).collect();
-        assert_eq!(coordinators.len(), 1, "one coordinator per part");
-        assert_eq!(Some(*coordinators[0]), highest(&sim, part));
+        let here: Vec<usize> =
+            part.iter().copied().filter(|&i| sim.node(i).unwrap().role() == Role::Coordinator).collect();
+        assert_eq!(here.len(), 1, "one coordinator per part");
+        coordinators.push(here[0]);
     }
     let terms: Vec<_> = parts.iter().map(|p| sim.node(p[0]).unwrap().term()).collect();
+    // The merge rule: the part of the later term (the one that had to elect), seniority breaking a tie.
+    let precedence = |i: usize| (sim.node(i).unwrap().term(), Rank { id: id(&sim, i), key: sim.nodes[i].key });
+    let winner = coordinators.iter().copied().max_by_key(|&i| precedence(i)).unwrap();
     sim.heal();
     let c = settle(&mut sim, secs(10)).unwrap();
-    assert_eq!(Some(c), highest(&sim, &sim.live()));
+    assert_eq!(c, winner);
     assert!(sim.node(c).unwrap().term() > *terms.iter().max().unwrap(), "the merged term is above both");
     assert_clean(&sim);
 }
@@ -241,7 +248,8 @@ fn an_isolated_coordinator_is_replaced_and_steps_down_when_it_returns() {
     assert_eq!(sim.node(c).unwrap().role(), Role::Coordinator);
     sim.heal();
     let after = settle(&mut sim, secs(10)).unwrap();
-    assert_eq!(after, c, "the highest-ranked live member coordinates again");
+    assert_eq!(after, next, "the successor (of the later term) keeps the role");
+    assert_eq!(sim.node(c).unwrap().role(), Role::Member);
     assert_clean(&sim);
 }
 

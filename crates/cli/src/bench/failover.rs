@@ -97,8 +97,8 @@ fn coordinator_failures(ctx: &Ctx, sec: &mut Section) -> Res<()> {
 }
 
 /// One failure of the coordinator of a settled mesh; returns the time until the last survivor reported
-/// the new coordinator, in ms. Then brings the old coordinator back and waits until it coordinates again
-/// (it has the highest ID, so Bully hands it the role).
+/// the new coordinator, in ms. Then brings the old coordinator back and waits until it is a member of the
+/// mesh again, following its successor (a live coordinator is never displaced).
 fn one_failover(ctx: &Ctx, cl: &mut Cluster, n: usize, silent: bool) -> Res<f64> {
     let all = cl.live();
     let st = cl.statuses(&all)?;
@@ -107,8 +107,9 @@ fn one_failover(ctx: &Ctx, cl: &mut Cluster, n: usize, silent: bool) -> Res<f64>
     let victim = all[ci];
     let victim_id = st[ci]["id"].as_u64().unwrap_or(0);
     let survivors: Vec<usize> = all.iter().copied().filter(|i| *i != victim).collect();
+    // Seniority: the survivor with the lowest ID takes over.
     let expected =
-        st.iter().enumerate().filter(|(k, _)| *k != ci).filter_map(|(_, s)| s["id"].as_u64()).max().unwrap_or(0);
+        st.iter().enumerate().filter(|(k, _)| *k != ci).filter_map(|(_, s)| s["id"].as_u64()).min().unwrap_or(0);
     // Fail at a random point between heartbeats.
     ctx.sleep(Duration::from_millis(200) + jitter(Duration::from_millis(100)))?;
     cl.drain();
@@ -135,7 +136,7 @@ fn one_failover(ctx: &Ctx, cl: &mut Cluster, n: usize, silent: bool) -> Res<f64>
     let took = ms(last - t0);
     // The statuses agree with the events.
     cl.wait(
-        "survivors follow the highest survivor",
+        "survivors follow the most senior survivor",
         &survivors,
         Duration::from_secs(5),
         Duration::from_millis(5),
@@ -158,10 +159,10 @@ fn one_failover(ctx: &Ctx, cl: &mut Cluster, n: usize, silent: bool) -> Res<f64>
     }
     let back = |s: &[serde_json::Value]| {
         one_mesh(s, n)?;
-        if s.iter().all(|x| coordinator_id(x) == victim_id) {
+        if s.iter().all(|x| coordinator_id(x) == expected) {
             Ok(())
         } else {
-            Err(format!("#{victim_id} does not coordinate yet"))
+            Err(format!("#{victim_id} is not back under #{expected} yet"))
         }
     };
     let all: Vec<usize> = all.clone();

@@ -349,8 +349,13 @@ impl Node {
             }
             if self.history.state.ready(&m) {
                 self.deliver(m, &mut batch);
-            } else if self.history.held.len() < MAX_HELD {
-                self.history.held.hold(&self.history.state, m);
+            } else {
+                // Lamport's receive rule also for what waits: whatever we write next sorts after it (a
+                // newcomer still syncing must not write "coordinates from term 3" before its "joined").
+                self.observe_clock(m.lamport);
+                if self.history.held.len() < MAX_HELD {
+                    self.history.held.hold(&self.history.state, m);
+                }
             }
         }
         if batch.is_empty() {
