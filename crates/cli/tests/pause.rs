@@ -59,8 +59,6 @@ fn a_stopped_coordinator_writes_no_false_failures_when_continued() {
             one_mesh(s, 4)?;
             same_digest(s)
         });
-        let now = coordinator(&mesh, &all);
-        assert_ne!(now, c, "after a {pause} s stop: the continued coordinator took the role back");
         for i in all {
             let events = event_lines(&mesh, i);
             let false_lines: Vec<&String> = events
@@ -72,5 +70,7 @@ fn a_stopped_coordinator_writes_no_false_failures_when_continued() {
             let coordinator_lines = events.iter().filter(|t| t.contains("coordinates from term")).count();
             assert_eq!(coordinator_lines, round + 1, "one coordinator change per stop: {events:#?}");
         }
+        let now = coordinator(&mesh, &all);
+        assert_ne!(now, c, "after a {pause} s stop: the continued coordinator took the role back");
     }
 }
