@@ -1234,9 +1234,7 @@ impl Core {
             Event::Sent { message } => {
                 tracing::debug!(seq = message.seq, "sent");
                 count("chatmesh_messages_sent_total", 1);
-                let mut view = names.message(&message, &self.me);
-                view.delivery = Some(DeliveryView::of(self.node.delivery_status(message.seq)));
-                Notice::Message(view)
+                Notice::Message(own_message(names, &self.node, &message))
             }
             Event::Delivered { message } => {
                 tracing::debug!(author = %message.author, seq = message.seq, "delivered");
@@ -1286,10 +1284,7 @@ impl Core {
 
     /// Our own message as the UIs show it, with its delivery status now.
     fn own_message(&self, message: &Message) -> MessageView {
-        let names = self.names.read().unwrap_or_else(|p| p.into_inner());
-        let mut view = names.message(message, &self.me);
-        view.delivery = Some(DeliveryView::of(self.node.delivery_status(message.seq)));
-        view
+        own_message(&self.names.read().unwrap_or_else(|p| p.into_inner()), &self.node, message)
     }
 
     fn status(&self) -> StatusView {
@@ -1342,6 +1337,13 @@ impl Core {
             uptime_ms: self.started.elapsed().as_millis() as u64,
         }
     }
+}
+
+/// Our own message `m` as the UIs show it, with its delivery status now.
+fn own_message(names: &Names, node: &Node, m: &Message) -> MessageView {
+    let mut view = names.message(m, &node.key());
+    view.delivery = Some(DeliveryView::of(node.delivery_status(m.seq)));
+    view
 }
 
 /// The own messages still waiting for some member's acknowledgement (the latest `DELIVERIES_FOLLOWED`),
