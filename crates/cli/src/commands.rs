@@ -3,7 +3,7 @@
 
 use chatmesh_core::history::message::MAX_BODY_LEN;
 use chatmesh_core::{Command, MAX_NAME_LEN};
-use chatmesh_node::events::{MessageView, StatusView};
+use chatmesh_node::events::{DeliveryView, MessageView, StatusView};
 use chatmesh_node::Handle;
 use serde_json::{json, Value};
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -162,6 +162,24 @@ pub fn message_line(m: &MessageView) -> String {
     }
 }
 
+/// How an own message's delivery status reads: `✓✓ all` (every current member holds it), `✓ k/N`, or
+/// `✓ stored` (no other member, or not known).
+pub fn delivery_mark(d: Option<DeliveryView>) -> String {
+    match d {
+        Some(d) if d.all() => "✓✓ all".to_string(),
+        Some(d) if d.members > 0 => format!("✓ {}/{}", d.acked, d.members),
+        _ => "✓ stored".to_string(),
+    }
+}
+
+/// A line of `/history`: own chat messages end with their delivery status.
+pub fn history_line(m: &MessageView) -> String {
+    match m.own && m.kind == "text" {
+        true => format!("{}  {}", message_line(m), delivery_mark(m.delivery)),
+        false => message_line(m),
+    }
+}
+
 pub fn status_lines(s: &StatusView) -> Vec<String> {
     let id = s.id.map_or("-".to_string(), |i| format!("#{i}"));
     let coordinator = s
@@ -244,7 +262,7 @@ pub async fn execute(node: &Handle, cmd: Cmd) -> Reply {
         }
         Cmd::History(n) => match node.history(Some(n)).await {
             Ok(h) => {
-                let mut lines: Vec<String> = h.iter().map(message_line).collect();
+                let mut lines: Vec<String> = h.iter().map(history_line).collect();
                 if lines.is_empty() {
                     lines.push("no messages yet".into());
                 }

@@ -7,7 +7,7 @@
 
 use crate::commands::{self, Cmd, Line as Input, Reply};
 use crate::run::Started;
-use chatmesh_node::events::{MessageView, Notice, StatusView};
+use chatmesh_node::events::{DeliveryView, MessageView, Notice, StatusView};
 use chatmesh_node::Handle;
 use crossterm::event::{Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use ratatui::backend::CrosstermBackend;
@@ -179,6 +179,9 @@ impl App {
 
     /// Adds (or updates) one message in its canonical place.
     pub fn insert(&mut self, m: MessageView) {
+        if let Some(d) = m.delivery.filter(|_| m.own) {
+            self.note_delivery(m.seq, d.acked, d.members);
+        }
         if let Some(k) = self.ids.get(&m.id) {
             if let Some(old) = self.messages.get_mut(k) {
                 // The same message; keep what is known about its author.
@@ -203,7 +206,20 @@ impl App {
         while self.messages.len() > MAX_MESSAGES {
             if let Some((_, old)) = self.messages.pop_first() {
                 self.ids.remove(&old.id);
+                if old.own {
+                    self.acks.remove(&old.seq);
+                }
             }
+        }
+    }
+
+    /// An own message's delivery status, from a `Delivery` notice or from the message itself (a reply, or
+    /// the history read at start: right after a restart, the statuses the node restored). With the same
+    /// members acknowledgements only grow, so a status read earlier but arriving later changes nothing.
+    fn note_delivery(&mut self, seq: u64, acked: usize, members: usize) {
+        let shown = self.acks.entry(seq).or_insert((acked, members));
+        if shown.1 != members || acked > shown.0 {
+            *shown = (acked, members);
         }
     }
 
@@ -229,7 +245,7 @@ impl App {
                 false
             }
             Notice::Delivery { seq, acked, members } => {
-                self.acks.insert(seq, (acked, members));
+                self.note_delivery(seq, acked, members);
                 false
             }
             Notice::Founded { id, term } => {
@@ -468,12 +484,13 @@ impl App {
         spans.push(Span::raw(": "));
         spans.push(Span::raw(m.text.clone()));
         if m.own {
-            let (text, colour) = match self.acks.get(&m.seq) {
-                Some(&(acked, members)) if members > 0 && acked >= members => ("  ✓✓ all".to_string(), Color::Green),
-                Some(&(acked, members)) if members > 0 => (format!("  ✓ {acked}/{members}"), Color::Yellow),
-                _ => ("  ✓ stored".to_string(), Color::DarkGray),
+            let d = self.acks.get(&m.seq).map(|&(acked, members)| DeliveryView { acked, members });
+            let colour = match d {
+                Some(d) if d.all() => Color::Green,
+                Some(d) if d.members > 0 => Color::Yellow,
+                _ => Color::DarkGray,
             };
-            spans.push(Span::styled(text, Style::new().fg(colour)));
+            spans.push(Span::styled(format!("  {}", commands::delivery_mark(d)), Style::new().fg(colour)));
         }
         spans
     }
@@ -1207,6 +1224,7 @@ mod tests {
             kind: "text",
             text: text.into(),
             own,
+            delivery: None,
         }
     }
 
@@ -1304,6 +1322,32 @@ mod tests {
         app.apply_notice(Notice::Delivery { seq: 7, acked: 3, members: 3 });
         let b = draw(&mut app, 80, 20);
         assert!(rows(&b)[row_of(&b, "hello").unwrap()].contains("hello  ✓✓ all"));
+    }
+
+    /// After a restart the history read from the store carries the statuses the node restored: own
+    /// messages every member acknowledged before the restart show `✓✓ all` at once, and a reply or a
+    /// notice read late never takes a mark back.
+    #[test]
+    fn own_statuses_come_from_the_history_read_at_start() {
+        let mut app = App::new(started());
+        let with = |seq, text, acked, members| {
+            let mut m = msg('a', "ana", seq, seq, text, true);
+            m.delivery = Some(DeliveryView { acked, members });
+            m
+        };
+        app.load(vec![with(1, "held by all", 2, 2), with(2, "held by one", 1, 2), with(3, "held by none", 0, 2)]);
+        let b = draw(&mut app, 80, 20);
+        assert!(rows(&b)[row_of(&b, "held by all").unwrap()].contains("held by all  ✓✓ all"));
+        assert!(rows(&b)[row_of(&b, "held by one").unwrap()].contains("held by one  ✓ 1/2"));
+        assert!(rows(&b)[row_of(&b, "held by none").unwrap()].contains("held by none  ✓ 0/2"));
+        app.apply_notice(Notice::Delivery { seq: 2, acked: 2, members: 2 });
+        app.insert(with(2, "held by one", 1, 2));
+        let b = draw(&mut app, 80, 20);
+        assert!(rows(&b)[row_of(&b, "held by one").unwrap()].contains("held by one  ✓✓ all"));
+        // Other members (a view change) replace the status.
+        app.apply_notice(Notice::Delivery { seq: 3, acked: 0, members: 1 });
+        let b = draw(&mut app, 80, 20);
+        assert!(rows(&b)[row_of(&b, "held by none").unwrap()].contains("held by none  ✓ 0/1"));
     }
 
     #[test]

@@ -86,7 +86,9 @@ pub enum Output {
     /// Make this durable; a restarted node is built from the last one (`Node::new`).
     Persist(Snapshot),
     /// Append these messages (in this order: each is causally ready after the ones before it) and replace
-    /// the history summary with `state`, in one transaction. Durable before any later output.
+    /// the history summary with `state`, in one transaction. Durable before any later output. `messages`
+    /// may be empty: the summary alone changed (acknowledgements of our own messages, `HistoryState::acked`,
+    /// written at a retransmission tick when no message write took them along).
     Store {
         messages: Vec<Message>,
         state: HistoryState,

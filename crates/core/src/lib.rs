@@ -63,8 +63,8 @@ mod wire;
 pub use config::{key_of, Config, Timing};
 pub use ed25519_dalek::SigningKey;
 pub use history::{
-    AuthorState, Body, DeliveryStatus, Frontier, HistoryDigest, HistoryState, MembershipEvent, Message, MessageError,
-    MessageId, OrderKey, ProofStep, MAX_HELD, PAGE_BYTES, PAGE_MESSAGES,
+    AuthorState, Body, Delivery, DeliveryStatus, Frontier, HistoryDigest, HistoryState, MembershipEvent, Message,
+    MessageError, MessageId, OrderKey, ProofStep, MAX_HELD, PAGE_BYTES, PAGE_MESSAGES,
 };
 pub use io::{Command, Destination, Event, Input, LoadRequest, Output, Snapshot};
 pub use node::{Node, Role};

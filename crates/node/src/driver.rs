@@ -15,15 +15,15 @@
 //! before the writes that came before it are durable would not be, and never happens.
 
 use crate::events::{
-    hex, state_name, CoordinatorView, HistorySummary, MemberView, MessageView, Names, Notice, StatusView,
+    hex, state_name, CoordinatorView, DeliveryView, HistorySummary, MemberView, MessageView, Names, Notice, StatusView,
 };
 use crate::link::{self, LinkKeys, LinkReader, LinkWriter};
 use crate::metrics::count;
 use crate::net::{self, NetError, Sockets};
 use crate::store::{Store, StoreError, Write};
 use chatmesh_core::{
-    Body, Command, Config, Datagram, DatagramBody, Destination, Event, Input, LoadRequest, Message, Node, NodeKey,
-    Output, Role, Timing, MAX_DATAGRAM_LEN,
+    Body, Command, Config, Datagram, DatagramBody, Delivery, Destination, Event, Input, LoadRequest, Message, Node,
+    NodeKey, Output, Role, Timing, MAX_DATAGRAM_LEN,
 };
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fmt;
@@ -70,6 +70,9 @@ const WRITE_BATCH_BYTES: usize = 256 * 1024;
 const EVENT_BUFFER: usize = 4096;
 /// Dropped datagrams are logged as a summary at most this often.
 const DROP_LOG_PERIOD: Duration = Duration::from_secs(10);
+/// Own messages whose delivery progress is followed (the latest ones): a mesh where someone never
+/// acknowledges must not grow the table forever.
+const DELIVERIES_FOLLOWED: u64 = 10_000;
 
 /// Everything a running node needs to know.
 #[derive(Clone, Debug)]
@@ -214,6 +217,8 @@ enum Inbox {
     SendMany(Vec<(String, SendReply)>),
     Command(Command),
     Status(oneshot::Sender<StatusView>),
+    /// How far the current members hold our own messages (for the statuses in `history`).
+    Delivery(oneshot::Sender<Delivery>),
     Metrics(oneshot::Sender<crate::metrics::Snapshot>),
     Connect(SocketAddr),
     /// The current addresses of the `--peer` host names.
@@ -320,13 +325,33 @@ impl Handle {
         rx.await.ok()
     }
 
-    /// The history held, in canonical order (the last `limit` messages, or all).
+    /// The history held, in canonical order (the last `limit` messages, or all), own messages with their
+    /// delivery status.
     pub async fn history(&self, limit: Option<usize>) -> Result<Vec<MessageView>, String> {
         let (reply, rx) = oneshot::channel();
         self.reads.send(ReadRequest::History { limit, reply }).map_err(|_| "the node has stopped".to_string())?;
         let messages = rx.await.map_err(|_| "the node has stopped".to_string())?.map_err(|e| e.to_string())?;
+        // Asked after the read: every own message read is counted in it (a stopped node gives none).
+        let delivery = match messages.iter().any(|m| m.author == self.key) {
+            true => self.delivery().await,
+            false => None,
+        };
         let names = self.names.read().unwrap_or_else(|p| p.into_inner());
-        Ok(messages.iter().map(|m| names.message(m, &self.key)).collect())
+        let view = |m: &Message| {
+            let mut v = names.message(m, &self.key);
+            if v.own {
+                v.delivery = delivery.as_ref().map(|d| DeliveryView::of(d.status(m.seq)));
+            }
+            v
+        };
+        Ok(messages.iter().map(view).collect())
+    }
+
+    /// How far the current members hold this node's own messages (`None` once the node stopped).
+    pub async fn delivery(&self) -> Option<Delivery> {
+        let (tx, rx) = oneshot::channel();
+        self.inbox.send(Inbox::Delivery(tx)).await.ok()?;
+        rx.await.ok()
     }
 
     /// Stops the node: gracefully (`/quit`: announce the leave, wait briefly) or at once.
@@ -395,6 +420,8 @@ pub async fn start(opts: NodeOptions) -> Result<(Handle, tokio::task::JoinHandle
     let now = Instant::now();
     let mut node = Node::new(cfg, snapshot, history, now);
     node.handle_input(now, Input::Clock { unix_ms: unix_ms() });
+    // Restored acknowledgements: what is still pending is followed as if just sent.
+    let acks = pending_deliveries(&node.delivery());
     let handle = Handle {
         inbox: inbox_tx.clone(),
         reads: reads_tx.clone(),
@@ -425,7 +452,7 @@ pub async fn start(opts: NodeOptions) -> Result<(Handle, tokio::task::JoinHandle
         pending: VecDeque::new(),
         sending: VecDeque::new(),
         replies: Vec::new(),
-        acks: BTreeMap::new(),
+        acks,
         started: now,
         learned: None,
         sealer: crate::seal::Sealer::new(&opts.network_key),
@@ -593,8 +620,8 @@ struct Core {
     sending: VecDeque<Option<SendReply>>,
     /// Send replies waiting for this round's commit.
     replies: Vec<(SendReply, Result<MessageView, SendError>)>,
-    /// Own messages not yet acknowledged by every member: seq -> acknowledgements last shown.
-    acks: BTreeMap<u64, usize>,
+    /// Own messages not yet acknowledged by every member: seq -> the status last shown `(acked, members)`.
+    acks: BTreeMap<u64, (usize, usize)>,
     started: Instant,
     /// Opens received datagrams and seals sent ones with the network key.
     sealer: crate::seal::Sealer,
@@ -819,7 +846,8 @@ impl Core {
         let mut commit = None;
         if !writes.is_empty() {
             let (done, rx) = oneshot::channel();
-            let stores = writes.iter().filter(|w| matches!(w, Write::Messages { .. })).count();
+            let stores =
+                writes.iter().filter(|w| matches!(w, Write::Messages { messages, .. } if !messages.is_empty())).count();
             let began = Instant::now();
             self.writes.send(WriteJob { writes, done }).map_err(|_| STORE_GONE.to_string())?;
             commit = Some(CommitWait { done: rx, began, stores });
@@ -911,9 +939,7 @@ impl Core {
             }
             match self.sending.pop_front() {
                 Some(Some(reply)) => {
-                    let names = self.names.read().unwrap_or_else(|p| p.into_inner());
-                    let view = names.message(message, &self.me);
-                    drop(names);
+                    let view = self.own_message(message);
                     self.replies.push((reply, Ok(view)));
                 }
                 Some(None) => {}
@@ -992,6 +1018,9 @@ impl Core {
             Inbox::Command(c) => self.input(Input::Command(c), outputs),
             Inbox::Status(reply) => {
                 let _ = reply.send(self.status());
+            }
+            Inbox::Delivery(reply) => {
+                let _ = reply.send(self.node.delivery());
             }
             Inbox::Metrics(reply) => {
                 let rtt = {
@@ -1137,7 +1166,8 @@ impl Core {
                 return;
             }
             Event::Sent { message } if matches!(message.body, Body::Text(_)) => {
-                self.acks.insert(message.seq, 0);
+                let st = self.node.delivery_status(message.seq);
+                self.acks.insert(message.seq, (st.acked, st.members));
             }
             // A member (re)joining the view, typically when a partition heals and the parts merge: our old
             // connection to it may be stuck in retransmission backoff.
@@ -1151,6 +1181,15 @@ impl Core {
             }
             _ => {}
         }
+        // Other members: the statuses of own messages still pending change with them.
+        let members_changed = matches!(
+            e,
+            Event::Founded { .. }
+                | Event::Joined { .. }
+                | Event::MemberJoined { .. }
+                | Event::MemberLeft { .. }
+                | Event::MemberFailed { .. }
+        );
         let guard = self.names.read().unwrap_or_else(|p| p.into_inner());
         let names = &*guard;
         let notice = match e {
@@ -1195,7 +1234,7 @@ impl Core {
             Event::Sent { message } => {
                 tracing::debug!(seq = message.seq, "sent");
                 count("chatmesh_messages_sent_total", 1);
-                Notice::Message(names.message(&message, &self.me))
+                Notice::Message(own_message(names, &self.node, &message))
             }
             Event::Delivered { message } => {
                 tracing::debug!(author = %message.author, seq = message.seq, "delivered");
@@ -1215,15 +1254,20 @@ impl Core {
         };
         drop(guard);
         let _ = self.events.send(notice);
+        if members_changed {
+            self.delivery_notices();
+        }
     }
 
-    /// Delivery progress of own messages still waiting for some acknowledgement.
+    /// Delivery progress of own messages still waiting for some acknowledgement: a notice for each whose
+    /// status changed (more acknowledgements, or other members: after a view change).
     fn delivery_notices(&mut self) {
+        let delivery = self.node.delivery();
         let mut done = Vec::new();
         for (seq, shown) in self.acks.iter_mut() {
-            let st = self.node.delivery_status(*seq);
-            if st.acked != *shown {
-                *shown = st.acked;
+            let st = delivery.status(*seq);
+            if (st.acked, st.members) != *shown {
+                *shown = (st.acked, st.members);
                 let _ = self.events.send(Notice::Delivery { seq: *seq, acked: st.acked, members: st.members });
             }
             if st.acked >= st.members {
@@ -1233,10 +1277,14 @@ impl Core {
         for s in done {
             self.acks.remove(&s);
         }
-        // Bounded: a mesh where someone never acknowledges must not grow this forever.
-        while self.acks.len() > 10_000 {
+        while self.acks.len() as u64 > DELIVERIES_FOLLOWED {
             self.acks.pop_first();
         }
+    }
+
+    /// Our own message as the UIs show it, with its delivery status now.
+    fn own_message(&self, message: &Message) -> MessageView {
+        own_message(&self.names.read().unwrap_or_else(|p| p.into_inner()), &self.node, message)
     }
 
     fn status(&self) -> StatusView {
@@ -1289,6 +1337,25 @@ impl Core {
             uptime_ms: self.started.elapsed().as_millis() as u64,
         }
     }
+}
+
+/// Our own message `m` as the UIs show it, with its delivery status now.
+fn own_message(names: &Names, node: &Node, m: &Message) -> MessageView {
+    let mut view = names.message(m, &node.key());
+    view.delivery = Some(DeliveryView::of(node.delivery_status(m.seq)));
+    view
+}
+
+/// The own messages still waiting for some member's acknowledgement (the latest `DELIVERIES_FOLLOWED`),
+/// each with its status: followed from the start, so that a restarted node shows their progress too.
+fn pending_deliveries(delivery: &Delivery) -> BTreeMap<u64, (usize, usize)> {
+    let first = (delivery.mine - delivery.pending() + 1).max(delivery.mine.saturating_sub(DELIVERIES_FOLLOWED) + 1);
+    (first..=delivery.mine)
+        .map(|seq| {
+            let st = delivery.status(seq);
+            (seq, (st.acked, st.members))
+        })
+        .collect()
 }
 
 fn spawn_writer(mut store: Store, jobs: std::sync::mpsc::Receiver<WriteJob>) {

@@ -57,6 +57,31 @@ pub struct MessageView {
     pub text: String,
     /// Written by this node.
     pub own: bool,
+    /// Own messages only: how many current members hold it (absent for other authors' messages).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<DeliveryView>,
+}
+
+/// The delivery status of one of this node's own messages, from the acknowledgements it holds (durable:
+/// right after a restart too). `members` counts the current alive members other than this node (after a
+/// restart, those of its last view until it rejoins); `acked` those of them that hold the message, also
+/// when they acknowledged it before the restart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct DeliveryView {
+    pub acked: usize,
+    pub members: usize,
+}
+
+impl DeliveryView {
+    pub fn of(s: chatmesh_core::DeliveryStatus) -> DeliveryView {
+        DeliveryView { acked: s.acked, members: s.members }
+    }
+
+    /// Held by every current alive member other than this node (`✓✓ all`); with no other member, only
+    /// stored.
+    pub fn all(&self) -> bool {
+        self.members > 0 && self.acked >= self.members
+    }
 }
 
 /// Who is who: names and IDs for keys, from every view this node saw (departed members keep theirs).
@@ -97,6 +122,7 @@ impl Names {
             kind,
             text,
             own: m.author == *me,
+            delivery: None,
         }
     }
 }

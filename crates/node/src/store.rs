@@ -4,7 +4,9 @@
 //! Every `Output::Persist` and `Output::Store` of the core maps to a `Write`; a driver collects the writes
 //! of one drain and commits them in one transaction (group commit) before carrying out anything the core
 //! emitted after them. That is the core's output-ordering contract: what a node acknowledges or shows as
-//! sent is durable first.
+//! sent is durable first. The history summary also carries what each peer acknowledged of this node's own
+//! messages (`HistoryState::acked`), so acknowledgements cost no write of their own: they ride with the
+//! next one (or a summary-only `Store` at a quiet retransmission tick).
 
 use chatmesh_core::{HistoryState, LoadRequest, Message, NodeKey, OrderKey, Snapshot};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
@@ -14,7 +16,7 @@ use std::path::{Path, PathBuf};
 /// `PRAGMA application_id` of a ChatMesh database ("CHMS"): a database without it is someone else's.
 const APPLICATION_ID: i32 = 0x4348_4d53;
 /// The schema this build writes; older ones are migrated, newer ones refused.
-pub const SCHEMA_VERSION: i32 = 2;
+pub const SCHEMA_VERSION: i32 = 3;
 
 /// What went wrong with the store. Every variant names the database file; nothing is ever reset silently.
 #[derive(Debug)]
@@ -144,26 +146,38 @@ impl Store {
         if version < 2 {
             // Version 2: a message ends with its batch proof (`Message::proof`). A message stored before is
             // the same encoding without it: appending an empty list (one zero byte) makes it a version 2 one.
-            // (`||` makes text of the same bytes, zeros included; the cast makes it a blob again.) The
-            // version is read again under the write lock, so that a message never gets two.
-            self.conn.execute_batch("BEGIN IMMEDIATE").map_err(|e| self.sql(e))?;
-            let migrate = || -> rusqlite::Result<()> {
-                let version: i32 = self.conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-                if version < 2 {
-                    self.conn.execute("UPDATE messages SET message = CAST(message || x'00' AS BLOB)", [])?;
-                    self.conn.execute_batch("PRAGMA user_version = 2")?;
-                }
-                Ok(())
-            };
-            match migrate() {
-                Ok(()) => self.conn.execute_batch("COMMIT").map_err(|e| self.sql(e))?,
-                Err(e) => {
-                    let _ = self.conn.execute_batch("ROLLBACK");
-                    return Err(self.sql(e));
-                }
-            }
+            // (`||` makes text of the same bytes, zeros included; the cast makes it a blob again.)
+            self.migrate(2, "UPDATE messages SET message = CAST(message || x'00' AS BLOB)")?;
+        }
+        if version < 3 {
+            // Version 3: the history summary ends with what each peer acknowledged of our own messages
+            // (`HistoryState::acked`). A summary stored before is the same encoding without it: an empty map
+            // (one zero byte) appended makes it a version 3 one, and the statuses are learnt again from the
+            // peers' frontiers.
+            self.migrate(3, "UPDATE meta SET value = CAST(value || x'00' AS BLOB) WHERE key = 'history'")?;
         }
         Ok(())
+    }
+
+    /// Brings the schema to `version` with `change`, in one transaction. The version is read again under
+    /// the write lock, so that two processes opening the file at once never apply a change twice.
+    fn migrate(&self, version: i32, change: &str) -> Result<(), StoreError> {
+        self.conn.execute_batch("BEGIN IMMEDIATE").map_err(|e| self.sql(e))?;
+        let apply = || -> rusqlite::Result<()> {
+            let found: i32 = self.conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+            if found < version {
+                self.conn.execute(change, [])?;
+                self.conn.execute_batch(&format!("PRAGMA user_version = {version}"))?;
+            }
+            Ok(())
+        };
+        match apply() {
+            Ok(()) => self.conn.execute_batch("COMMIT").map_err(|e| self.sql(e)),
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(self.sql(e))
+            }
+        }
     }
 
     fn get_meta<T: serde::de::DeserializeOwned>(&self, key: &str, what: &'static str) -> Result<Option<T>, StoreError> {
@@ -202,7 +216,7 @@ impl Store {
         Ok(self.get_meta("snapshot", "membership snapshot")?.unwrap_or_default())
     }
 
-    /// The last history summary.
+    /// The last history summary, with what each peer acknowledged of our own messages.
     pub fn history_state(&self) -> Result<HistoryState, StoreError> {
         Ok(self.get_meta("history", "history summary")?.unwrap_or_default())
     }

@@ -171,6 +171,7 @@ fn a_version_1_database_is_migrated_with_its_messages_intact() {
     let conn = rusqlite_connection(&path);
     let changed = conn.execute("UPDATE messages SET message = substr(message, 1, length(message) - 1)", []).unwrap();
     assert_eq!(changed, 50);
+    strip_acknowledgements(&conn);
     conn.execute_batch("PRAGMA user_version = 1;").unwrap();
     drop(conn);
     let store = Store::open(&path).unwrap();
@@ -182,6 +183,60 @@ fn a_version_1_database_is_migrated_with_its_messages_intact() {
     assert_eq!(loaded, messages);
     assert!(loaded.iter().all(|m| m.verify().is_ok()));
     assert_eq!(store.history_state().unwrap(), state);
+}
+
+/// Makes the stored history summary what versions 1 and 2 wrote: the same encoding without the
+/// acknowledgements of our own messages, which come last (an empty map is one zero byte).
+fn strip_acknowledgements(conn: &rusqlite::Connection) {
+    let last: Vec<u8> = conn
+        .query_row("SELECT substr(value, length(value)) FROM meta WHERE key = 'history'", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(last, [0], "an empty map of acknowledgements ends the summary");
+    let changed =
+        conn.execute("UPDATE meta SET value = substr(value, 1, length(value) - 1) WHERE key = 'history'", []).unwrap();
+    assert_eq!(changed, 1);
+}
+
+/// A database written before acknowledgements were stored (schema version 2) opens with its history
+/// summary intact and no acknowledgements (they are learnt again from the peers); from then on the file
+/// is version 3 and keeps what each peer acknowledged of our own messages across reopenings.
+#[test]
+fn a_version_2_database_is_migrated_and_then_keeps_acknowledgements() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("node.db");
+    let sk = SigningKey::from_bytes(&[5; 32]);
+    let me = key_of(&sk.to_bytes());
+    let messages: Vec<Message> =
+        (1..=20u64).map(|k| Message::sign(&sk, k, k, vec![], 1_000 + k, Body::Text(format!("v2 {k}")))).collect();
+    let mut state = HistoryState::default();
+    messages.iter().for_each(|m| state.apply(m));
+    state.seal();
+    let mut store = Store::open(&path).unwrap();
+    store.commit(&[Write::Messages { messages: messages.clone(), state: state.clone() }]).unwrap();
+    drop(store);
+    let conn = rusqlite_connection(&path);
+    strip_acknowledgements(&conn);
+    conn.execute_batch("PRAGMA user_version = 2;").unwrap();
+    drop(conn);
+
+    let mut store = Store::open(&path).unwrap();
+    let version: i32 = rusqlite_connection(&path).query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+    assert_eq!(version, SCHEMA_VERSION);
+    assert_eq!(store.history_state().unwrap(), state, "the summary reads as written, with no acknowledgements");
+    assert_eq!(store.history(None).unwrap(), messages);
+    assert_eq!(state.seq_of(&me), 20);
+
+    // Acknowledgements ride with the summary: with messages, and alone (a summary-only `Store`).
+    let (a, b) = (NodeKey([1; 32]), NodeKey([2; 32]));
+    state.acked.insert(a, 20);
+    state.acked.insert(b, 7);
+    store.commit(&[Write::Messages { messages: Vec::new(), state: state.clone() }]).unwrap();
+    drop(store);
+    let store = Store::open(&path).unwrap();
+    let restored = store.history_state().unwrap();
+    assert_eq!(restored.acked, state.acked);
+    assert_eq!(restored, state);
+    assert_eq!(store.message_count().unwrap(), 20, "a summary-only write adds no message");
 }
 
 fn rusqlite_connection(path: &std::path::Path) -> rusqlite::Connection {

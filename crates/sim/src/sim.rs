@@ -80,6 +80,9 @@ pub struct Observations {
     pub dials: BTreeMap<usize, u64>,
     pub rejected: u64,
     pub delivered: u64,
+    /// (claimer, author) -> the highest seq of the author the claimer ever claimed to hold (in an `Ack`, a
+    /// frontier or a sync's first request, sent or injected): what a node may record as acknowledged.
+    pub claimed: BTreeMap<(NodeKey, NodeKey), u64>,
 }
 
 enum Ev {
@@ -559,19 +562,46 @@ impl Sim {
             let name = self.nodes[i].name.clone();
             self.violation(format!("{name}'s history summary disagrees with its store"));
         }
+        self.check_acked(i, &state);
         self.nodes[i].store.state = state;
+    }
+
+    /// What a node stores as acknowledged by each peer (what a restart shows as delivered) is no more
+    /// than that peer ever claimed to hold.
+    fn check_acked(&mut self, i: usize, state: &HistoryState) {
+        let me = self.nodes[i].key;
+        for (peer, seq) in &state.acked {
+            let claimed = self.obs.claimed.get(&(*peer, me)).copied().unwrap_or(0);
+            if *seq > claimed {
+                let name = self.nodes[i].name.clone();
+                self.violation(format!("{name} stored {peer} as holding its seq {seq}, but it claimed only {claimed}"));
+            }
+        }
+    }
+
+    /// The claims a frame makes about what its sender holds (none for most frames).
+    fn claims(frame: chatmesh_core::Frame) -> Vec<(NodeKey, u64)> {
+        match frame {
+            chatmesh_core::Frame::Ack { acks } => acks,
+            chatmesh_core::Frame::Frontier { frontier, .. } => frontier,
+            // A sync's first request is taken as acknowledgements too (its later ones, with a cursor, not).
+            chatmesh_core::Frame::SyncRequest { frontier, after: None, .. } => frontier,
+            _ => Vec::new(),
+        }
+    }
+
+    fn record_claims(&mut self, from: NodeKey, claims: &[(NodeKey, u64)]) {
+        for (author, seq) in claims {
+            let known = self.obs.claimed.entry((from, *author)).or_default();
+            *known = (*known).max(*seq);
+        }
     }
 
     /// The output-ordering contract, seen from outside: an `Ack` or a frontier a node sends may only
     /// claim messages its store already holds.
     fn check_claims(&mut self, i: usize, frame: chatmesh_core::Frame) {
-        let claims = match frame {
-            chatmesh_core::Frame::Ack { acks } => acks,
-            chatmesh_core::Frame::Frontier { frontier, .. } => frontier,
-            // A sync's first request is taken as acknowledgements too (its later ones, with a cursor, not).
-            chatmesh_core::Frame::SyncRequest { frontier, after: None, .. } => frontier,
-            _ => return,
-        };
+        let claims = Self::claims(frame);
+        self.record_claims(self.nodes[i].key, &claims);
         for (author, seq) in claims {
             let held =
                 self.nodes[i].store.by_author.get(&author).and_then(|m| m.keys().next_back()).copied().unwrap_or(0);
@@ -870,6 +900,11 @@ impl Sim {
     /// Feeds raw input to a node as if it came from outside (for adversarial tests).
     pub fn inject(&mut self, i: usize, input: Input) {
         self.injected = true;
+        if let Input::Frame { from, bytes } = &input {
+            if let Ok(frame) = chatmesh_core::Frame::decode(bytes) {
+                self.record_claims(*from, &Self::claims(frame));
+            }
+        }
         self.open_round(i);
         let now = self.now;
         if let Some(core) = self.nodes[i].core.as_mut() {

@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 #[derive(Clone, Debug, Default)]
 pub struct SimStore {
     pub by_author: BTreeMap<NodeKey, BTreeMap<u64, Message>>,
-    /// The last summary the core asked to store with the messages.
+    /// The last summary the core asked to store (with the messages, or alone): a restart comes back with
+    /// it, and so with what each peer acknowledged of this process's own messages (`HistoryState::acked`).
     pub state: HistoryState,
     /// Each author's hash chain, recomputed here from the stored messages, independently of the core.
     pub chains: BTreeMap<NodeKey, [u8; 32]>,

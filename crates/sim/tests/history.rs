@@ -542,3 +542,38 @@ fn a_lost_last_message_is_retransmitted_after_one_interval() {
     assert!(sim.node(0).unwrap().stats().retransmits > before);
     assert_converged(&sim);
 }
+
+/// Acknowledgements are durable facts (`HistoryState::acked`): an author restarted after every member
+/// acknowledged its messages shows them held by all before it hears anything new, and a message some
+/// member had not acknowledged stays pending, in its status and in `pending_acks` alike.
+#[test]
+fn a_restarted_author_knows_at_once_which_of_its_messages_every_member_holds() {
+    let mut sim = mesh(31, 3);
+    let author = 1;
+    for k in 0..5 {
+        say(&mut sim, author, &format!("acked by all {k}"));
+    }
+    let acked = sim.obs.sent.last().unwrap().seq;
+    sim.run_until_true(secs(10), |s| s.node(author).unwrap().pending_acks() == 0).expect("acknowledged by all");
+    // Member 2 no longer hears the author: this one is held by member 0 only.
+    sim.cut(author, 2);
+    say(&mut sim, author, "acked by one");
+    let partial = sim.obs.sent.last().unwrap().seq;
+    sim.run_until_true(secs(10), |s| s.node(author).unwrap().delivery_status(partial).acked == 1).expect("one ack");
+    // A retransmission tick writes what no message write took along.
+    sim.run_for(Duration::from_millis(500));
+    sim.crash(author);
+    sim.restart(author);
+    let node = sim.node(author).unwrap();
+    for seq in 1..=acked {
+        let st = node.delivery_status(seq);
+        assert_eq!((st.stored, st.acked, st.members), (true, 2, 2), "own message {seq} after the restart");
+        assert!(st.by_all());
+    }
+    let st = node.delivery_status(partial);
+    assert_eq!((st.acked, st.members), (1, 2), "the message member 2 never acknowledged");
+    assert_eq!(node.pending_acks(), 1, "pending_acks agrees with the statuses");
+    sim.heal();
+    sim.run_until_true(secs(10), |s| s.node(author).is_some_and(|n| n.pending_acks() == 0)).expect("all acked again");
+    assert_converged(&sim);
+}

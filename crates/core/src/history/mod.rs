@@ -76,6 +76,13 @@ pub struct HistoryState {
     /// The digest of the history held; brought up to date by `seal` before every store.
     pub digest: HistoryDigest,
     pub count: u64,
+    /// What each peer is known to hold of this node's own messages: peer -> the highest own seq it
+    /// acknowledged (an `Ack`, a frontier, a sync's first request: each names only what the peer holds
+    /// durably). Only ever raised, and never above our own seq, so it never claims more than was
+    /// acknowledged. Kept here so that a restarted node knows at once which of its messages every member
+    /// holds (`Node::delivery_status`); not part of the digest. Last in the struct: a summary stored before
+    /// it existed is the same encoding without it (the store's schema 3 migration appends an empty map).
+    pub acked: BTreeMap<NodeKey, u64>,
 }
 
 impl HistoryState {
@@ -134,14 +141,50 @@ pub struct DeliveryStatus {
     pub members: usize,
 }
 
+impl DeliveryStatus {
+    /// Held by every current alive member other than this node (and there is at least one).
+    pub fn by_all(&self) -> bool {
+        self.members > 0 && self.acked >= self.members
+    }
+}
+
+/// How far the current alive members other than this node hold this node's own messages: the one source
+/// of every delivery status and of `pending_acks`, so that they always agree. The members are those of the
+/// view this node holds: the current one, or after a restart the last durable one until it rejoins; a
+/// member that acknowledged before the restart counts.
+#[derive(Clone, PartialEq, Eq, Debug, Default)]
+pub struct Delivery {
+    /// The highest seq of our own messages written (and durable).
+    pub mine: u64,
+    /// For each current alive member other than this node, the highest own seq it holds.
+    pub members: Vec<u64>,
+}
+
+impl Delivery {
+    /// The status of our own message `seq`.
+    pub fn status(&self, seq: u64) -> DeliveryStatus {
+        let acked = self.members.iter().filter(|held| **held >= seq).count();
+        DeliveryStatus { stored: self.mine >= seq, acked, members: self.members.len() }
+    }
+
+    /// How many of our own messages some current alive member does not hold yet.
+    pub fn pending(&self) -> u64 {
+        self.members.iter().min().map_or(0, |least| self.mine.saturating_sub(*least))
+    }
+}
+
 /// Volatile history state: what the durable summary does not hold.
 #[derive(Debug, Default)]
 pub(crate) struct History {
     pub state: HistoryState,
     /// Valid messages waiting for a dependency.
     pub held: holdback::HoldBack,
-    /// What each peer is known to hold (from its acks and frontiers).
+    /// What each peer is known to hold of other authors (from its acks and frontiers); what it holds of
+    /// ours is in `state.acked`, which is durable.
     pub peers: BTreeMap<NodeKey, Frontier>,
+    /// `state.acked` rose since the last `Store`: written with the next one, or alone at the next
+    /// retransmission tick.
+    pub acked_unstored: bool,
     /// The peer we are pulling pages from, if any, and when we give up on it.
     pub sync: Option<(NodeKey, Instant)>,
     /// The id of the latest sync started, sent in its requests: only pages that echo it continue it.
@@ -182,18 +225,21 @@ impl Node {
         self.history.sync.map(|_| self.history.sync_id)
     }
 
-    /// The status of this node's own message `seq`.
+    /// The status of this node's own message `seq` (see `Delivery`).
     pub fn delivery_status(&self, seq: u64) -> DeliveryStatus {
+        self.delivery().status(seq)
+    }
+
+    /// How far the current alive members hold this node's own messages: every message's status at once.
+    pub fn delivery(&self) -> Delivery {
         let me = self.cfg.key;
-        let stored = self.history.state.seq_of(&me) >= seq;
-        let others: Vec<NodeKey> = self
-            .view
-            .as_ref()
-            .filter(|_| matches!(self.role, Role::Member | Role::Coordinator))
-            .map(|v| v.alive().map(|m| m.key).filter(|k| *k != me).collect())
-            .unwrap_or_default();
-        let acked = others.iter().filter(|k| self.peer_holds(k, &me) >= seq).count();
-        DeliveryStatus { stored, acked, members: others.len() }
+        let members = match &self.view {
+            Some(v) if self.role != Role::Stopped => {
+                v.alive().map(|m| m.key).filter(|k| *k != me).map(|k| self.acked_by(&k)).collect()
+            }
+            _ => Vec::new(),
+        };
+        Delivery { mine: self.history.state.seq_of(&me), members }
     }
 
     /// Messages received but waiting for what they depend on.
@@ -203,18 +249,12 @@ impl Node {
 
     /// How many of this node's own messages some current alive member has not acknowledged yet.
     pub fn pending_acks(&self) -> u64 {
-        let me = self.cfg.key;
-        let mine = self.history.state.seq_of(&me);
-        if !matches!(self.role, Role::Member | Role::Coordinator) {
-            return 0;
-        }
-        let Some(view) = &self.view else { return 0 };
-        let least = view.alive().filter(|m| m.key != me).map(|m| self.peer_holds(&m.key, &me)).min();
-        least.map_or(0, |l| mine.saturating_sub(l))
+        self.delivery().pending()
     }
 
-    fn peer_holds(&self, peer: &NodeKey, author: &NodeKey) -> u64 {
-        self.history.peers.get(peer).and_then(|f| f.get(author)).copied().unwrap_or(0)
+    /// The highest of our own seqs that `peer` is known to hold.
+    pub(crate) fn acked_by(&self, peer: &NodeKey) -> u64 {
+        self.history.state.acked.get(peer).copied().unwrap_or(0)
     }
 
     /// Lamport's receive rule: a clock heard of moves ours forward, so that what we write next sorts after
@@ -280,9 +320,7 @@ impl Node {
         for m in &batch {
             self.history.state.apply(m);
         }
-        self.history.state.seal();
-        let state = self.history.state.clone();
-        self.emit(Output::Store { messages: batch.clone(), state });
+        self.store(batch.clone());
         for m in batch {
             self.event(Event::Sent { message: m.clone() });
             self.push_to_members(&m);
@@ -395,14 +433,21 @@ impl Node {
         }
     }
 
+    /// Asks for `messages` (already applied to the summary) to be stored with the summary, which also
+    /// carries the acknowledgements learnt since the last store.
+    pub(crate) fn store(&mut self, messages: Vec<Message>) {
+        self.history.state.seal();
+        self.history.acked_unstored = false;
+        let state = self.history.state.clone();
+        self.emit(Output::Store { messages, state });
+    }
+
     /// Stores a delivered batch (durable before anything that follows), shows it, then acknowledges it.
     fn commit(&mut self, batch: Vec<Message>) {
-        self.history.state.seal();
-        let state = self.history.state.clone();
         let mut authors: Vec<NodeKey> = batch.iter().map(|m| m.author).collect();
         authors.sort_unstable();
         authors.dedup();
-        self.emit(Output::Store { messages: batch.clone(), state });
+        self.store(batch.clone());
         for m in batch {
             self.event(Event::Delivered { message: m });
         }
@@ -426,17 +471,34 @@ impl Node {
 
     /// Records that `peer` holds `author` up to `seq` (acks and frontiers only ever move it forward).
     pub(crate) fn learn_peer_holds(&mut self, peer: NodeKey, author: NodeKey, seq: u64) {
+        if author == self.cfg.key {
+            return self.learn_acked(peer, seq);
+        }
         let known = self.history.peers.entry(peer).or_default();
         if known.len() >= MAX_AUTHORS && !known.contains_key(&author) {
             return;
         }
         let entry = known.entry(author).or_default();
+        *entry = (*entry).max(seq);
+    }
+
+    /// Records that `peer` holds our own messages up to `seq`: in the durable summary, written with the
+    /// next `Store` (no write of its own: acknowledgements arrive all the time, and losing the last few in
+    /// a crash only means learning them again from the peers' frontiers).
+    fn learn_acked(&mut self, peer: NodeKey, seq: u64) {
+        // Nobody holds more of ours than we wrote (our seq is durable before a message leaves): a larger
+        // claim is recorded only up to what we wrote.
+        let seq = seq.min(self.history.state.seq_of(&self.cfg.key));
+        let acked = &mut self.history.state.acked;
+        if acked.len() >= MAX_AUTHORS && !acked.contains_key(&peer) {
+            return;
+        }
+        let entry = acked.entry(peer).or_default();
         if seq > *entry {
             *entry = seq;
-            if author == self.cfg.key {
-                self.history.nudge.remove(&peer);
-                self.event(Event::Acked { member: peer, upto: seq });
-            }
+            self.history.acked_unstored = true;
+            self.history.nudge.remove(&peer);
+            self.event(Event::Acked { member: peer, upto: seq });
         }
     }
 }

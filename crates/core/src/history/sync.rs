@@ -289,11 +289,9 @@ impl Node {
         let me = self.cfg.key;
         let mine = self.history.state.seq_of(&me);
         let lagging: Vec<NodeKey> = match (&self.view, self.role) {
-            (Some(v), Role::Member | Role::Coordinator) if mine > 0 => v
-                .alive()
-                .map(|m| m.key)
-                .filter(|k| *k != me && self.history.peers.get(k).and_then(|f| f.get(&me)).copied().unwrap_or(0) < mine)
-                .collect(),
+            (Some(v), Role::Member | Role::Coordinator) if mine > 0 => {
+                v.alive().map(|m| m.key).filter(|k| *k != me && self.acked_by(k) < mine).collect()
+            }
             _ => Vec::new(),
         };
         // Members that no longer lag (or left the view) start afresh if they lag again.
@@ -309,6 +307,11 @@ impl Node {
             }
         }
         self.timers.set(Timer::Retransmit, now + timing.retransmit_interval);
+        // Acknowledgements learnt since the last write are written now if no message write took them
+        // along: at most one extra write per tick, and only when the chat is quiet.
+        if self.history.acked_unstored {
+            self.store(Vec::new());
+        }
     }
 
     /// Periodic anti-entropy with one random linked member.
