@@ -112,6 +112,9 @@ pub struct App {
     history_height: usize,
     esc_armed: bool,
     quitting: bool,
+    /// A member was renamed: the history shown is read again, so that every row names its author as the
+    /// node's naming rule does now (as `/history` does).
+    pub reload: bool,
 }
 
 impl App {
@@ -136,6 +139,7 @@ impl App {
             history_height: 0,
             esc_armed: false,
             quitting: false,
+            reload: false,
         }
     }
 
@@ -250,6 +254,10 @@ impl App {
             }
             // The history shows these (the coordinator writes them into it).
             Notice::MemberJoined { .. } | Notice::MemberLeft { .. } | Notice::MemberFailed { .. } => true,
+            Notice::MemberRenamed { .. } => {
+                self.reload = true;
+                true
+            }
             Notice::IdReassigned { old, new, .. } => {
                 self.info(format!("an ID clash after a merge: #{old} is now #{new}"));
                 true
@@ -1114,6 +1122,9 @@ async fn event_loop(
                     if app.apply_notice(n) {
                         ask_status(node, &mut status_pending);
                     }
+                    if std::mem::take(&mut app.reload) {
+                        load(node);
+                    }
                 }
                 Err(RecvError::Lagged(k)) => {
                     app.info(format!("{k} events skipped: reloading the history"));
@@ -1200,6 +1211,7 @@ mod tests {
             author: key(author),
             author_id: Some(u32::from(author as u8 - b'a' + 1)),
             author_name: Some(name.into()),
+            author_label: name.into(),
             seq,
             lamport,
             deps: Vec::new(),

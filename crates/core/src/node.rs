@@ -699,6 +699,7 @@ impl Node {
                 _ => continue,
             });
         }
+        events.extend(renames(old, view));
         for e in events {
             self.record(now, e);
         }
@@ -774,4 +775,15 @@ fn member_events(old: &View, new: &View) -> Vec<Event> {
         }
     }
     events
+}
+
+/// Members alive in `new` whose name differs from the one `old` gives them: each a `Renamed` event (a
+/// member rejoining under another name too, after its `Joined`).
+fn renames(old: &View, new: &View) -> Vec<MembershipEvent> {
+    new.alive()
+        .filter_map(|m| {
+            let before = old.get(&m.key).filter(|o| o.name != m.name)?;
+            Some(MembershipEvent::Renamed { id: m.id, key: m.key, old: before.name.clone(), new: m.name.clone() })
+        })
+        .collect()
 }

@@ -1,7 +1,7 @@
 //! What the node tells its user interfaces and the control API: one event stream, one status, one history
 //! format, all plain data that serializes to the JSON documented in docs/INTERFACES.md.
 
-use chatmesh_core::{Body, MemberState, MembershipEvent, Message, NodeId, NodeKey};
+use chatmesh_core::{Body, MemberState, MembershipEvent, Message, NodeId, NodeKey, OrderKey, View};
 use serde::Serialize;
 use std::collections::HashMap;
 
@@ -43,9 +43,12 @@ pub struct MessageView {
     pub id: String,
     /// The author's full public key (hex).
     pub author: String,
-    /// The author's ID and name when known (from the membership views this node saw).
+    /// The author's ID and name by the naming rule (`Names`), when anything names the author.
     pub author_id: Option<u32>,
     pub author_name: Option<String>,
+    /// The name to show: `author_name`, with the ID when another known member has the same name
+    /// (`ana#3`), or the short key when nothing names the author.
+    pub author_label: String,
     pub seq: u64,
     pub lamport: u64,
     /// The messages it depends on (`author-key-hex/seq`), besides the author's previous one.
@@ -59,25 +62,91 @@ pub struct MessageView {
     pub own: bool,
 }
 
-/// Who is who: names and IDs for keys, from every view this node saw (departed members keep theirs).
+/// Who is who: the one rule every interface shows names by (docs/INTERFACES.md, "Names").
+///
+/// A key's name is the one its latest membership event in the history gives it (`Joined`, `Renamed`,
+/// `Left`, `Failed`; latest in canonical order, so the same on every node holding the same history,
+/// whatever order its messages arrived in). Only a key the history names nowhere (the founder of a mesh,
+/// or a member whose `Joined` has not arrived yet) goes by the name the current view gives it. A name that
+/// two or more known keys go by is shown with the ID (`ana#1`, `ana#3`).
 #[derive(Clone, Debug, Default)]
-pub struct Names(pub HashMap<NodeKey, (NodeId, String)>);
+pub struct Names {
+    /// From the history: per key, the latest event naming it.
+    told: HashMap<NodeKey, (OrderKey, NodeId, String)>,
+    /// From the current view (or the last durable one): for keys the history does not name.
+    seen: HashMap<NodeKey, (NodeId, String)>,
+    /// How many keys go by each name.
+    holders: HashMap<String, usize>,
+}
 
 impl Names {
-    pub fn learn(&mut self, key: NodeKey, id: NodeId, name: &str) {
-        self.0.insert(key, (id, name.to_owned()));
+    /// Learns from a message of the history: a membership event naming a key, if it is the latest for it.
+    /// Answers whether a name changed.
+    pub fn learn(&mut self, m: &Message) -> bool {
+        let Body::Membership(e) = &m.body else { return false };
+        let (id, key, name) = match e {
+            MembershipEvent::Joined { id, key, name }
+            | MembershipEvent::Left { id, key, name }
+            | MembershipEvent::Failed { id, key, name }
+            | MembershipEvent::Renamed { id, key, new: name, .. } => (*id, *key, name),
+            MembershipEvent::CoordinatorChanged { .. } => return false,
+        };
+        let at = m.order_key();
+        if self.told.get(&key).is_some_and(|(seen_at, _, _)| *seen_at >= at) {
+            return false;
+        }
+        let changed = self.name(&key) != Some((id, name.as_str()));
+        self.told.insert(key, (at, id, name.clone()));
+        if changed {
+            self.count_holders();
+        }
+        changed
     }
 
+    /// Learns the current view: the names of keys the history does not name (yet).
+    pub fn learn_view(&mut self, view: &View) {
+        self.seen = view.members.iter().map(|m| (m.key, (m.id, m.name.clone()))).collect();
+        self.count_holders();
+    }
+
+    fn count_holders(&mut self) {
+        let mut holders: HashMap<String, usize> = HashMap::new();
+        let untold = self.seen.iter().filter(|(k, _)| !self.told.contains_key(k)).map(|(_, (_, n))| n);
+        for name in self.told.values().map(|(_, _, n)| n).chain(untold) {
+            *holders.entry(name.clone()).or_default() += 1;
+        }
+        self.holders = holders;
+    }
+
+    /// A key's ID and name by the rule, if anything names it.
+    pub fn name(&self, key: &NodeKey) -> Option<(NodeId, &str)> {
+        match self.told.get(key) {
+            Some((_, id, name)) => Some((*id, name)),
+            None => self.seen.get(key).map(|(id, name)| (*id, name.as_str())),
+        }
+    }
+
+    /// The name to show for a key: its name, with its ID when another known key goes by the same name
+    /// (`ana#3`); the short key when nothing names it.
+    pub fn display(&self, key: &NodeKey) -> String {
+        match self.name(key) {
+            Some((id, name)) if self.holders.get(name).is_some_and(|n| *n > 1) => format!("{name}{id}"),
+            Some((_, name)) => name.to_owned(),
+            None => key.short(),
+        }
+    }
+
+    /// `name (#id)`, for logs and metrics.
     pub fn label(&self, key: &NodeKey) -> String {
-        match self.0.get(key) {
-            Some((id, name)) => format!("{name} ({id})"),
+        match self.name(key) {
+            Some((id, _)) => format!("{} ({id})", self.display(key)),
             None => key.short(),
         }
     }
 
     pub fn message(&self, m: &Message, me: &NodeKey) -> MessageView {
-        let (author_id, author_name) = match self.0.get(&m.author) {
-            Some((id, name)) => (Some(id.0), Some(name.clone())),
+        let (author_id, author_name) = match self.name(&m.author) {
+            Some((id, name)) => (Some(id.0), Some(name.to_owned())),
             None => (None, None),
         };
         let (kind, text) = match &m.body {
@@ -87,6 +156,7 @@ impl Names {
         let author = hex(&m.author.0);
         MessageView {
             id: message_id(&author, m.seq),
+            author_label: self.display(&m.author),
             author,
             author_id,
             author_name,
@@ -99,16 +169,16 @@ impl Names {
             own: m.author == *me,
         }
     }
-}
 
-impl Names {
-    /// A membership event in words.
+    /// A membership event in words, with the member's ID. Joins, departures and renames name the member as
+    /// the event does (what happened then); a coordinator change, which carries no name, by the rule.
     pub fn describe(&self, e: &MembershipEvent) -> String {
         match e {
             MembershipEvent::Joined { id, name, .. } => format!("{name} ({id}) joined"),
             MembershipEvent::Left { id, name, .. } => format!("{name} ({id}) left"),
             MembershipEvent::Failed { id, name, .. } => format!("{name} ({id}) failed"),
-            MembershipEvent::CoordinatorChanged { term, id, key } => match self.0.get(key) {
+            MembershipEvent::Renamed { id, old, new, .. } => format!("{old} ({id}) is now {new}"),
+            MembershipEvent::CoordinatorChanged { term, id, key } => match self.name(key) {
                 Some((_, name)) => format!("{name} ({id}) coordinates from term {term}"),
                 None => format!("{id} ({}) coordinates from term {term}", key.short()),
             },
@@ -160,6 +230,13 @@ pub enum Notice {
         id: u32,
         key: String,
         name: String,
+    },
+    /// A member's name changed: a `Renamed` event of the history was delivered here.
+    MemberRenamed {
+        id: u32,
+        key: String,
+        old: String,
+        new: String,
     },
     IdReassigned {
         key: String,
