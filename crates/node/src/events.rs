@@ -321,6 +321,100 @@ pub struct StatusView {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chatmesh_core::{key_of, Member, SigningKey};
+
+    /// The coordinator of the tests, who writes every event.
+    fn coordinator() -> SigningKey {
+        SigningKey::from_bytes(&[9; 32])
+    }
+
+    fn key(n: u8) -> NodeKey {
+        key_of(&[n; 32])
+    }
+
+    fn event(lamport: u64, e: MembershipEvent) -> Message {
+        Message::sign(&coordinator(), lamport, lamport, Vec::new(), 0, Body::Membership(e))
+    }
+
+    fn joined(lamport: u64, n: u8, name: &str) -> Message {
+        event(lamport, MembershipEvent::Joined { id: NodeId(n.into()), key: key(n), name: name.into() })
+    }
+
+    fn renamed(lamport: u64, n: u8, old: &str, new: &str) -> Message {
+        let (old, new) = (old.into(), new.into());
+        event(lamport, MembershipEvent::Renamed { id: NodeId(n.into()), key: key(n), old, new })
+    }
+
+    fn view(members: &[(u8, &str)]) -> View {
+        let member = |(n, name): &(u8, &str)| Member {
+            id: NodeId((*n).into()),
+            key: key(*n),
+            name: (*name).into(),
+            addr: "127.0.0.1:1".parse().unwrap(),
+            state: MemberState::Alive,
+        };
+        let mut v = View::founding(1, member(&members[0]));
+        v.members.extend(members[1..].iter().map(member));
+        v
+    }
+
+    fn names_from(messages: &[Message]) -> Names {
+        let mut names = Names::default();
+        for m in messages {
+            names.learn(m);
+        }
+        names
+    }
+
+    #[test]
+    fn the_latest_naming_event_in_canonical_order_wins_whatever_the_arrival_order() {
+        let history = [joined(1, 2, "bruno"), renamed(5, 2, "bruno", "Bruno Silva"), joined(3, 3, "carla")];
+        let in_order = names_from(&history);
+        let reversed = names_from(&[history[1].clone(), history[2].clone(), history[0].clone()]);
+        for names in [&in_order, &reversed] {
+            assert_eq!(names.name(&key(2)), Some((NodeId(2), "Bruno Silva")));
+            assert_eq!(names.display(&key(3)), "carla");
+        }
+    }
+
+    #[test]
+    fn the_view_names_only_keys_the_history_does_not_name() {
+        let mut names = names_from(&[joined(1, 2, "bruno")]);
+        names.learn_view(&view(&[(1, "ana"), (2, "Bruno in the view")]));
+        assert_eq!(names.display(&key(1)), "ana", "the founder, whom no event names");
+        assert_eq!(names.display(&key(2)), "bruno", "the history wins over the view");
+        assert_eq!(names.display(&key(7)), key(7).short(), "nothing names it");
+        let m = names.message(&joined(2, 9, "x"), &key(1));
+        assert_eq!((m.author_id, m.author_name, m.author_label), (None, None, key_of(&[9; 32]).short()));
+    }
+
+    #[test]
+    fn equal_names_are_shown_with_their_ids_and_unique_ones_plain() {
+        let mut names = names_from(&[joined(1, 2, "ana"), joined(2, 3, "ana"), joined(3, 4, "bruno")]);
+        names.learn_view(&view(&[(1, "carla")]));
+        assert_eq!(names.display(&key(2)), "ana#2");
+        assert_eq!(names.display(&key(3)), "ana#3");
+        assert_eq!(names.display(&key(4)), "bruno");
+        assert_eq!(names.label(&key(3)), "ana#3 (#3)");
+        // One of them takes another name: the other one is the only ana again.
+        names.learn(&renamed(4, 3, "ana", "ana b"));
+        assert_eq!((names.display(&key(2)), names.display(&key(3))), ("ana".into(), "ana b".into()));
+        // A view name counts as well, for a key the history does not name.
+        names.learn_view(&view(&[(1, "bruno")]));
+        assert_eq!((names.display(&key(1)), names.display(&key(4))), ("bruno#1".into(), "bruno#4".into()));
+    }
+
+    #[test]
+    fn events_read_as_what_happened_and_coordinator_changes_by_the_rule() {
+        let names = names_from(&[joined(1, 2, "bruno"), renamed(2, 2, "bruno", "Bruno Silva")]);
+        let text = |m: &Message| names.message(m, &key(1)).text;
+        assert_eq!(text(&joined(1, 2, "bruno")), "bruno (#2) joined");
+        assert_eq!(text(&renamed(2, 2, "bruno", "Bruno Silva")), "bruno (#2) is now Bruno Silva");
+        let took_over = event(3, MembershipEvent::CoordinatorChanged { term: 2, id: NodeId(2), key: key(2) });
+        assert_eq!(text(&took_over), "Bruno Silva (#2) coordinates from term 2");
+        let unknown = event(4, MembershipEvent::CoordinatorChanged { term: 3, id: NodeId(7), key: key(7) });
+        assert_eq!(text(&unknown), format!("#7 ({}) coordinates from term 3", key(7).short()));
+    }
 
     #[test]
     fn message_ids_read_as_formatted() {

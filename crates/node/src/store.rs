@@ -182,10 +182,18 @@ impl Store {
             if version >= 3 {
                 return Ok(());
             }
+            let has_flag: bool = self
+                .conn
+                .query_row("SELECT count(*) FROM pragma_table_info('messages') WHERE name = 'event'", [], |r| r.get(0))
+                .map_err(sql)?;
+            if !has_flag {
+                self.conn
+                    .execute_batch("ALTER TABLE messages ADD COLUMN event INTEGER NOT NULL DEFAULT 0")
+                    .map_err(sql)?;
+            }
             self.conn
                 .execute_batch(
-                    "ALTER TABLE messages ADD COLUMN event INTEGER NOT NULL DEFAULT 0;
-                     CREATE INDEX messages_events ON messages (lamport, author, seq) WHERE event = 1;",
+                    "CREATE INDEX IF NOT EXISTS messages_events ON messages (lamport, author, seq) WHERE event = 1",
                 )
                 .map_err(sql)?;
             let mut events = Vec::new();
