@@ -1163,7 +1163,10 @@ impl Core {
         }
         let mut renamed = None;
         if let Event::Sent { message } | Event::Delivered { message } = &e {
-            self.names.write().unwrap_or_else(|p| p.into_inner()).learn(message);
+            // Only membership events name anyone: chat does not take the lock.
+            if matches!(message.body, Body::Membership(_)) {
+                self.names.write().unwrap_or_else(|p| p.into_inner()).learn(message);
+            }
             if let Body::Membership(MembershipEvent::Renamed { id, key, old, new }) = &message.body {
                 tracing::info!(%id, %old, %new, "member renamed");
                 renamed =
