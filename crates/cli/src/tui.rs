@@ -1305,6 +1305,20 @@ mod tests {
     }
 
     #[test]
+    fn a_rename_reads_the_history_again_so_old_rows_show_the_new_name_as_history_does() {
+        let mut app = App::new(started());
+        app.apply_notice(Notice::Message(msg('b', "bob", 5, 1, "said as bob", false)));
+        let notice = Notice::MemberRenamed { id: 2, key: key('b'), old: "bob".into(), new: "Bob Silva".into() };
+        assert!(app.apply_notice(notice), "the member list is read again");
+        assert!(std::mem::take(&mut app.reload), "and the history");
+        // What the node answers then: the same message, named by the rule.
+        app.load(vec![msg('b', "Bob Silva", 5, 1, "said as bob", false)]);
+        let b = draw(&mut app, 80, 20);
+        let line = &rows(&b)[row_of(&b, "said as bob").unwrap()];
+        assert!(line.contains("Bob Silva#2: said as bob"), "{line}");
+    }
+
+    #[test]
     fn own_status_goes_stored_then_counted_then_all() {
         let mut app = App::new(started());
         app.apply_notice(Notice::Message(msg('a', "ana", 3, 7, "hello", true)));
