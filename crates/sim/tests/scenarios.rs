@@ -385,6 +385,21 @@ fn a_restart_under_another_name_is_recorded_as_a_rename_after_the_rejoin() {
 }
 
 #[test]
+fn a_node_back_alone_under_another_name_records_its_rename_when_it_founds() {
+    let (mut sim, _) = mesh(34, 2);
+    let key = sim.nodes[1].key;
+    let was = sim.nodes[1].name.clone();
+    sim.crash(0);
+    sim.crash(1);
+    sim.nodes[1].cfg.name = "alone".into();
+    sim.restart(1);
+    sim.run_for(secs(5));
+    assert_eq!(sim.node(1).unwrap().role(), Role::Coordinator, "it found nobody");
+    let story = story(&sim, 1, key);
+    assert_eq!(story.last(), Some(&format!("renamed {was} -> alone")), "{story:?}");
+}
+
+#[test]
 fn a_coordinator_that_leaves_gracefully_is_recorded_as_left_not_failed() {
     let (mut sim, c) = mesh(32, 4);
     let key = sim.nodes[c].key;
