@@ -580,7 +580,7 @@ impl Demo {
             last.min(h.len())
         ));
         for m in h.iter().skip(h.len().saturating_sub(last)) {
-            let who = m["author_name"].as_str().unwrap_or("?");
+            let who = m["author_label"].as_str().unwrap_or("?");
             let at = fmt_time(m["sent_at"].as_u64().unwrap_or(0));
             if m["kind"] == "event" {
                 self.out.detail(&format!("     {at}  * {}", m["text"].as_str().unwrap_or("")));

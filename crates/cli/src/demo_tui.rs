@@ -177,8 +177,9 @@ impl DemoView {
             "message" => {
                 let who = s("author_name");
                 let colour = self.panes.iter().position(|p| p.name == who).map_or(Color::White, |k| COLOURS[k % 9]);
+                let label = v["author_label"].as_str().map_or(who, String::from);
                 vec![
-                    Span::styled(who, Style::new().fg(colour).add_modifier(Modifier::BOLD)),
+                    Span::styled(label, Style::new().fg(colour).add_modifier(Modifier::BOLD)),
                     Span::raw(": "),
                     Span::raw(s("text")),
                 ]

@@ -109,7 +109,8 @@ async fn run_async(settings: Settings, ui: Ui) -> ExitCode {
         }
     }
     let started = Started {
-        name: settings.node.name.clone(),
+        // The configured name, or the `/nick` the data directory keeps under it.
+        name: node.name().to_owned(),
         key: chatmesh_node::events::hex(&node.key().0),
         addr: node.addr(),
         http,

@@ -197,6 +197,7 @@ fn describe(sim: &Sim, e: &MembershipEvent) -> String {
         MembershipEvent::Joined { name, id, .. } => format!("{name} {id} joined"),
         MembershipEvent::Left { name, id, .. } => format!("{name} {id} left"),
         MembershipEvent::Failed { name, id, .. } => format!("{name} {id} failed"),
+        MembershipEvent::Renamed { id, old, new, .. } => format!("{old} {id} is now {new}"),
         MembershipEvent::CoordinatorChanged { term, id, key } => {
             format!("{} {id} coordinates, term {term}", name_of(sim, key))
         }

@@ -112,6 +112,9 @@ pub struct App {
     history_height: usize,
     esc_armed: bool,
     quitting: bool,
+    /// A member was renamed: the history shown is read again, so that every row names its author as the
+    /// node's naming rule does now (as `/history` does).
+    pub reload: bool,
 }
 
 impl App {
@@ -136,6 +139,7 @@ impl App {
             history_height: 0,
             esc_armed: false,
             quitting: false,
+            reload: false,
         }
     }
 
@@ -266,6 +270,10 @@ impl App {
             }
             // The history shows these (the coordinator writes them into it).
             Notice::MemberJoined { .. } | Notice::MemberLeft { .. } | Notice::MemberFailed { .. } => true,
+            Notice::MemberRenamed { .. } => {
+                self.reload = true;
+                true
+            }
             Notice::IdReassigned { old, new, .. } => {
                 self.info(format!("an ID clash after a merge: #{old} is now #{new}"));
                 true
@@ -1131,6 +1139,9 @@ async fn event_loop(
                     if app.apply_notice(n) {
                         ask_status(node, &mut status_pending);
                     }
+                    if std::mem::take(&mut app.reload) {
+                        load(node);
+                    }
                 }
                 Err(RecvError::Lagged(k)) => {
                     app.info(format!("{k} events skipped: reloading the history"));
@@ -1217,6 +1228,7 @@ mod tests {
             author: key(author),
             author_id: Some(u32::from(author as u8 - b'a' + 1)),
             author_name: Some(name.into()),
+            author_label: name.into(),
             seq,
             lamport,
             deps: Vec::new(),
@@ -1308,6 +1320,20 @@ mod tests {
         assert!(older < newer && newer < newest, "{:#?}", rows(&b));
         let line = &rows(&b)[older];
         assert!(line.contains("dan#4: older words"), "{line}");
+    }
+
+    #[test]
+    fn a_rename_reads_the_history_again_so_old_rows_show_the_new_name_as_history_does() {
+        let mut app = App::new(started());
+        app.apply_notice(Notice::Message(msg('b', "bob", 5, 1, "said as bob", false)));
+        let notice = Notice::MemberRenamed { id: 2, key: key('b'), old: "bob".into(), new: "Bob Silva".into() };
+        assert!(app.apply_notice(notice), "the member list is read again");
+        assert!(std::mem::take(&mut app.reload), "and the history");
+        // What the node answers then: the same message, named by the rule.
+        app.load(vec![msg('b', "Bob Silva", 5, 1, "said as bob", false)]);
+        let b = draw(&mut app, 80, 20);
+        let line = &rows(&b)[row_of(&b, "said as bob").unwrap()];
+        assert!(line.contains("Bob Silva#2: said as bob"), "{line}");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! hears of exactly the coordinators it can reach. Two nodes that found at once each beacon; the coordinator of
 //! lower precedence hears the other's beacon and asks to be merged (see `membership.rs`).
 
+use crate::history::MembershipEvent;
 use crate::io::{Destination, Event};
 use crate::node::{Node, Role};
 use crate::timer::Timer;
@@ -153,6 +154,8 @@ impl Node {
             addr: self.cfg.addr,
             state: MemberState::Alive,
         };
+        // A node back under another name that finds nobody: its own view renames it, recorded as a rename.
+        let renamed = self.view.as_ref().and_then(|v| v.get(&me.key)).map(|m| m.name.clone()).filter(|n| *n != me.name);
         let view = match self.view.take() {
             Some(mut saved) => {
                 for m in saved.members.iter_mut().filter(|m| m.key != self.cfg.key && m.is_alive()) {
@@ -167,6 +170,10 @@ impl Node {
         self.view = Some(view.clone());
         self.become_coordinator_with(now, view);
         let id = self.my_id.unwrap_or_default();
+        if let Some(old) = renamed {
+            let (key, new) = (self.cfg.key, self.cfg.name.clone());
+            self.record(now, MembershipEvent::Renamed { id, key, old, new });
+        }
         self.event(Event::Founded { id, term: self.term() });
     }
 }

@@ -711,6 +711,7 @@ impl Node {
                 _ => continue,
             });
         }
+        events.extend(renames(old, view));
         // Cause before effect: the failure or departure that made this node coordinator is written first, so
         // it sorts first (one author's events sort in the order written).
         if old.coordinator != view.coordinator {
@@ -792,4 +793,15 @@ fn member_events(old: &View, new: &View) -> Vec<Event> {
         }
     }
     events
+}
+
+/// Members alive in `new` whose name differs from the one `old` gives them: each a `Renamed` event (a
+/// member rejoining under another name too, after its `Joined`).
+fn renames(old: &View, new: &View) -> Vec<MembershipEvent> {
+    new.alive()
+        .filter_map(|m| {
+            let before = old.get(&m.key).filter(|o| o.name != m.name)?;
+            Some(MembershipEvent::Renamed { id: m.id, key: m.key, old: before.name.clone(), new: m.name.clone() })
+        })
+        .collect()
 }

@@ -22,8 +22,8 @@ use crate::metrics::count;
 use crate::net::{self, NetError, Sockets};
 use crate::store::{Store, StoreError, Write};
 use chatmesh_core::{
-    Body, Command, Config, Datagram, DatagramBody, Delivery, Destination, Event, Input, LoadRequest, Message, Node,
-    NodeKey, Output, Role, Timing, MAX_DATAGRAM_LEN,
+    Body, Command, Config, Datagram, DatagramBody, Delivery, Destination, Event, Input, LoadRequest, MembershipEvent,
+    Message, Node, NodeKey, Output, Role, Timing, MAX_DATAGRAM_LEN,
 };
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fmt;
@@ -242,11 +242,18 @@ pub struct Handle {
     names: Arc<RwLock<Names>>,
     key: NodeKey,
     addr: SocketAddr,
+    /// The name the node started under (`Store::resolve_name`).
+    name: String,
 }
 
 impl Handle {
     pub fn key(&self) -> NodeKey {
         self.key
+    }
+
+    /// The name the node started under: the configured one, or the last `/nick` chosen under it.
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     /// The address other nodes dial.
@@ -384,11 +391,13 @@ pub async fn start(opts: NodeOptions) -> Result<(Handle, tokio::task::JoinHandle
     };
     let snapshot = store.snapshot().map_err(StartError::Store)?;
     let history = store.history_state().map_err(StartError::Store)?;
+    let name = store.resolve_name(&opts.name).map_err(StartError::Store)?;
+    let names = Arc::new(RwLock::new(names_at_start(&store, &snapshot)?));
     let reader = Store::open(&db).map_err(StartError::Store)?;
     let sockets = net::open(opts.group, opts.iface, opts.listen).map_err(StartError::Net)?;
 
     let seed: u64 = rand::random();
-    let mut cfg = Config::new(&opts.mesh, &opts.name, secret, sockets.advertised, seed);
+    let mut cfg = Config::new(&opts.mesh, &name, secret, sockets.advertised, seed);
     cfg.timing = opts.timing.clone();
     let key = chatmesh_core::key_of(&secret);
     let signing = chatmesh_core::SigningKey::from_bytes(&secret);
@@ -396,7 +405,6 @@ pub async fn start(opts: NodeOptions) -> Result<(Handle, tokio::task::JoinHandle
 
     let (inbox_tx, inbox_rx) = mpsc::channel(INBOX_CAPACITY);
     let (events, _) = broadcast::channel(EVENT_BUFFER);
-    let names = Arc::new(RwLock::new(Names::default()));
     let (reads_tx, reads_rx) = std::sync::mpsc::channel();
     let (writes_tx, writes_rx) = std::sync::mpsc::channel::<WriteJob>();
 
@@ -429,6 +437,7 @@ pub async fn start(opts: NodeOptions) -> Result<(Handle, tokio::task::JoinHandle
         names: names.clone(),
         key,
         addr: advertised,
+        name: name.clone(),
     };
     tracing::info!(node = %key, addr = %advertised, group = %group, mesh = %opts.mesh, "node starting");
     let core = Core {
@@ -440,6 +449,7 @@ pub async fn start(opts: NodeOptions) -> Result<(Handle, tokio::task::JoinHandle
         reads: reads_tx,
         events,
         names,
+        saved_name: (name, opts.name.clone()),
         direct,
         group,
         peers_udp: opts.peers.clone(),
@@ -603,6 +613,8 @@ struct Core {
     reads: std::sync::mpsc::Sender<ReadRequest>,
     events: broadcast::Sender<Notice>,
     names: Arc<RwLock<Names>>,
+    /// The node's name as last handed to the store, with the configured name it was chosen under.
+    saved_name: (String, String),
     direct: Arc<UdpSocket>,
     group: SocketAddrV4,
     peers_udp: Vec<SocketAddr>,
@@ -842,6 +854,12 @@ impl Core {
                 Output::Event(e @ (Event::Delivered { .. } | Event::Acked { .. })) => self.event(e),
                 o => rest.push(o),
             }
+        }
+        if self.node.config().name != self.saved_name.0 {
+            // `/nick`: the name outlives a restart (`Store::resolve_name`).
+            self.saved_name.0.clone_from(&self.node.config().name);
+            let (name, configured) = self.saved_name.clone();
+            writes.push(Write::Name { name, configured });
         }
         let mut commit = None;
         if !writes.is_empty() {
@@ -1147,10 +1165,7 @@ impl Core {
 
     fn learn_view(&mut self) {
         if let Some(v) = self.node.view() {
-            let mut names = self.names.write().unwrap_or_else(|p| p.into_inner());
-            for m in &v.members {
-                names.learn(m.key, m.id, &m.name);
-            }
+            self.names.write().unwrap_or_else(|p| p.into_inner()).learn_view(v);
         }
     }
 
@@ -1174,11 +1189,6 @@ impl Core {
             Event::MemberJoined { key, .. } if self.reset_if_stalled(*key, "the member rejoins the view") => {
                 self.pending.push_back(Input::LinkDown { peer: *key });
             }
-            Event::Delivered { message } => {
-                if let Body::Membership(chatmesh_core::MembershipEvent::Joined { id, key, name }) = &message.body {
-                    self.names.write().unwrap_or_else(|p| p.into_inner()).learn(*key, *id, name);
-                }
-            }
             _ => {}
         }
         // Other members: the statuses of own messages still pending change with them.
@@ -1190,6 +1200,18 @@ impl Core {
                 | Event::MemberLeft { .. }
                 | Event::MemberFailed { .. }
         );
+        let mut renamed = None;
+        if let Event::Sent { message } | Event::Delivered { message } = &e {
+            // Only membership events name anyone: chat does not take the lock.
+            if matches!(message.body, Body::Membership(_)) {
+                self.names.write().unwrap_or_else(|p| p.into_inner()).learn(message);
+            }
+            if let Body::Membership(MembershipEvent::Renamed { id, key, old, new }) = &message.body {
+                tracing::info!(%id, %old, %new, "member renamed");
+                renamed =
+                    Some(Notice::MemberRenamed { id: id.0, key: hex(&key.0), old: old.clone(), new: new.clone() });
+            }
+        }
         let guard = self.names.read().unwrap_or_else(|p| p.into_inner());
         let names = &*guard;
         let notice = match e {
@@ -1207,7 +1229,7 @@ impl Core {
                     term,
                     id: id.0,
                     key: hex(&coordinator.0),
-                    name: names.0.get(&coordinator).map(|(_, n)| n.clone()),
+                    name: names.name(&coordinator).map(|(_, n)| n.to_owned()),
                     me: coordinator == self.me,
                 }
             }
@@ -1254,6 +1276,9 @@ impl Core {
         };
         drop(guard);
         let _ = self.events.send(notice);
+        if let Some(notice) = renamed {
+            let _ = self.events.send(notice);
+        }
         if members_changed {
             self.delivery_notices();
         }
@@ -1293,7 +1318,7 @@ impl Core {
         let coordinator = self.node.coordinator().map(|k| CoordinatorView {
             id: view.and_then(|v| v.get(&k)).map_or(0, |m| m.id.0),
             key: hex(&k.0),
-            name: names.0.get(&k).map(|(_, n)| n.clone()),
+            name: names.name(&k).map(|(_, n)| n.to_owned()),
         });
         let members = view
             .map(|v| {
@@ -1301,7 +1326,7 @@ impl Core {
                     .iter()
                     .map(|m| MemberView {
                         id: m.id.0,
-                        name: m.name.clone(),
+                        name: names.name(&m.key).map_or_else(|| m.name.clone(), |(_, n)| n.to_owned()),
                         key: hex(&m.key.0),
                         addr: m.addr.to_string(),
                         state: state_name(m.state),
@@ -1738,4 +1763,18 @@ async fn run_link<R, W>(
         return;
     }
     let _ = go.send(());
+}
+
+/// The names the node knows at start: from the membership events of its history, and from its last durable
+/// view for keys the history does not name (the rule of `Names`), so that a restarted node names everyone
+/// before any view arrives.
+fn names_at_start(store: &Store, snapshot: &chatmesh_core::Snapshot) -> Result<Names, StartError> {
+    let mut names = Names::default();
+    if let Some(view) = &snapshot.view {
+        names.learn_view(view);
+    }
+    for m in store.membership_events().map_err(StartError::Store)? {
+        names.learn(&m);
+    }
+    Ok(names)
 }

@@ -1,7 +1,7 @@
 //! What the node tells its user interfaces and the control API: one event stream, one status, one history
 //! format, all plain data that serializes to the JSON documented in docs/INTERFACES.md.
 
-use chatmesh_core::{Body, MemberState, MembershipEvent, Message, NodeId, NodeKey};
+use chatmesh_core::{Body, MemberState, MembershipEvent, Message, NodeId, NodeKey, OrderKey, View};
 use serde::Serialize;
 use std::collections::HashMap;
 
@@ -43,9 +43,12 @@ pub struct MessageView {
     pub id: String,
     /// The author's full public key (hex).
     pub author: String,
-    /// The author's ID and name when known (from the membership views this node saw).
+    /// The author's ID and name by the naming rule (`Names`), when anything names the author.
     pub author_id: Option<u32>,
     pub author_name: Option<String>,
+    /// The name to show: `author_name`, with the ID when another known member has the same name
+    /// (`ana#3`), or the short key when nothing names the author.
+    pub author_label: String,
     pub seq: u64,
     pub lamport: u64,
     /// The messages it depends on (`author-key-hex/seq`), besides the author's previous one.
@@ -84,25 +87,91 @@ impl DeliveryView {
     }
 }
 
-/// Who is who: names and IDs for keys, from every view this node saw (departed members keep theirs).
+/// Who is who: the one rule every interface shows names by (docs/INTERFACES.md, "Names").
+///
+/// A key's name is the one its latest membership event in the history gives it (`Joined`, `Renamed`,
+/// `Left`, `Failed`; latest in canonical order, so the same on every node holding the same history,
+/// whatever order its messages arrived in). Only a key the history names nowhere (the founder of a mesh,
+/// or a member whose `Joined` has not arrived yet) goes by the name the current view gives it. A name that
+/// two or more known keys go by is shown with the ID (`ana#1`, `ana#3`).
 #[derive(Clone, Debug, Default)]
-pub struct Names(pub HashMap<NodeKey, (NodeId, String)>);
+pub struct Names {
+    /// From the history: per key, the latest event naming it.
+    told: HashMap<NodeKey, (OrderKey, NodeId, String)>,
+    /// From the current view (or the last durable one): for keys the history does not name.
+    seen: HashMap<NodeKey, (NodeId, String)>,
+    /// How many keys go by each name.
+    holders: HashMap<String, usize>,
+}
 
 impl Names {
-    pub fn learn(&mut self, key: NodeKey, id: NodeId, name: &str) {
-        self.0.insert(key, (id, name.to_owned()));
+    /// Learns from a message of the history: a membership event naming a key, if it is the latest for it.
+    /// Answers whether a name changed.
+    pub fn learn(&mut self, m: &Message) -> bool {
+        let Body::Membership(e) = &m.body else { return false };
+        let (id, key, name) = match e {
+            MembershipEvent::Joined { id, key, name }
+            | MembershipEvent::Left { id, key, name }
+            | MembershipEvent::Failed { id, key, name }
+            | MembershipEvent::Renamed { id, key, new: name, .. } => (*id, *key, name),
+            MembershipEvent::CoordinatorChanged { .. } => return false,
+        };
+        let at = m.order_key();
+        if self.told.get(&key).is_some_and(|(seen_at, _, _)| *seen_at >= at) {
+            return false;
+        }
+        let changed = self.name(&key) != Some((id, name.as_str()));
+        self.told.insert(key, (at, id, name.clone()));
+        if changed {
+            self.count_holders();
+        }
+        changed
     }
 
+    /// Learns the current view: the names of keys the history does not name (yet).
+    pub fn learn_view(&mut self, view: &View) {
+        self.seen = view.members.iter().map(|m| (m.key, (m.id, m.name.clone()))).collect();
+        self.count_holders();
+    }
+
+    fn count_holders(&mut self) {
+        let mut holders: HashMap<String, usize> = HashMap::new();
+        let untold = self.seen.iter().filter(|(k, _)| !self.told.contains_key(k)).map(|(_, (_, n))| n);
+        for name in self.told.values().map(|(_, _, n)| n).chain(untold) {
+            *holders.entry(name.clone()).or_default() += 1;
+        }
+        self.holders = holders;
+    }
+
+    /// A key's ID and name by the rule, if anything names it.
+    pub fn name(&self, key: &NodeKey) -> Option<(NodeId, &str)> {
+        match self.told.get(key) {
+            Some((_, id, name)) => Some((*id, name)),
+            None => self.seen.get(key).map(|(id, name)| (*id, name.as_str())),
+        }
+    }
+
+    /// The name to show for a key: its name, with its ID when another known key goes by the same name
+    /// (`ana#3`); the short key when nothing names it.
+    pub fn display(&self, key: &NodeKey) -> String {
+        match self.name(key) {
+            Some((id, name)) if self.holders.get(name).is_some_and(|n| *n > 1) => format!("{name}{id}"),
+            Some((_, name)) => name.to_owned(),
+            None => key.short(),
+        }
+    }
+
+    /// `name (#id)`, for logs and metrics.
     pub fn label(&self, key: &NodeKey) -> String {
-        match self.0.get(key) {
-            Some((id, name)) => format!("{name} ({id})"),
+        match self.name(key) {
+            Some((id, _)) => format!("{} ({id})", self.display(key)),
             None => key.short(),
         }
     }
 
     pub fn message(&self, m: &Message, me: &NodeKey) -> MessageView {
-        let (author_id, author_name) = match self.0.get(&m.author) {
-            Some((id, name)) => (Some(id.0), Some(name.clone())),
+        let (author_id, author_name) = match self.name(&m.author) {
+            Some((id, name)) => (Some(id.0), Some(name.to_owned())),
             None => (None, None),
         };
         let (kind, text) = match &m.body {
@@ -112,6 +181,7 @@ impl Names {
         let author = hex(&m.author.0);
         MessageView {
             id: message_id(&author, m.seq),
+            author_label: self.display(&m.author),
             author,
             author_id,
             author_name,
@@ -125,16 +195,16 @@ impl Names {
             delivery: None,
         }
     }
-}
 
-impl Names {
-    /// A membership event in words.
+    /// A membership event in words, with the member's ID. Joins, departures and renames name the member as
+    /// the event does (what happened then); a coordinator change, which carries no name, by the rule.
     pub fn describe(&self, e: &MembershipEvent) -> String {
         match e {
             MembershipEvent::Joined { id, name, .. } => format!("{name} ({id}) joined"),
             MembershipEvent::Left { id, name, .. } => format!("{name} ({id}) left"),
             MembershipEvent::Failed { id, name, .. } => format!("{name} ({id}) failed"),
-            MembershipEvent::CoordinatorChanged { term, id, key } => match self.0.get(key) {
+            MembershipEvent::Renamed { id, old, new, .. } => format!("{old} ({id}) is now {new}"),
+            MembershipEvent::CoordinatorChanged { term, id, key } => match self.name(key) {
                 Some((_, name)) => format!("{name} ({id}) coordinates from term {term}"),
                 None => format!("{id} ({}) coordinates from term {term}", key.short()),
             },
@@ -186,6 +256,13 @@ pub enum Notice {
         id: u32,
         key: String,
         name: String,
+    },
+    /// A member's name changed: a `Renamed` event of the history was delivered here.
+    MemberRenamed {
+        id: u32,
+        key: String,
+        old: String,
+        new: String,
     },
     IdReassigned {
         key: String,
@@ -270,6 +347,100 @@ pub struct StatusView {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chatmesh_core::{key_of, Member, SigningKey};
+
+    /// The coordinator of the tests, who writes every event.
+    fn coordinator() -> SigningKey {
+        SigningKey::from_bytes(&[9; 32])
+    }
+
+    fn key(n: u8) -> NodeKey {
+        key_of(&[n; 32])
+    }
+
+    fn event(lamport: u64, e: MembershipEvent) -> Message {
+        Message::sign(&coordinator(), lamport, lamport, Vec::new(), 0, Body::Membership(e))
+    }
+
+    fn joined(lamport: u64, n: u8, name: &str) -> Message {
+        event(lamport, MembershipEvent::Joined { id: NodeId(n.into()), key: key(n), name: name.into() })
+    }
+
+    fn renamed(lamport: u64, n: u8, old: &str, new: &str) -> Message {
+        let (old, new) = (old.into(), new.into());
+        event(lamport, MembershipEvent::Renamed { id: NodeId(n.into()), key: key(n), old, new })
+    }
+
+    fn view(members: &[(u8, &str)]) -> View {
+        let member = |(n, name): &(u8, &str)| Member {
+            id: NodeId((*n).into()),
+            key: key(*n),
+            name: (*name).into(),
+            addr: "127.0.0.1:1".parse().unwrap(),
+            state: MemberState::Alive,
+        };
+        let mut v = View::founding(1, member(&members[0]));
+        v.members.extend(members[1..].iter().map(member));
+        v
+    }
+
+    fn names_from(messages: &[Message]) -> Names {
+        let mut names = Names::default();
+        for m in messages {
+            names.learn(m);
+        }
+        names
+    }
+
+    #[test]
+    fn the_latest_naming_event_in_canonical_order_wins_whatever_the_arrival_order() {
+        let history = [joined(1, 2, "bruno"), renamed(5, 2, "bruno", "Bruno Silva"), joined(3, 3, "carla")];
+        let in_order = names_from(&history);
+        let reversed = names_from(&[history[1].clone(), history[2].clone(), history[0].clone()]);
+        for names in [&in_order, &reversed] {
+            assert_eq!(names.name(&key(2)), Some((NodeId(2), "Bruno Silva")));
+            assert_eq!(names.display(&key(3)), "carla");
+        }
+    }
+
+    #[test]
+    fn the_view_names_only_keys_the_history_does_not_name() {
+        let mut names = names_from(&[joined(1, 2, "bruno")]);
+        names.learn_view(&view(&[(1, "ana"), (2, "Bruno in the view")]));
+        assert_eq!(names.display(&key(1)), "ana", "the founder, whom no event names");
+        assert_eq!(names.display(&key(2)), "bruno", "the history wins over the view");
+        assert_eq!(names.display(&key(7)), key(7).short(), "nothing names it");
+        let m = names.message(&joined(2, 9, "x"), &key(1));
+        assert_eq!((m.author_id, m.author_name, m.author_label), (None, None, key_of(&[9; 32]).short()));
+    }
+
+    #[test]
+    fn equal_names_are_shown_with_their_ids_and_unique_ones_plain() {
+        let mut names = names_from(&[joined(1, 2, "ana"), joined(2, 3, "ana"), joined(3, 4, "bruno")]);
+        names.learn_view(&view(&[(1, "carla")]));
+        assert_eq!(names.display(&key(2)), "ana#2");
+        assert_eq!(names.display(&key(3)), "ana#3");
+        assert_eq!(names.display(&key(4)), "bruno");
+        assert_eq!(names.label(&key(3)), "ana#3 (#3)");
+        // One of them takes another name: the other one is the only ana again.
+        names.learn(&renamed(4, 3, "ana", "ana b"));
+        assert_eq!((names.display(&key(2)), names.display(&key(3))), ("ana".into(), "ana b".into()));
+        // A view name counts as well, for a key the history does not name.
+        names.learn_view(&view(&[(1, "bruno")]));
+        assert_eq!((names.display(&key(1)), names.display(&key(4))), ("bruno#1".into(), "bruno#4".into()));
+    }
+
+    #[test]
+    fn events_read_as_what_happened_and_coordinator_changes_by_the_rule() {
+        let names = names_from(&[joined(1, 2, "bruno"), renamed(2, 2, "bruno", "Bruno Silva")]);
+        let text = |m: &Message| names.message(m, &key(1)).text;
+        assert_eq!(text(&joined(1, 2, "bruno")), "bruno (#2) joined");
+        assert_eq!(text(&renamed(2, 2, "bruno", "Bruno Silva")), "bruno (#2) is now Bruno Silva");
+        let took_over = event(3, MembershipEvent::CoordinatorChanged { term: 2, id: NodeId(2), key: key(2) });
+        assert_eq!(text(&took_over), "Bruno Silva (#2) coordinates from term 2");
+        let unknown = event(4, MembershipEvent::CoordinatorChanged { term: 3, id: NodeId(7), key: key(7) });
+        assert_eq!(text(&unknown), format!("#7 ({}) coordinates from term 3", key(7).short()));
+    }
 
     #[test]
     fn message_ids_read_as_formatted() {

@@ -8,7 +8,7 @@
 //! messages (`HistoryState::acked`), so acknowledgements cost no write of their own: they ride with the
 //! next one (or a summary-only `Store` at a quiet retransmission tick).
 
-use chatmesh_core::{HistoryState, LoadRequest, Message, NodeKey, OrderKey, Snapshot};
+use chatmesh_core::{Body, HistoryState, LoadRequest, Message, NodeKey, OrderKey, Snapshot};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 /// `PRAGMA application_id` of a ChatMesh database ("CHMS"): a database without it is someone else's.
 const APPLICATION_ID: i32 = 0x4348_4d53;
 /// The schema this build writes; older ones are migrated, newer ones refused.
-pub const SCHEMA_VERSION: i32 = 3;
+pub const SCHEMA_VERSION: i32 = 4;
 
 /// What went wrong with the store. Every variant names the database file; nothing is ever reset silently.
 #[derive(Debug)]
@@ -71,6 +71,8 @@ pub enum Write {
     Snapshot(Snapshot),
     /// `Output::Store`.
     Messages { messages: Vec<Message>, state: HistoryState },
+    /// The node's name (`/nick`), with the configured name it was chosen under (`Store::name`).
+    Name { name: String, configured: String },
 }
 
 pub struct Store {
@@ -156,6 +158,9 @@ impl Store {
             // peers' frontiers.
             self.migrate(3, "UPDATE meta SET value = CAST(value || x'00' AS BLOB) WHERE key = 'history'")?;
         }
+        if version < 4 {
+            self.migrate_to_4()?;
+        }
         Ok(())
     }
 
@@ -176,6 +181,59 @@ impl Store {
             Err(e) => {
                 let _ = self.conn.execute_batch("ROLLBACK");
                 Err(self.sql(e))
+            }
+        }
+    }
+
+    /// Version 4: messages carry an `event` flag (1 for a membership event), indexed, so that the names the
+    /// history gives (`Store::membership_events`) are read without decoding every chat message. The flag of
+    /// a message stored before is found by decoding it, once.
+    fn migrate_to_4(&self) -> Result<(), StoreError> {
+        self.conn.execute_batch("BEGIN IMMEDIATE").map_err(|e| self.sql(e))?;
+        let migrate = || -> Result<(), StoreError> {
+            let sql = |e| self.sql(e);
+            let version: i32 = self.conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(sql)?;
+            if version >= 4 {
+                return Ok(());
+            }
+            let has_flag: bool = self
+                .conn
+                .query_row("SELECT count(*) FROM pragma_table_info('messages') WHERE name = 'event'", [], |r| r.get(0))
+                .map_err(sql)?;
+            if !has_flag {
+                self.conn
+                    .execute_batch("ALTER TABLE messages ADD COLUMN event INTEGER NOT NULL DEFAULT 0")
+                    .map_err(sql)?;
+            }
+            self.conn
+                .execute_batch(
+                    "CREATE INDEX IF NOT EXISTS messages_events ON messages (lamport, author, seq) WHERE event = 1",
+                )
+                .map_err(sql)?;
+            let mut events = Vec::new();
+            {
+                let mut q = self.conn.prepare("SELECT author, seq, message FROM messages").map_err(sql)?;
+                let mut rows = q.query([]).map_err(sql)?;
+                while let Some(row) = rows.next().map_err(sql)? {
+                    let blob: Vec<u8> = row.get(2).map_err(sql)?;
+                    let m: Message = postcard::from_bytes(&blob).map_err(|e| self.bad("message", &e.to_string()))?;
+                    if matches!(m.body, Body::Membership(_)) {
+                        events.push((row.get::<_, Vec<u8>>(0).map_err(sql)?, row.get::<_, i64>(1).map_err(sql)?));
+                    }
+                }
+            }
+            let mut mark =
+                self.conn.prepare("UPDATE messages SET event = 1 WHERE author = ?1 AND seq = ?2").map_err(sql)?;
+            for (author, seq) in events {
+                mark.execute(params![author, seq]).map_err(sql)?;
+            }
+            self.conn.execute_batch("PRAGMA user_version = 4").map_err(sql)
+        };
+        match migrate() {
+            Ok(()) => self.conn.execute_batch("COMMIT").map_err(|e| self.sql(e)),
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(e)
             }
         }
     }
@@ -216,6 +274,40 @@ impl Store {
         Ok(self.get_meta("snapshot", "membership snapshot")?.unwrap_or_default())
     }
 
+    /// The node's name and the configured name (`--name`, environment, config file or default) it was
+    /// chosen under, as last written (`None` before the first start that wrote them).
+    pub fn name(&self) -> Result<Option<(String, String)>, StoreError> {
+        self.get_meta("name", "name")
+    }
+
+    /// The name to start under, given the configured one, written back: the stored name (the last `/nick`)
+    /// while the configured name is the one it was chosen under; the configured name when that changed (a
+    /// new `--name` is a rename) or on the first start.
+    pub fn resolve_name(&self, configured: &str) -> Result<String, StoreError> {
+        let name = match self.name()? {
+            Some((name, under)) if under == configured => name,
+            _ => configured.to_owned(),
+        };
+        let blob = postcard::to_allocvec(&(&name, configured)).expect("strings encode");
+        self.conn
+            .execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('name', ?1)", [blob])
+            .map_err(|e| self.sql(e))?;
+        Ok(name)
+    }
+
+    /// The membership events of the history, in canonical order (where the names come from).
+    pub fn membership_events(&self) -> Result<Vec<Message>, StoreError> {
+        let sql = "SELECT message FROM messages WHERE event = 1 ORDER BY lamport, author, seq";
+        let mut q = self.conn.prepare_cached(sql).map_err(|e| self.sql(e))?;
+        let rows = q.query_map([], |r| r.get::<_, Vec<u8>>(0)).map_err(|e| self.sql(e))?;
+        let mut out = Vec::new();
+        for blob in rows {
+            let blob = blob.map_err(|e| self.sql(e))?;
+            out.push(postcard::from_bytes(&blob).map_err(|e| self.bad("message", &e.to_string()))?);
+        }
+        Ok(out)
+    }
+
     /// The last history summary, with what each peer acknowledged of our own messages.
     pub fn history_state(&self) -> Result<HistoryState, StoreError> {
         Ok(self.get_meta("history", "history summary")?.unwrap_or_default())
@@ -229,9 +321,12 @@ impl Store {
         // Summaries replace each other: only the last of each kind in the transaction is written.
         let mut snapshot = None;
         let mut summary = None;
+        let mut name = None;
         {
             let mut insert = tx
-                .prepare_cached("INSERT INTO messages (author, seq, lamport, message) VALUES (?1, ?2, ?3, ?4)")
+                .prepare_cached(
+                    "INSERT INTO messages (author, seq, lamport, message, event) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )
                 .map_err(sql)?;
             for w in writes {
                 match w {
@@ -239,12 +334,14 @@ impl Store {
                     Write::Messages { messages, state } => {
                         for m in messages {
                             let blob = postcard::to_allocvec(m).expect("a message encodes");
+                            let event = matches!(m.body, Body::Membership(_));
                             insert
-                                .execute(params![&m.author.0[..], to_i64(m.seq), to_i64(m.lamport), blob])
+                                .execute(params![&m.author.0[..], to_i64(m.seq), to_i64(m.lamport), blob, event])
                                 .map_err(sql)?;
                         }
                         summary = Some(state);
                     }
+                    Write::Name { name: n, configured } => name = Some((n, configured)),
                 }
             }
             let mut meta =
@@ -256,6 +353,10 @@ impl Store {
             if let Some(state) = summary {
                 let blob = postcard::to_allocvec(state).expect("a history summary encodes");
                 meta.execute(params!["history", blob]).map_err(sql)?;
+            }
+            if let Some(n) = name {
+                let blob = postcard::to_allocvec(&n).expect("strings encode");
+                meta.execute(params!["name", blob]).map_err(sql)?;
             }
         }
         tx.commit().map_err(sql)

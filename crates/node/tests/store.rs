@@ -408,3 +408,52 @@ fn commit_costs() {
         );
     }
 }
+
+fn membership(sk: &SigningKey, seq: u64, n: u8, name: &str) -> Message {
+    let e = MembershipEvent::Joined { id: NodeId(n.into()), key: key_of(&[n; 32]), name: name.into() };
+    Message::sign(sk, seq, seq, vec![], 0, Body::Membership(e))
+}
+
+#[test]
+fn membership_events_are_found_without_the_chat_also_in_a_store_written_before_the_event_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("node.db");
+    let sk = SigningKey::from_bytes(&[4; 32]);
+    let mut messages: Vec<Message> =
+        (1..=6u64).map(|k| Message::sign(&sk, k, k, vec![], 0, Body::Text(format!("chat {k}")))).collect();
+    messages[1] = membership(&sk, 2, 2, "bruno");
+    messages[4] = membership(&sk, 5, 3, "carla");
+    let mut state = HistoryState::default();
+    messages.iter().for_each(|m| state.apply(m));
+    state.seal();
+    let mut store = Store::open(&path).unwrap();
+    store.commit(&[Write::Messages { messages: messages.clone(), state }]).unwrap();
+    let events = vec![messages[1].clone(), messages[4].clone()];
+    assert_eq!(store.membership_events().unwrap(), events);
+    drop(store);
+    // What version 3 held: no flag, no index.
+    let conn = rusqlite_connection(&path);
+    conn.execute_batch("DROP INDEX messages_events; ALTER TABLE messages DROP COLUMN event; PRAGMA user_version = 3;")
+        .unwrap();
+    drop(conn);
+    let store = Store::open(&path).unwrap();
+    assert_eq!(store.membership_events().unwrap(), events, "the migration flags the events stored before");
+    let version: i32 = rusqlite_connection(&path).query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+    assert_eq!(version, SCHEMA_VERSION);
+}
+
+#[test]
+fn a_nick_outlives_restarts_until_the_configured_name_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("node.db");
+    let reopen = || Store::open(&path).unwrap();
+    assert_eq!(reopen().resolve_name("ana").unwrap(), "ana", "first start: the configured name");
+    let mut store = reopen();
+    store.commit(&[Write::Name { name: "Ana Silva".into(), configured: "ana".into() }]).unwrap();
+    drop(store);
+    assert_eq!(reopen().resolve_name("ana").unwrap(), "Ana Silva", "restart: the nick is kept");
+    assert_eq!(reopen().resolve_name("ana").unwrap(), "Ana Silva", "and kept again");
+    assert_eq!(reopen().resolve_name("anabel").unwrap(), "anabel", "a new configured name is a rename");
+    assert_eq!(reopen().resolve_name("ana").unwrap(), "ana", "and so is going back to the old one");
+    assert_eq!(reopen().name().unwrap(), Some(("ana".into(), "ana".into())));
+}

@@ -1,7 +1,7 @@
 //! Named scenarios: the situations the seeds and DESIGN.md name, each checked against the promises.
 //! Times are virtual: deterministic for a given seed, whatever the machine is doing.
 
-use chatmesh_core::{Command, MemberState, NodeId, Rank, Role, Timing};
+use chatmesh_core::{Body, Command, MemberState, MembershipEvent, Message, NodeId, NodeKey, Rank, Role, Timing};
 use chatmesh_sim::*;
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -314,14 +314,43 @@ fn a_node_with_a_name_over_the_limit_joins_under_a_shortened_name() {
     assert_clean(&sim);
 }
 
+/// The membership events node `i` holds, in canonical order.
+fn membership_events(sim: &Sim, i: usize) -> Vec<MembershipEvent> {
+    let mut held: Vec<&Message> = sim.nodes[i].store.by_author.values().flat_map(|m| m.values()).collect();
+    held.sort_by_key(|m| m.order_key());
+    held.iter()
+        .filter_map(|m| match &m.body {
+            Body::Membership(e) => Some(e.clone()),
+            Body::Text(_) => None,
+        })
+        .collect()
+}
+
+/// What node `i`'s history says happened to `key` besides coordinator changes: `joined`, `left`, `failed`,
+/// `renamed old -> new`.
+fn story(sim: &Sim, i: usize, key: NodeKey) -> Vec<String> {
+    membership_events(sim, i)
+        .into_iter()
+        .filter_map(|e| match e {
+            MembershipEvent::Joined { key: k, .. } if k == key => Some("joined".to_string()),
+            MembershipEvent::Left { key: k, .. } if k == key => Some("left".to_string()),
+            MembershipEvent::Failed { key: k, .. } if k == key => Some("failed".to_string()),
+            MembershipEvent::Renamed { key: k, old, new, .. } if k == key => Some(format!("renamed {old} -> {new}")),
+            _ => None,
+        })
+        .collect()
+}
+
 #[test]
 fn a_rename_reaches_every_view_for_members_and_the_coordinator() {
     let (mut sim, c) = mesh(31, 4);
     let member = (0..4).find(|i| *i != c).unwrap();
+    let (mk, ck) = (sim.nodes[member].key, sim.nodes[c].key);
+    let (member_was, c_was) = (sim.nodes[member].name.clone(), sim.nodes[c].name.clone());
+    let before: Vec<_> = (0..4).map(|i| (story(&sim, i, mk), story(&sim, i, ck))).collect();
     sim.command(member, Command::Rename { name: "zed".into() });
     sim.command(c, Command::Rename { name: "boss".into() });
     sim.run_for(secs(2));
-    let (mk, ck) = (sim.nodes[member].key, sim.nodes[c].key);
     for i in 0..4 {
         let view = sim.node(i).unwrap().view().unwrap();
         assert_eq!(view.get(&mk).unwrap().name, "zed", "node {i}");
@@ -329,7 +358,53 @@ fn a_rename_reaches_every_view_for_members_and_the_coordinator() {
         assert_eq!(view.get(&mk).unwrap().id, id(&sim, member), "the ID is kept");
     }
     assert_eq!(coordinator_of(&sim), Some(c), "a rename starts no election");
+    settle(&mut sim, secs(10)).unwrap();
+    // Each rename is exactly one event in every node's history: no departure, no join.
+    for (i, (member_before, c_before)) in before.into_iter().enumerate() {
+        let mut member_story = member_before;
+        member_story.push(format!("renamed {member_was} -> zed"));
+        let mut c_story = c_before;
+        c_story.push(format!("renamed {c_was} -> boss"));
+        assert_eq!(story(&sim, i, mk), member_story, "node {i}");
+        assert_eq!(story(&sim, i, ck), c_story, "node {i}");
+    }
     assert_clean(&sim);
+}
+
+#[test]
+fn a_restart_under_another_name_is_recorded_as_a_rename_after_the_rejoin() {
+    let (mut sim, c) = mesh(33, 4);
+    let member = (0..4).find(|i| *i != c).unwrap();
+    let key = sim.nodes[member].key;
+    let was = sim.nodes[member].name.clone();
+    sim.crash(member);
+    sim.nodes[member].cfg.name = "renamed".into();
+    sim.restart(member);
+    settle(&mut sim, secs(10)).unwrap();
+    for i in 0..4 {
+        // Failed and joined again (the coordinator saw the crash) or not, then renamed: once, and last.
+        let story = story(&sim, i, key);
+        assert_eq!(story.last(), Some(&format!("renamed {was} -> renamed")), "node {i}: {story:?}");
+        assert_eq!(story.iter().filter(|s| s.starts_with("renamed")).count(), 1, "node {i}: {story:?}");
+        assert!(!story.contains(&"left".to_string()), "node {i}: {story:?}");
+        assert_eq!(sim.node(i).unwrap().view().unwrap().get(&key).unwrap().name, "renamed", "node {i}");
+    }
+    assert_clean(&sim);
+}
+
+#[test]
+fn a_node_back_alone_under_another_name_records_its_rename_when_it_founds() {
+    let (mut sim, _) = mesh(34, 2);
+    let key = sim.nodes[1].key;
+    let was = sim.nodes[1].name.clone();
+    sim.crash(0);
+    sim.crash(1);
+    sim.nodes[1].cfg.name = "alone".into();
+    sim.restart(1);
+    sim.run_for(secs(5));
+    assert_eq!(sim.node(1).unwrap().role(), Role::Coordinator, "it found nobody");
+    let story = story(&sim, 1, key);
+    assert_eq!(story.last(), Some(&format!("renamed {was} -> alone")), "{story:?}");
 }
 
 #[test]

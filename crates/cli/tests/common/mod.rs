@@ -5,17 +5,22 @@
 #![allow(dead_code)]
 
 use serde_json::Value;
+use std::io::Write as _;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_chatmesh");
 
 pub struct NodeProc {
+    /// The node's data directory name, and its `--name` unless `flag_name` says otherwise.
     pub name: String,
+    pub flag_name: Option<String>,
     pub child: Option<Child>,
+    /// The node's stdin: lines typed into its JSON UI (`type_line`).
+    pub stdin: Option<ChildStdin>,
     pub http: Arc<Mutex<Option<String>>>,
     /// Every JSON line the node printed.
     pub lines: Arc<Mutex<Vec<Value>>>,
@@ -55,17 +60,24 @@ impl Mesh {
     /// Starts a node named `name` (its data directory is named after it: starting the same name again
     /// restarts it from its data). `env` and `extra` args are added to the command line.
     pub fn start(&mut self, name: &str, env: &[(&str, &str)], extra: &[&str]) -> usize {
-        let data_dir = self.dir.path().join(name);
+        self.start_as(name, name, env, extra)
+    }
+
+    /// Starts a node with data directory `dir` (restarting it if `dir` was started before) and `--name name`.
+    pub fn start_as(&mut self, dir: &str, name: &str, env: &[(&str, &str)], extra: &[&str]) -> usize {
+        let data_dir = self.dir.path().join(dir);
         let node = NodeProc {
-            name: name.into(),
+            name: dir.into(),
+            flag_name: Some(name.into()).filter(|n| n != dir),
             child: None,
+            stdin: None,
             http: Arc::new(Mutex::new(None)),
             lines: Arc::new(Mutex::new(Vec::new())),
             data_dir,
             env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
         };
-        let i = match self.nodes.iter().position(|n| n.name == name) {
+        let i = match self.nodes.iter().position(|n| n.name == dir) {
             Some(i) => {
                 self.nodes[i] = node;
                 i
@@ -89,14 +101,15 @@ impl Mesh {
         let logs = self.dir.path().join("logs");
         let n = &mut self.nodes[i];
         let mut cmd = Command::new(BIN);
-        cmd.args(["--ui", "json", "--name", &n.name, "--mesh", &mesh, "--group", &group])
+        let name = n.flag_name.as_ref().unwrap_or(&n.name);
+        cmd.args(["--ui", "json", "--name", name, "--mesh", &mesh, "--group", &group])
             .args(["--iface", "127.0.0.1", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--log", "debug"])
             .arg("--data-dir")
             .arg(&n.data_dir)
             .arg("--log-dir")
             .arg(&logs)
             .args(extra_without_group(&n.extra))
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null());
         for (k, _) in std::env::vars() {
@@ -110,6 +123,7 @@ impl Mesh {
         die_with_parent(&mut cmd);
         let mut child = cmd.spawn().expect("start chatmesh");
         let stdout = child.stdout.take().unwrap();
+        n.stdin = child.stdin.take();
         let (http, lines) = (n.http.clone(), n.lines.clone());
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
@@ -122,6 +136,17 @@ impl Mesh {
             }
         });
         n.child = Some(child);
+    }
+
+    /// Types a line into node `i`'s JSON UI (a message or a command).
+    pub fn type_line(&mut self, i: usize, line: &str) {
+        let stdin = self.nodes[i].stdin.as_mut().expect("the node runs");
+        writeln!(stdin, "{line}").and_then(|_| stdin.flush()).expect("write to the node's stdin");
+    }
+
+    /// The JSON lines node `i` printed so far.
+    pub fn lines(&self, i: usize) -> Vec<Value> {
+        self.nodes[i].lines.lock().unwrap().clone()
     }
 
     pub fn http(&self, i: usize) -> String {
@@ -167,6 +192,7 @@ impl Mesh {
     }
 
     pub fn kill(&mut self, i: usize) {
+        self.nodes[i].stdin = None;
         if let Some(mut c) = self.nodes[i].child.take() {
             c.kill().unwrap();
             c.wait().unwrap();

@@ -55,12 +55,15 @@ pub enum Body {
     Membership(MembershipEvent),
 }
 
+/// `Renamed`: a member's name changed (`/nick`, or a restart under another `--name`), one event and never
+/// a leave and a join. Variants are only appended, so that stored and sent encodings stay valid.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub enum MembershipEvent {
     Joined { id: NodeId, key: NodeKey, name: String },
     Left { id: NodeId, key: NodeKey, name: String },
     Failed { id: NodeId, key: NodeKey, name: String },
     CoordinatorChanged { term: Term, id: NodeId, key: NodeKey },
+    Renamed { id: NodeId, key: NodeKey, old: String, new: String },
 }
 
 /// An ed25519 signature (serde knows arrays up to 32 bytes, hence two halves).
