@@ -344,7 +344,13 @@ impl Node {
             Frame::Answer { term } => self.on_answer(now, from, term),
             Frame::NotCoordinator { term, coordinator } => self.on_not_coordinator(now, from, term, coordinator),
             Frame::MergeRequest { view } => self.on_merge_request(now, from, view),
-            Frame::Ping { .. } => {}
+            Frame::Ping { term } => {
+                // A peer still in an older view (one that was left behind, or whose coordinator stepped down
+                // without reaching it) learns where the mesh is now, before it suspects anyone.
+                if term < self.term() && matches!(self.role, Role::Member | Role::Coordinator) {
+                    self.redirect(from);
+                }
+            }
             Frame::Messages { messages } => self.on_pushed(now, from, messages),
             Frame::Ack { acks } => self.on_ack(from, acks),
             Frame::Frontier { frontier, reply, clock } => {
