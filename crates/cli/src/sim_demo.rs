@@ -77,7 +77,7 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<()> {
     table(&sim);
     println!("   Two coordinators, two histories; each part agrees within itself.\n");
 
-    step("6. The network heals: beacons meet, the parts merge under the coordinator of the later term");
+    step("6. The network heals: beacons meet, the smaller part merges into the larger one");
     sim.heal();
     let t = sim.run_until_true(LIMIT, |s| settled_problems(s).is_empty());
     settle(&mut sim, LIMIT).map_err(problems)?;

@@ -71,13 +71,13 @@ impl Node {
     }
 
     /// A beacon is as good as an offer to a joiner; to a coordinator it may reveal another part of the mesh.
-    pub(crate) fn on_beacon(&mut self, now: Instant, coordinator: Contact, term: Term) {
+    pub(crate) fn on_beacon(&mut self, now: Instant, coordinator: Contact, term: Term, members: u32) {
         if coordinator.key == self.cfg.key {
             return;
         }
         match self.role {
             Role::Discovering => self.join(now, coordinator),
-            Role::Coordinator => self.on_foreign_coordinator(now, coordinator, term),
+            Role::Coordinator => self.on_foreign_coordinator(now, coordinator, term, members),
             _ => {}
         }
     }
@@ -92,7 +92,7 @@ impl Node {
             coordinator: self.my_contact(),
             term: view.term,
             version: view.version,
-            members: view.alive().count() as u32,
+            members: self.part_size(now),
         };
         self.multicast(Destination::Group, body);
         let delay = self.jitter(self.cfg.timing.beacon_interval);

@@ -22,7 +22,7 @@ pub(crate) struct Election {
     pub round: u64,
     /// The proposed term.
     pub term: Term,
-    /// The coordinator this election replaces; `None` for a bully take-over or `/elect`.
+    /// The coordinator this election replaces; `None` for a forced election (`/elect`).
     pub suspect: Option<NodeKey>,
     /// Higher-ranked members asked and not yet answered or known gone.
     pub waiting: BTreeSet<NodeKey>,
@@ -80,8 +80,9 @@ impl Node {
         }
     }
 
-    /// Somebody lower-ranked is running: answer it. Then, if the candidate suspects a coordinator (it heard
-    /// nothing from it for `coordinator_timeout`):
+    /// Somebody is running: a candidate that suspects a coordinator other than ours is in another view, and
+    /// is only redirected. Otherwise a higher-ranked node answers it. Then, if the candidate suspects our
+    /// coordinator (it heard nothing from it for `coordinator_timeout`):
     /// - a coordinator proves it is alive with a heartbeat, which ends the candidate's election without a
     ///   new term: a live coordinator is never displaced, whoever outranks it;
     /// - a member runs its own election only if it has not heard its coordinator recently either: otherwise
@@ -109,6 +110,13 @@ impl Node {
             return;
         };
         let (term, version, coordinator) = (view.term, view.version, view.coordinator);
+        if suspect.is_some_and(|s| s != coordinator) {
+            // The candidate suspects a coordinator that is not ours: it holds another view (we moved on to
+            // another mesh, or it was left behind). An answer would make it wait for an announcement that we
+            // will never make; it is told where we are instead, and its election goes on without us.
+            self.redirect(from);
+            return;
+        }
         if self.role == Role::Coordinator && suspect == Some(self.cfg.key) {
             // Suspected, but alive: prove it to the candidate, whatever our ranks.
             self.send(from, &Frame::Answer { term: proposed });

@@ -28,6 +28,8 @@ impl Node {
         self.stats.stalls += 1;
         tracing::info!(node = %self.cfg.key, late_ms = late.as_millis() as u64, "this node stalled: peers get a fresh chance");
         self.stalled_until = Some(now);
+        // Who followed us before the stall is no evidence of who follows us now (see `part_size`).
+        self.followers.clear();
         let timing = self.cfg.timing.clone();
         if self.coordinator_heard.is_some() {
             self.coordinator_heard = Some(now);

@@ -1,7 +1,7 @@
 //! Membership: the coordinator is the single writer of the view; it admits joiners, replicates every change,
 //! heartbeats the members and declares the silent ones failed. Members follow the highest view they see
 //! (`View::order`) and rejoin when a view leaves them out. Parts of a split mesh merge under the
-//! higher-ranked coordinator.
+//! coordinator of higher precedence `(members following it, term, rank)`.
 
 use crate::io::{Destination, Event};
 use crate::node::{Node, Role};
@@ -129,7 +129,9 @@ impl Node {
         // merged into: its coordinator cannot record our departure, and would answer every `Leave` with
         // this same view): we are out.
         if self.leaving && view.get(&me).is_none_or(|m| m.state == MemberState::Left) {
-            self.install_view(view);
+            if view.get(&me).is_some() {
+                self.install_view(view);
+            }
             self.stop();
             return;
         }
@@ -212,7 +214,20 @@ impl Node {
         let Some(hint) = hint.filter(|c| c.key != self.cfg.key) else { return };
         match self.role {
             Role::Joining if self.joining.is_some_and(|c| c.key == from && c.key != hint.key) => self.join(now, hint),
-            Role::Member | Role::Coordinator => {
+            // A coordinator told of another coordinator does not just join it: which part merges into which is
+            // decided by precedence, so it shows the other its beacon (size included) and the other answers
+            // with its own or asks to be merged.
+            Role::Coordinator => {
+                let recently = self
+                    .merge_requested
+                    .get(&hint.key)
+                    .is_some_and(|t| now.saturating_duration_since(*t) < self.cfg.timing.beacon_interval);
+                if !recently {
+                    self.merge_requested.insert(hint.key, now);
+                    self.beacon_to(now, hint);
+                }
+            }
+            Role::Member => {
                 // A greater (term, coordinator) means we are behind; an equal one, sent in answer to us, means
                 // its sender does not count us as a member: either way the hinted coordinator sorts it out.
                 let view = self.view.as_ref().expect("a member has a view");
@@ -271,6 +286,13 @@ impl Node {
             return;
         }
         let view = self.view.as_ref().expect("a coordinator has a view");
+        // An ack read just after a stall may have waited in a socket buffer through it (sent before the
+        // others elected someone else): only acks read a heartbeat period after it show who follows us now.
+        let fresh =
+            self.stalled_until.is_none_or(|s| now.saturating_duration_since(s) >= self.cfg.timing.heartbeat_interval);
+        if fresh && held.0 == view.term && held.2 == self.cfg.key {
+            self.followers.insert(from, now);
+        }
         // Any other (term, version) than ours means the member holds another view: older, or of another
         // coordinator of the same term. Either way it needs ours (and tells us if ours is the stale one).
         let behind = !view.is_alive(&from) || held != (view.term, view.version, view.coordinator);
@@ -400,42 +422,67 @@ impl Node {
     }
 
     /// Coordinator: another coordinator of the same mesh exists (a healed partition, simultaneous founders,
-    /// a stale coordinator back from a stall). The part with the lower precedence asks the other to merge
-    /// it. Precedence is `(term, rank)`: the later election wins, so a coordinator that was replaced while
-    /// it was stopped or cut off joins its successor instead of displacing it; seniority breaks a tie of
-    /// terms (simultaneous founders, two parts that each elected once). Every node compares the same pair.
-    pub(crate) fn on_foreign_coordinator(&mut self, now: Instant, other: Contact, other_term: Term) {
+    /// a stale coordinator back from a stall, a member that was cut off and elected itself, a restarted
+    /// member that founded alone). The part of lower precedence asks the other to merge it. Precedence is
+    /// `(members, term, rank)`: the part that more members follow (acknowledged a heartbeat of its term
+    /// within `member_timeout`) wins, so a coordinator of one, whatever its term or rank, joins the mesh
+    /// instead of taking it over, and a live coordinator is displaced only by a larger part; then the later
+    /// election; then seniority. Every node compares the same triple (the beacon carries the size).
+    pub(crate) fn on_foreign_coordinator(&mut self, now: Instant, other: Contact, other_term: Term, other_size: u32) {
         let recently = self
             .merge_requested
             .get(&other.key)
             .is_some_and(|t| now.saturating_duration_since(*t) < self.cfg.timing.beacon_interval);
-        // Fresh from a stall, our view still shows alive whoever was alive before it: merged now, it would
-        // revive members that died meanwhile. Our own failure detection judges them first (the beacons come
-        // again), unless the newer coordinator's view or a redirect reaches us before.
-        let stalled =
-            self.stalled_until.is_some_and(|s| now.saturating_duration_since(s) < self.cfg.timing.member_timeout);
-        if recently || stalled {
+        if recently {
             return;
         }
         self.merge_requested.insert(other.key, now);
-        if (other_term, other.rank()) <= (self.term(), self.my_rank()) {
-            // A coordinator of lower precedence asks to merge once it hears us. It may not hear our multicast (its
-            // membership of the group can be gone, e.g. after its interface was replaced), so tell it
+        let mine = (self.part_size(now), self.term(), self.my_rank());
+        if (other_size, other_term, other.rank()) <= mine {
+            // A coordinator of lower precedence asks to merge once it hears us. It may not hear our multicast
+            // (its membership of the group can be gone, e.g. after its interface was replaced), so tell it
             // directly: a beacon to its own address (the port of its links also takes datagrams).
-            if let Some(view) = &self.view {
-                let body = DatagramBody::Beacon {
-                    coordinator: self.my_contact(),
-                    term: view.term,
-                    version: view.version,
-                    members: view.alive().count() as u32,
-                };
-                self.multicast(Destination::Addr(other.addr), body);
-            }
+            self.beacon_to(now, other);
             return;
         }
         self.learn_addr(other.key, other.addr);
-        let view = self.view.clone().expect("a coordinator has a view");
+        let view = self.view_of_followers(now);
         self.send(other.key, &Frame::MergeRequest { view });
+    }
+
+    /// Coordinator: how many nodes follow us now (ourselves, and the alive members that acknowledged a
+    /// heartbeat of our term within `member_timeout`).
+    pub(crate) fn part_size(&self, now: Instant) -> u32 {
+        let Some(view) = &self.view else { return 1 };
+        let recent = |t: &Instant| now.saturating_duration_since(*t) < self.cfg.timing.member_timeout;
+        let followers = self.followers.iter().filter(|(k, t)| view.is_alive(k) && recent(t)).count();
+        1 + followers as u32
+    }
+
+    /// Our view as a merge request carries it: only the members that follow us now are alive in it, so the
+    /// merge revives only nodes known to be alive (a view kept through a stall or a long partition may still
+    /// show members alive that died meanwhile; they rejoin by themselves if they are not dead).
+    fn view_of_followers(&self, now: Instant) -> View {
+        let mut view = self.view.clone().expect("a coordinator has a view");
+        let recent = |t: &Instant| now.saturating_duration_since(*t) < self.cfg.timing.member_timeout;
+        for m in view.members.iter_mut().filter(|m| m.key != self.cfg.key && m.is_alive()) {
+            if !self.followers.get(&m.key).is_some_and(recent) {
+                m.state = MemberState::Failed;
+            }
+        }
+        view
+    }
+
+    /// Coordinator: our beacon, sent to `other` alone.
+    pub(crate) fn beacon_to(&mut self, now: Instant, other: Contact) {
+        let Some(view) = &self.view else { return };
+        let body = DatagramBody::Beacon {
+            coordinator: self.my_contact(),
+            term: view.term,
+            version: view.version,
+            members: self.part_size(now),
+        };
+        self.multicast(Destination::Addr(other.addr), body);
     }
 
     /// Coordinator: take the requester's part into this mesh, at a term above both.
@@ -450,15 +497,19 @@ impl Node {
             return;
         }
         let mine = self.view.as_ref().expect("a coordinator has a view");
-        if mine.is_alive(&from) && theirs.term <= mine.term {
-            // Already merged (a request that was in flight, or repeated): nothing new to take.
+        if mine.is_alive(&from) && theirs.term < mine.term {
+            // Already merged (a request that was in flight, or repeated: a merge publishes above both terms):
+            // nothing new to take. At an equal term the requester coordinates a view of its own (two
+            // elections of one term), however it appears in ours: that is a real merge.
             return;
         }
         let their_rank = theirs.rank_of(&from).expect("validated");
-        if (theirs.term, their_rank) > (mine.term, self.my_rank()) {
+        // Their request shows alive exactly the nodes that follow them (`view_of_followers`).
+        let their_size = theirs.alive().count() as u32;
+        if (their_size, theirs.term, their_rank) > (self.part_size(now), mine.term, self.my_rank()) {
             // They take precedence: we are the part to be merged.
             let contact = theirs.coordinator_member().expect("validated").contact();
-            self.on_foreign_coordinator(now, contact, theirs.term);
+            self.on_foreign_coordinator(now, contact, theirs.term, their_size);
             return;
         }
         let mut view = self.view.clone().expect("a coordinator has a view");
@@ -484,6 +535,7 @@ impl Node {
         self.joining = None;
         self.role = Role::Coordinator;
         self.coordinator_since = Some(now);
+        self.followers.clear();
         self.publish(now, view, None);
         self.timers.set(Timer::Heartbeat, now);
         self.timers.set(Timer::Beacon, now);

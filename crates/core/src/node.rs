@@ -95,9 +95,12 @@ pub struct Node {
     pub(crate) coordinator_heard: Option<Instant>,
     /// When this node last found itself stalled (see `health.rs`): silence is measured from then at most.
     pub(crate) stalled_until: Option<Instant>,
-    /// The highest view term above our own that a peer showed us (pings, heartbeats and their acks,
-    /// redirects), and when it last did: another coordinator took over while we were not looking.
+    /// The highest view term above our own that an alive member showed us (pings, heartbeats and their
+    /// acks, redirects), and when it first did: another coordinator took over while we were not looking.
     pub(crate) term_heard: Option<(Term, Instant)>,
+    /// Coordinator: members that acknowledged a heartbeat of our current term, and when they last did (the
+    /// size of the part that follows us, for merge precedence).
+    pub(crate) followers: BTreeMap<NodeKey, Instant>,
     pub(crate) merge_requested: BTreeMap<NodeKey, Instant>,
     /// Coordinators a dial to join failed for: not tried again before the instant, with the next delay.
     /// (A node without the network key would otherwise redial at every offer and beacon.)
@@ -143,6 +146,7 @@ impl Node {
             coordinator_heard: None,
             stalled_until: None,
             term_heard: None,
+            followers: BTreeMap::new(),
             merge_requested: BTreeMap::new(),
             join_backoff: BTreeMap::new(),
             stats: Stats::default(),
@@ -316,7 +320,7 @@ impl Node {
         match d.body {
             DatagramBody::Discover { nonce, key, .. } => self.on_discover(from, nonce, key, direct),
             DatagramBody::Offer { nonce, coordinator, .. } => self.on_offer(now, nonce, coordinator),
-            DatagramBody::Beacon { coordinator, term, .. } => self.on_beacon(now, coordinator, term),
+            DatagramBody::Beacon { coordinator, term, members, .. } => self.on_beacon(now, coordinator, term, members),
         }
     }
 
@@ -326,7 +330,10 @@ impl Node {
         | Frame::HeartbeatAck { term, .. }
         | Frame::NotCoordinator { term, .. } = frame
         {
-            if term > self.term() && self.term_heard.is_none_or(|(t, _)| term >= t) {
+            // Evidence counts once per term, from when it was first shown, and only from alive members: a
+            // peer repeating a wild term cannot keep failure detection off.
+            let member = self.view.as_ref().is_some_and(|v| v.is_alive(&from));
+            if member && term > self.term() && self.term_heard.is_none_or(|(t, _)| term > t) {
                 self.term_heard = Some((term, now));
             }
         }
@@ -347,7 +354,8 @@ impl Node {
             Frame::Ping { term } => {
                 // A peer still in an older view (one that was left behind, or whose coordinator stepped down
                 // without reaching it) learns where the mesh is now, before it suspects anyone.
-                if term < self.term() && matches!(self.role, Role::Member | Role::Coordinator) {
+                let member = self.view.as_ref().is_some_and(|v| v.is_alive(&from));
+                if term < self.term() && !member && matches!(self.role, Role::Member | Role::Coordinator) {
                     self.redirect(from);
                 }
             }
@@ -699,8 +707,10 @@ impl Node {
         view.raise_next_id(self.next_id_seen);
         self.install_view(view);
         self.stats.views_published += 1;
-        self.broadcast_view(skip);
+        // The history first: its pushes leave before the view on every link, so a member that acts on the
+        // view (a successor of a departed coordinator) has seen the cause it writes after.
         self.record_changes(now, old.as_ref());
+        self.broadcast_view(skip);
     }
 
     /// Coordinator: writes what changed from `old` into the history (joins, departures, failures, and

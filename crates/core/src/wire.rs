@@ -40,14 +40,16 @@ pub enum Frame {
     HeartbeatAck { term: Term, version: u64, coordinator: NodeKey, next_id_seen: NodeId },
     /// Member -> coordinator: graceful departure (`/quit`).
     Leave { term: Term },
-    /// Candidate -> higher-ranked members: I am running for `term`. `suspect` is the coordinator the candidate
-    /// thinks is gone (`None` for a bully take-over or a forced `/elect`).
+    /// Candidate -> higher-ranked members (and the suspected coordinator): I am running for `term`. `suspect`
+    /// is the coordinator the candidate thinks is gone (`None` for a forced `/elect`).
     Election { term: Term, suspect: Option<NodeKey> },
-    /// Higher-ranked member -> candidate: I am alive and outrank you; wait for an announcement.
+    /// Higher-ranked member, or the suspected coordinator, -> candidate: I am alive; wait for an announcement
+    /// (the coordinator also sends a heartbeat, which ends a suspicion).
     Answer { term: Term },
     /// Reply to a request that needs the coordinator, or to a stale coordinator: this is who I follow.
     NotCoordinator { term: Term, coordinator: Option<Contact> },
-    /// Lower-ranked coordinator -> higher-ranked coordinator after a partition heals: take my part.
+    /// Coordinator -> coordinator of higher precedence `(members, term, rank)`, after a partition heals: take
+    /// my part (the view shows alive only the members that follow the sender now).
     MergeRequest { view: View },
     /// Link keepalive, so that a silently dead link is noticed and closed.
     Ping { term: Term },

@@ -1,7 +1,8 @@
 //! Checkers for the promises of DESIGN.md section 3, run once faults stop:
 //! 1 (nothing lost: what any live node stores, every node of its part stores; no message shown as sent is
-//!   lost), 4 (convergence: equal history digests in a part), 5 (one coordinator per connected part: the
-//! highest-ranked live member), 6 (IDs unique in a settled view; a key keeps its ID unless a clash forced a
+//!   lost), 4 (convergence: equal history digests in a part), 5 (one coordinator per connected part; who it
+//! is depends on the run, since a live coordinator is never displaced: `truth.rs` and `scenarios.rs` check
+//! who wins elections and merges), 6 (IDs unique in a settled view; a key keeps its ID unless a clash forced a
 //! new one), and: every live node holds the same view as its part's coordinator.
 //! Promises 2 (nothing invented: every stored message is exactly one its author signed; no duplicates) and
 //! 3 (causal order, per-author order without gaps) are checked on every write, in `sim.rs` and `store.rs`,

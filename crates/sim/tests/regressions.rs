@@ -48,6 +48,16 @@ const SEEDS: &[(u64, &str)] = &[
     (900, "a top coordinator re-announced a new term for a candidate that merely suspected it"),
     (974, "the same"),
     (2565, "generator: an /elect queued for a stopped process ran after faults stopped"),
+    // Promise 7 (nothing false), checked on every write, and seniority ranks (issue 20).
+    (282, "a coordinator left its members behind when it stepped down: they elected and wrote it failed"),
+    (505, "the same"),
+    (1480, "the same"),
+    (1899, "the same"),
+    (1772, "a leaving member and a coordinator whose view did not know it sent Leave and View for ever"),
+    (183, "a member left in an older view suspected its ex-coordinator (now elsewhere) and wrote it failed"),
+    (1716, "two coordinators of one term: a merge request was taken for one already merged"),
+    (1846, "the same"),
+    (9958, "a suspected coordinator, restarted into another mesh, answered elections it would never end"),
 ];
 
 #[test]

@@ -88,9 +88,6 @@ fn paused_coordinator_run(seed: u64, pause: Duration) -> Result<(), String> {
     if after != successor {
         return Err(format!("the resumed {} displaced {}", sim.nodes[c].name, sim.nodes[successor].name));
     }
-    if !sim.obs.violations.is_empty() || !history_problems(&sim).is_empty() {
-        return Err(format!("{:?} {:?}", sim.obs.violations, history_problems(&sim)));
-    }
     Ok(())
 }
 
@@ -245,8 +242,76 @@ fn a_newcomer_that_takes_over_at_once_writes_after_its_own_join() {
         let joined = events.iter().position(|e| matches!(e, MembershipEvent::Joined { key: k, .. } if *k == key));
         let took =
             events.iter().position(|e| matches!(e, MembershipEvent::CoordinatorChanged { key: k, .. } if *k == key));
-        if let (Some(joined), Some(took)) = (joined, took) {
-            assert!(joined < took, "seed {seed}: {events:#?}");
+        let (Some(joined), Some(took)) = (joined, took) else {
+            panic!("seed {seed}: the newcomer's history lacks its joined or coordinates line: {events:#?}")
+        };
+        assert!(joined < took, "seed {seed}: {events:#?}");
+        assert_clean(&sim, &format!("seed {seed}"));
+    }
+}
+
+/// Review finding: with "the later term wins" as the merge rule, a member cut off for a moment (it elects
+/// itself at the next term) or a restarted member that found nobody and founded alone took over the whole
+/// mesh when the network healed. The part that more members follow wins a merge: the coordinator stays.
+#[test]
+fn a_member_cut_off_or_founding_alone_rejoins_without_taking_over() {
+    let seeds = seeds_from_env(20);
+    let failures: Vec<String> = run_parallel(&seeds, |seed| {
+        let (mut sim, c) = mesh(SimOptions::quiet(seed), 5);
+        let key = sim.nodes[c].key;
+        let junior =
+            |sim: &Sim| (0..5).filter(|&i| i != c).max_by_key(|&i| sim.node(i).and_then(|n| n.my_id())).unwrap();
+        // Cut off for 2 s: it elects itself, alone.
+        let n = junior(&sim);
+        sim.isolate(n);
+        sim.run_for(secs(2));
+        if sim.node(n).map(|x| x.role()) != Some(Role::Coordinator) {
+            return Err(format!("seed {seed}: the cut-off member did not elect itself"));
+        }
+        sim.heal();
+        let after = settle(&mut sim, secs(15)).map_err(|p| format!("seed {seed}: {p:?}"))?;
+        if sim.nodes[after].key != key {
+            return Err(format!("seed {seed}: after the cut, {} took over", sim.nodes[after].name));
+        }
+        // Restarted where it hears nobody: it founds alone, at a term above the mesh's.
+        let n = junior(&sim);
+        sim.crash(n);
+        sim.isolate(n);
+        sim.restart(n);
+        sim.run_for(secs(2));
+        if sim.node(n).map(|x| x.role()) != Some(Role::Coordinator) {
+            return Err(format!("seed {seed}: the restarted member did not found alone"));
+        }
+        sim.heal();
+        let after = settle(&mut sim, secs(15)).map_err(|p| format!("seed {seed}: {p:?}"))?;
+        if sim.nodes[after].key != key {
+            return Err(format!("seed {seed}: after founding alone, {} took over", sim.nodes[after].name));
+        }
+        assert_clean(&sim, &format!("seed {seed}"));
+        Ok(())
+    })
+    .into_iter()
+    .filter_map(Result::err)
+    .collect();
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// Review finding: a coordinator that leaves sent its view before the history line, so its successor could
+/// write "coordinates" at the same lamport as "left" and sort before it. The departure is listed first.
+#[test]
+fn a_departing_coordinator_is_listed_before_its_successor() {
+    for seed in 0..20 {
+        let (mut sim, c) = mesh(SimOptions::quiet(seed), 4);
+        let old = sim.nodes[c].key;
+        sim.command(c, Command::Leave);
+        let next = settle(&mut sim, secs(10)).unwrap();
+        let new = sim.nodes[next].key;
+        for i in sim.live() {
+            let events = events(&sim, i);
+            let left = events.iter().position(|e| matches!(e, MembershipEvent::Left { key, .. } if *key == old));
+            let took =
+                events.iter().position(|e| matches!(e, MembershipEvent::CoordinatorChanged { key, .. } if *key == new));
+            assert!(left.is_some() && took.is_some() && left < took, "seed {seed}: {events:#?}");
         }
         assert_clean(&sim, &format!("seed {seed}"));
     }
