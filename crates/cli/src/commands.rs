@@ -107,7 +107,8 @@ pub fn parse(line: &str) -> Result<Line, String> {
             }
             Ok(Line::Command(Cmd::Nick(arg.to_owned())))
         }
-        w if w.starts_with('/') || w.starts_with('@') => {
+        // Only the seeds' `@` aliases above are commands: `@bruno are you there?` is a message.
+        w if w.starts_with('/') => {
             Err(format!("unknown command {word}: type /help for the list (start with // to send it as text)"))
         }
         _ => message(line.to_owned()),
@@ -309,6 +310,10 @@ mod tests {
         assert_eq!(parse("olá mundo"), Ok(Line::Message("olá mundo".into())));
         assert_eq!(parse("fim de semana"), Ok(Line::Message("fim de semana".into())));
         assert_eq!(parse("//help"), Ok(Line::Message("/help".into())));
+        // Only the seeds' aliases are commands: any other line starting with @ is text (a mention).
+        assert_eq!(parse("@bruno are you there?"), Ok(Line::Message("@bruno are you there?".into())));
+        assert_eq!(parse("@lista de compras"), Ok(Line::Message("@lista de compras".into())));
+        assert_eq!(parse("@LIDER"), Ok(Line::Command(Cmd::Elect)));
         assert_eq!(parse("   "), Ok(Line::Nothing));
         assert!(parse("/frobnicate").unwrap_err().contains("unknown command /frobnicate"));
         assert!(parse("/history zero").is_err());
