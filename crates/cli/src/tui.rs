@@ -86,6 +86,10 @@ struct Popup {
     page: usize,
 }
 
+/// A second Esc within this leaves the mesh; later, it only reminds again.
+const ESC_WINDOW: std::time::Duration = std::time::Duration::from_millis(1500);
+const ESC_REMINDER: &str = "press Esc again (within 1.5 s) to leave the mesh";
+
 /// Everything the screen shows.
 pub struct App {
     started: Started,
@@ -110,7 +114,8 @@ pub struct App {
     unseen: usize,
     history_width: usize,
     history_height: usize,
-    esc_armed: bool,
+    /// When Esc was pressed once: a second press within `ESC_WINDOW` leaves the mesh.
+    esc_armed: Option<std::time::Instant>,
     quitting: bool,
     /// A member was renamed: the history shown is read again, so that every row names its author as the
     /// node's naming rule does now (as `/history` does).
@@ -137,7 +142,7 @@ impl App {
             unseen: 0,
             history_width: 0,
             history_height: 0,
-            esc_armed: false,
+            esc_armed: None,
             quitting: false,
             reload: false,
         }
@@ -323,6 +328,11 @@ impl App {
     }
 
     pub fn on_key(&mut self, k: KeyEvent) -> Action {
+        self.on_key_at(k, std::time::Instant::now())
+    }
+
+    /// `on_key` at `now` (the Esc-twice window is measured in time).
+    pub fn on_key_at(&mut self, k: KeyEvent, now: std::time::Instant) -> Action {
         if k.kind == KeyEventKind::Release {
             return Action::None;
         }
@@ -346,7 +356,7 @@ impl App {
                 _ => {
                     // Any other key closes it and does its usual work.
                     self.popup = None;
-                    return self.on_key(k);
+                    return self.on_key_at(k, now);
                 }
             }
             return Action::None;
@@ -355,15 +365,17 @@ impl App {
             if self.quitting {
                 return Action::None;
             }
-            if self.esc_armed {
-                self.esc_armed = false;
+            if self.esc_armed.take().is_some_and(|t| now.saturating_duration_since(t) <= ESC_WINDOW) {
                 return Action::Quit;
             }
-            self.esc_armed = true;
-            self.info("press Esc again to leave the mesh");
+            self.esc_armed = Some(now);
+            // One reminder line, not one per press.
+            if self.notes.back().is_none_or(|n| n.text != ESC_REMINDER) {
+                self.info(ESC_REMINDER);
+            }
             return Action::None;
         }
-        self.esc_armed = false;
+        self.esc_armed = None;
         match k.code {
             KeyCode::Enter => return self.submit(),
             KeyCode::Char(c) if ctrl => match c {
@@ -1461,9 +1473,15 @@ mod tests {
         type_str(&mut app, "/frob");
         assert_eq!(press(&mut app, KeyCode::Enter), Action::None);
         assert!(app.notes.back().unwrap().text.contains("unknown command"));
-        // Esc twice and Ctrl-C quit.
-        assert_eq!(press(&mut app, KeyCode::Esc), Action::None);
-        assert_eq!(press(&mut app, KeyCode::Esc), Action::Quit);
+        // Esc twice within a moment and Ctrl-C quit; two Escs seconds apart do not, and the reminder is
+        // one line in the notices however often it is shown.
+        let esc = KeyEvent::new(KeyCode::Esc, KeyModifiers::NONE);
+        let t0 = std::time::Instant::now();
+        assert_eq!(app.on_key_at(esc, t0), Action::None);
+        let notes = app.notes.len();
+        assert_eq!(app.on_key_at(esc, t0 + std::time::Duration::from_secs(8)), Action::None, "8 s apart");
+        assert_eq!(app.notes.len(), notes, "the reminder is not repeated");
+        assert_eq!(app.on_key_at(esc, t0 + std::time::Duration::from_millis(8_500)), Action::Quit);
         assert_eq!(app.on_key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL)), Action::Quit);
     }
 
