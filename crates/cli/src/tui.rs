@@ -311,11 +311,13 @@ impl App {
         reply.quit
     }
 
-    /// Pasted text goes into the input line (one line: newlines become spaces).
+    /// Pasted text goes into the input line (one line: every line end becomes a space, whether the terminal
+    /// sends LF, CR LF or a lone CR, as most terminals do; so words on either side of it stay apart).
     pub fn paste(&mut self, text: &str) {
+        let text = text.replace("\r\n", "\n").replace('\r', "\n");
         for c in text.chars() {
             let c = if c == '\n' || c == '\t' { ' ' } else { c };
-            if c == '\r' || c.is_control() {
+            if c.is_control() {
                 continue;
             }
             self.input.insert(self.cursor, c);
@@ -1483,6 +1485,14 @@ mod tests {
         assert_eq!(app.notes.len(), notes, "the reminder is not repeated");
         assert_eq!(app.on_key_at(esc, t0 + std::time::Duration::from_millis(8_500)), Action::Quit);
         assert_eq!(app.on_key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL)), Action::Quit);
+    }
+
+    #[test]
+    fn pasted_line_ends_keep_words_apart_whatever_the_terminal_sends() {
+        let mut app = App::new(started());
+        // Most terminals send a lone CR between pasted lines; it used to vanish and glue the words.
+        app.paste("line one of paste\rline two\r\nline three\nend");
+        assert_eq!(app.input_text(), "line one of paste line two line three end");
     }
 
     #[test]
