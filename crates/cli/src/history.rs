@@ -83,7 +83,7 @@ impl fmt::Display for Failure {
                 "there is no data directory {} (give the node's --data-dir, or the --name and --mesh it runs with)",
                 dir.display()
             ),
-            Failure::Store(e) => e.fmt(f),
+            Failure::Store(e) => write!(f, "{e}"),
             Failure::Invalid { path, detail } => write!(f, "{}: verification failed: {detail}", path.display()),
             Failure::Output(e) => write!(f, "cannot write the history: {e}"),
         }

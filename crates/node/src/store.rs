@@ -124,13 +124,19 @@ impl Store {
         Ok(store)
     }
 
-    fn check_read_only(&self) -> Result<(), StoreError> {
+    /// `(application_id, user_version, number of tables)`: whose the file is, and its schema.
+    fn header(&self) -> Result<(i32, i32, i64), StoreError> {
         let app: i32 = self.conn.query_row("PRAGMA application_id", [], |r| r.get(0)).map_err(|e| self.sql(e))?;
         let version: i32 = self.conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(|e| self.sql(e))?;
         let tables: i64 = self
             .conn
             .query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table'", [], |r| r.get(0))
             .map_err(|e| self.sql(e))?;
+        Ok((app, version, tables))
+    }
+
+    fn check_read_only(&self) -> Result<(), StoreError> {
+        let (app, version, tables) = self.header()?;
         if app == 0 && tables == 0 {
             // SQLite takes an empty file for an empty database: a node never leaves one behind.
             let detail = "empty: no ChatMesh data in it".to_owned();
@@ -186,12 +192,7 @@ impl Store {
     }
 
     fn check_and_migrate(&self) -> Result<(), StoreError> {
-        let app: i32 = self.conn.query_row("PRAGMA application_id", [], |r| r.get(0)).map_err(|e| self.sql(e))?;
-        let version: i32 = self.conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(|e| self.sql(e))?;
-        let tables: i64 = self
-            .conn
-            .query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table'", [], |r| r.get(0))
-            .map_err(|e| self.sql(e))?;
+        let (app, version, tables) = self.header()?;
         if app != APPLICATION_ID && (app != 0 || tables > 0) {
             return Err(StoreError::Foreign { path: self.path.clone() });
         }
