@@ -59,7 +59,10 @@ enum Failure {
     NoDataDir(PathBuf),
     Store(StoreError),
     /// `--verify` found a message or the summary wrong.
-    Invalid { path: PathBuf, detail: String },
+    Invalid {
+        path: PathBuf,
+        detail: String,
+    },
     Output(io::Error),
 }
 

@@ -164,8 +164,11 @@ fn a_stopped_nodes_store_is_read_without_a_write_and_a_tampered_one_fails_verifi
     let at = blob.windows(9).position(|w| w == b"tamper me").unwrap();
     let mut forged = blob.clone();
     forged[at..at + 9].copy_from_slice(b"tamper ME");
-    conn.execute("UPDATE messages SET message = ?1 WHERE author = ?2 AND seq = ?3", rusqlite::params![forged, author, seq])
-        .unwrap();
+    conn.execute(
+        "UPDATE messages SET message = ?1 WHERE author = ?2 AND seq = ?3",
+        rusqlite::params![forged, author, seq],
+    )
+    .unwrap();
     let id = format!("{}/{seq}", author.iter().map(|b| format!("{b:02x}")).collect::<String>());
     let (code, out, err) = history_cli(&dir, &["--verify"]);
     assert_eq!(code, Some(1), "{out}{err}");
@@ -207,8 +210,11 @@ fn a_missing_or_damaged_store_is_refused_by_name_with_status_1_and_nothing_is_cr
 
     // Without --data-dir, the directory a node of that --name and --mesh uses.
     let xdg = tmp.path().to_str().unwrap();
-    let (code, _, err) =
-        run_cli(&["history", "--name", "ghost", "--mesh", "office"], &[("XDG_DATA_HOME", xdg), ("XDG_CONFIG_HOME", xdg)], CLI);
+    let (code, _, err) = run_cli(
+        &["history", "--name", "ghost", "--mesh", "office"],
+        &[("XDG_DATA_HOME", xdg), ("XDG_CONFIG_HOME", xdg)],
+        CLI,
+    );
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains(&tmp.path().join("chatmesh").join("office-ghost").display().to_string()), "{err}");
 }

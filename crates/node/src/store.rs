@@ -164,7 +164,10 @@ impl Store {
 
     /// Calls `each` with every message of the history in canonical order, decoded one at a time (a long
     /// history is never held whole); stops at the first error `each` returns.
-    pub fn for_each_message<E: From<StoreError>>(&self, mut each: impl FnMut(Message) -> Result<(), E>) -> Result<(), E> {
+    pub fn for_each_message<E: From<StoreError>>(
+        &self,
+        mut each: impl FnMut(Message) -> Result<(), E>,
+    ) -> Result<(), E> {
         let sql = "SELECT message FROM messages ORDER BY lamport, author, seq";
         let mut q = self.conn.prepare_cached(sql).map_err(|e| self.sql(e))?;
         let mut rows = q.query([]).map_err(|e| self.sql(e))?;
