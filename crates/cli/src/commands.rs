@@ -138,28 +138,74 @@ impl Reply {
     }
 }
 
-/// `HH:MM:SS` of a Unix time in milliseconds, in the local time zone.
-pub fn fmt_time(ms: u64) -> String {
+/// A Unix time in milliseconds in the local time zone, or `None` where the C library cannot tell.
+fn local_time(ms: u64) -> Option<libc::tm> {
     let secs = (ms / 1000) as libc::time_t;
     // SAFETY: localtime_r writes only into the struct we pass.
     let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    if unsafe { libc::localtime_r(&secs, &mut tm) }.is_null() {
-        let s = ms / 1000;
-        return format!("{:02}:{:02}:{:02}", (s / 3600) % 24, (s / 60) % 60, s % 60);
+    (!unsafe { libc::localtime_r(&secs, &mut tm) }.is_null()).then_some(tm)
+}
+
+/// `HH:MM:SS` of a Unix time in milliseconds, in the local time zone.
+pub fn fmt_time(ms: u64) -> String {
+    match local_time(ms) {
+        Some(tm) => format!("{:02}:{:02}:{:02}", tm.tm_hour, tm.tm_min, tm.tm_sec),
+        None => {
+            let s = ms / 1000;
+            format!("{:02}:{:02}:{:02}", (s / 3600) % 24, (s / 60) % 60, s % 60)
+        }
     }
-    format!("{:02}:{:02}:{:02}", tm.tm_hour, tm.tm_min, tm.tm_sec)
+}
+
+/// `YYYY-MM-DD HH:MM:SS` of a Unix time in milliseconds, in the local time zone (UTC, marked `Z`, where
+/// the C library cannot tell).
+pub fn fmt_date_time(ms: u64) -> String {
+    match local_time(ms) {
+        Some(tm) => format!(
+            "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+            i64::from(tm.tm_year) + 1900,
+            tm.tm_mon + 1,
+            tm.tm_mday,
+            tm.tm_hour,
+            tm.tm_min,
+            tm.tm_sec
+        ),
+        None => {
+            let s = ms / 1000;
+            let (y, m, d) = civil_from_days((s / 86_400) as i64);
+            format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}Z", (s / 3600) % 24, (s / 60) % 60, s % 60)
+        }
+    }
+}
+
+/// The date of a day counted from 1970-01-01 (proleptic Gregorian; H. Hinnant's `civil_from_days`).
+pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = (if mp < 10 { mp + 3 } else { mp - 9 }) as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
 /// One message as a line: `12:03:04 ana (#1): hello`.
 pub fn message_line(m: &MessageView) -> String {
+    message_line_at(&fmt_time(m.sent_at), m)
+}
+
+/// One message as a line, after `time`: `<time> ana (#1): hello`, `<time> * bruno (#2) joined`.
+pub fn message_line_at(time: &str, m: &MessageView) -> String {
     let who = match (&m.author_name, m.author_id) {
         (Some(n), Some(id)) => format!("{n} (#{id})"),
         _ => m.author[..8].to_string(),
     };
     if m.kind == "event" {
-        format!("{} * {}", fmt_time(m.sent_at), m.text)
+        format!("{time} * {}", m.text)
     } else {
-        format!("{} {who}: {}", fmt_time(m.sent_at), m.text)
+        format!("{time} {who}: {}", m.text)
     }
 }
 
@@ -175,9 +221,14 @@ pub fn delivery_mark(d: Option<DeliveryView>) -> String {
 
 /// A line of `/history`: own chat messages end with their delivery status.
 pub fn history_line(m: &MessageView) -> String {
+    with_delivery_mark(message_line(m), m)
+}
+
+/// `line`, with the delivery status after it if `m` is an own chat message.
+pub fn with_delivery_mark(line: String, m: &MessageView) -> String {
     match m.own && m.kind == "text" {
-        true => format!("{}  {}", message_line(m), delivery_mark(m.delivery)),
-        false => message_line(m),
+        true => format!("{line}  {}", delivery_mark(m.delivery)),
+        false => line,
     }
 }
 

@@ -216,6 +216,29 @@ fn key_file(path: &Path) -> Result<(Vec<u8>, bool), UsageError> {
     Ok((key, false))
 }
 
+/// The data directory given, else the default one of a node of this mesh and name.
+fn data_dir_of(given: Option<PathBuf>, mesh: &str, name: &str) -> Result<PathBuf, UsageError> {
+    match given {
+        Some(d) => Ok(d),
+        None => Ok(dirs::data_dir()
+            .ok_or_else(|| usage("no data directory could be found: give one with --data-dir"))?
+            .join("chatmesh")
+            .join(format!("{}-{}", path_safe(mesh), path_safe(name)))),
+    }
+}
+
+/// The data directory a node started with these settings uses, resolved as `resolve` does (flags >
+/// environment > config file > defaults), for commands that read a node's data without running it.
+pub fn data_dir(args: &NodeArgs) -> Result<PathBuf, UsageError> {
+    let file = read_file_config(args)?;
+    if let Some(d) = args.data_dir.clone().or(file.data_dir) {
+        return Ok(d);
+    }
+    let name = valid_name("--name", &args.name.clone().or(file.name).unwrap_or_else(default_name))?;
+    let mesh = valid_name("--mesh", &args.mesh.clone().or(file.mesh).unwrap_or_else(|| DEFAULT_MESH.into()))?;
+    data_dir_of(None, &mesh, &name)
+}
+
 pub fn resolve(args: &NodeArgs) -> Result<Settings, UsageError> {
     let file = read_file_config(args)?;
     let name = valid_name("--name", &args.name.clone().or(file.name).unwrap_or_else(default_name))?;
@@ -261,13 +284,7 @@ pub fn resolve(args: &NodeArgs) -> Result<Settings, UsageError> {
             },
         }
     }
-    let data_dir = match args.data_dir.clone().or(file.data_dir) {
-        Some(d) => d,
-        None => dirs::data_dir()
-            .ok_or_else(|| usage("no data directory could be found: give one with --data-dir"))?
-            .join("chatmesh")
-            .join(format!("{}-{}", path_safe(&mesh), path_safe(&name))),
-    };
+    let data_dir = data_dir_of(args.data_dir.clone().or(file.data_dir), &mesh, &name)?;
     let log_dir = args.log_dir.clone().or(file.log_dir).unwrap_or_else(|| data_dir.join("logs"));
     let log = args.log.or(file.log).unwrap_or(LogLevel::Info);
     let http = match args.http.clone().or(file.http) {

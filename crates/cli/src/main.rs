@@ -5,6 +5,7 @@ mod commands;
 mod config;
 mod demo;
 mod demo_tui;
+mod history;
 mod run;
 mod sim_demo;
 mod tui;
@@ -35,6 +36,9 @@ enum Cmd {
     /// Measure failover, joining, latency, throughput, convergence, scale and memory on real nodes on this
     /// machine (loopback only).
     Bench(bench::BenchArgs),
+    /// Print a node's chat history from its data directory, without running the node (safe while it runs);
+    /// --verify checks every signature and prints the digest.
+    History(history::HistoryArgs),
 }
 
 fn main() -> ExitCode {
@@ -42,6 +46,7 @@ fn main() -> ExitCode {
     match cli.command {
         Some(Cmd::Demo(args)) => demo::main(args),
         Some(Cmd::Bench(args)) => bench::main(args),
+        Some(Cmd::History(args)) => history::main(args, &cli.node),
         None => match config::resolve(&cli.node) {
             Ok(settings) => run::run(settings),
             Err(e) => {

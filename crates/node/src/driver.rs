@@ -1769,12 +1769,6 @@ async fn run_link<R, W>(
 /// view for keys the history does not name (the rule of `Names`), so that a restarted node names everyone
 /// before any view arrives.
 fn names_at_start(store: &Store, snapshot: &chatmesh_core::Snapshot) -> Result<Names, StartError> {
-    let mut names = Names::default();
-    if let Some(view) = &snapshot.view {
-        names.learn_view(view);
-    }
-    for m in store.membership_events().map_err(StartError::Store)? {
-        names.learn(&m);
-    }
-    Ok(names)
+    let events = store.membership_events().map_err(StartError::Store)?;
+    Ok(Names::stored(snapshot.view.as_ref(), &events))
 }

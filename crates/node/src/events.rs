@@ -105,6 +105,19 @@ pub struct Names {
 }
 
 impl Names {
+    /// The names a node's store gives: the membership events of its history and, for keys the history does
+    /// not name, its last durable view. What a node knows at start, and what a reader of its store shows.
+    pub fn stored(view: Option<&View>, events: &[Message]) -> Names {
+        let mut names = Names::default();
+        if let Some(view) = view {
+            names.learn_view(view);
+        }
+        for m in events {
+            names.learn(m);
+        }
+        names
+    }
+
     /// Learns from a message of the history: a membership event naming a key, if it is the latest for it.
     /// Answers whether a name changed.
     pub fn learn(&mut self, m: &Message) -> bool {

@@ -29,6 +29,10 @@ pub enum StoreError {
     Foreign { path: PathBuf },
     /// Written by a newer ChatMesh; this build does not know its schema.
     NewerSchema { path: PathBuf, found: i32 },
+    /// Read-only: an older schema, which only a node of this build (opening it to write) migrates.
+    OlderSchema { path: PathBuf, found: i32 },
+    /// Read-only: there is no database at the path (nothing was created).
+    Missing { path: PathBuf },
     /// A stored value that does not decode (damage, or a bug).
     BadRecord { path: PathBuf, what: &'static str, detail: String },
     /// Any other SQLite error.
@@ -54,6 +58,13 @@ impl fmt::Display for StoreError {
                 "{} has schema version {found}, newer than this build's {SCHEMA_VERSION}: use a newer chatmesh",
                 path.display()
             ),
+            StoreError::OlderSchema { path, found } => write!(
+                f,
+                "{} has schema version {found}, older than this build's {SCHEMA_VERSION}: start its node once with \
+                 this build to migrate it (reading never writes)",
+                path.display()
+            ),
+            StoreError::Missing { path } => write!(f, "there is no ChatMesh database at {}", path.display()),
             StoreError::BadRecord { path, what, detail } => {
                 write!(f, "{}: stored {what} does not decode ({detail})", path.display())
             }
@@ -96,6 +107,77 @@ impl Store {
         Ok(store)
     }
 
+    /// Opens an existing database for reading only: safe while its node runs (WAL: readers neither block
+    /// the writer nor see a half-done commit). Never creates, migrates or writes the file; refuses a
+    /// missing file, someone else's database and any schema but this build's.
+    pub fn open_read_only(path: &Path) -> Result<Store, StoreError> {
+        let path = path.to_path_buf();
+        // Checked here, not left to SQLite, so that the error says what is missing.
+        if !path.is_file() {
+            return Err(StoreError::Missing { path });
+        }
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(&path, flags)
+            .map_err(|source| StoreError::Open { path: path.clone(), source })?;
+        let store = Store { conn, path };
+        store.check_read_only()?;
+        Ok(store)
+    }
+
+    /// `(application_id, user_version, number of tables)`: whose the file is, and its schema.
+    fn header(&self) -> Result<(i32, i32, i64), StoreError> {
+        let app: i32 = self.conn.query_row("PRAGMA application_id", [], |r| r.get(0)).map_err(|e| self.sql(e))?;
+        let version: i32 = self.conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(|e| self.sql(e))?;
+        let tables: i64 = self
+            .conn
+            .query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table'", [], |r| r.get(0))
+            .map_err(|e| self.sql(e))?;
+        Ok((app, version, tables))
+    }
+
+    fn check_read_only(&self) -> Result<(), StoreError> {
+        let (app, version, tables) = self.header()?;
+        if app == 0 && tables == 0 {
+            // SQLite takes an empty file for an empty database: a node never leaves one behind.
+            let detail = "empty: no ChatMesh data in it".to_owned();
+            return Err(StoreError::Corrupt { path: self.path.clone(), detail });
+        }
+        if app != APPLICATION_ID {
+            return Err(StoreError::Foreign { path: self.path.clone() });
+        }
+        match version.cmp(&SCHEMA_VERSION) {
+            std::cmp::Ordering::Greater => Err(StoreError::NewerSchema { path: self.path.clone(), found: version }),
+            std::cmp::Ordering::Less => Err(StoreError::OlderSchema { path: self.path.clone(), found: version }),
+            std::cmp::Ordering::Equal => Ok(()),
+        }
+    }
+
+    /// Runs `read` in one read transaction, so that everything it reads is of one moment: a node writing
+    /// meanwhile commits messages and their summary together, and `read` sees both or neither.
+    pub fn read_consistent<T, E: From<StoreError>>(&self, read: impl FnOnce(&Store) -> Result<T, E>) -> Result<T, E> {
+        let tx = self.conn.unchecked_transaction().map_err(|e| self.sql(e))?;
+        let out = read(self);
+        // Only read: ending the transaction either way changes nothing.
+        drop(tx);
+        out
+    }
+
+    /// Calls `each` with every message of the history in canonical order, decoded one at a time (a long
+    /// history is never held whole); stops at the first error `each` returns.
+    pub fn for_each_message<E: From<StoreError>>(
+        &self,
+        mut each: impl FnMut(Message) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let sql = "SELECT message FROM messages ORDER BY lamport, author, seq";
+        let mut q = self.conn.prepare_cached(sql).map_err(|e| self.sql(e))?;
+        let mut rows = q.query([]).map_err(|e| self.sql(e))?;
+        while let Some(row) = rows.next().map_err(|e| self.sql(e))? {
+            let blob: Vec<u8> = row.get(0).map_err(|e| self.sql(e))?;
+            each(postcard::from_bytes(&blob).map_err(|e| self.bad("message", &e.to_string()))?)?;
+        }
+        Ok(())
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -113,12 +195,7 @@ impl Store {
     }
 
     fn check_and_migrate(&self) -> Result<(), StoreError> {
-        let app: i32 = self.conn.query_row("PRAGMA application_id", [], |r| r.get(0)).map_err(|e| self.sql(e))?;
-        let version: i32 = self.conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(|e| self.sql(e))?;
-        let tables: i64 = self
-            .conn
-            .query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table'", [], |r| r.get(0))
-            .map_err(|e| self.sql(e))?;
+        let (app, version, tables) = self.header()?;
         if app != APPLICATION_ID && (app != 0 || tables > 0) {
             return Err(StoreError::Foreign { path: self.path.clone() });
         }

@@ -457,3 +457,81 @@ fn a_nick_outlives_restarts_until_the_configured_name_changes() {
     assert_eq!(reopen().resolve_name("ana").unwrap(), "ana", "and so is going back to the old one");
     assert_eq!(reopen().name().unwrap(), Some(("ana".into(), "ana".into())));
 }
+
+/// `chatmesh history` reads a node's store beside the node: the read-only store sees each commit whole,
+/// messages with their summary, and never creates, migrates or writes anything.
+#[test]
+fn a_read_only_store_sees_whole_commits_beside_the_writer_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("node.db");
+    let sk = SigningKey::from_bytes(&[6; 32]);
+    let messages: Vec<Message> =
+        (1..=30u64).map(|k| Message::sign(&sk, k, k, vec![], 1_000 + k, Body::Text(format!("m {k}")))).collect();
+    let mut writer = Store::open(&path).unwrap();
+    let mut state = HistoryState::default();
+    messages[..10].iter().for_each(|m| state.apply(m));
+    state.seal();
+    writer.commit(&[Write::Messages { messages: messages[..10].to_vec(), state: state.clone() }]).unwrap();
+
+    let reader = Store::open_read_only(&path).unwrap();
+    let (seen, summary) = reader
+        .read_consistent(|r| -> Result<_, StoreError> {
+            let mut seen = Vec::new();
+            r.for_each_message(|m| -> Result<(), StoreError> {
+                seen.push(m);
+                Ok(())
+            })?;
+            // A commit of the writer in the middle of the read is not seen by it, in part or whole.
+            messages[10..].iter().for_each(|m| state.apply(m));
+            state.seal();
+            writer.commit(&[Write::Messages { messages: messages[10..].to_vec(), state: state.clone() }]).unwrap();
+            Ok((seen, r.history_state()?))
+        })
+        .unwrap();
+    assert_eq!(seen, messages[..10]);
+    assert_eq!(summary.count, 10, "the summary of the same moment as the messages");
+    assert_eq!(reader.history(None).unwrap(), messages, "a later read sees the later commit");
+
+    drop((reader, writer));
+
+    // The node stopped (its WAL checkpointed into the file): reading leaves the file as it was.
+    let before = std::fs::read(&path).unwrap();
+    let reader = Store::open_read_only(&path).unwrap();
+    assert_eq!(reader.history(None).unwrap(), messages);
+    assert_eq!(reader.history_state().unwrap(), state);
+    drop(reader);
+    assert!(std::fs::read(&path).unwrap() == before, "the database file is unchanged");
+}
+
+#[test]
+fn a_read_only_open_refuses_a_missing_foreign_or_other_schema_database_and_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.db");
+    let err = Store::open_read_only(&missing).err().expect("refused");
+    assert!(matches!(err, StoreError::Missing { .. }), "{err}");
+    assert!(err.to_string().contains("missing.db"), "{err}");
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "nothing was created");
+
+    let empty = dir.path().join("empty.db");
+    std::fs::write(&empty, b"").unwrap();
+    let err = Store::open_read_only(&empty).err().expect("refused");
+    assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
+
+    let other = dir.path().join("other.db");
+    rusqlite_connection(&other).execute_batch("CREATE TABLE accounts (id INTEGER PRIMARY KEY);").unwrap();
+    let err = Store::open_read_only(&other).err().expect("refused");
+    assert!(matches!(err, StoreError::Foreign { .. }), "{err}");
+
+    let path = dir.path().join("node.db");
+    drop(Store::open(&path).unwrap());
+    for (version, older) in [(SCHEMA_VERSION - 1, true), (SCHEMA_VERSION + 1, false)] {
+        rusqlite_connection(&path).execute_batch(&format!("PRAGMA user_version = {version};")).unwrap();
+        let err = Store::open_read_only(&path).err().expect("refused");
+        match older {
+            true => assert!(matches!(err, StoreError::OlderSchema { found, .. } if found == version), "{err}"),
+            false => assert!(matches!(err, StoreError::NewerSchema { found, .. } if found == version), "{err}"),
+        }
+        let found: i32 = rusqlite_connection(&path).query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(found, version, "not migrated");
+    }
+}

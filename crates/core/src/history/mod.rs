@@ -16,6 +16,7 @@ use crate::io::{Event, Output};
 use crate::node::{Node, Role};
 use crate::stats::Reject;
 use crate::types::NodeKey;
+use crate::view::View;
 pub use message::{
     chain_step, Body, HistoryDigest, MembershipEvent, Message, MessageError, MessageId, OrderKey, ProofStep, Sig,
 };
@@ -128,6 +129,14 @@ impl HistoryState {
     pub fn seal(&mut self) {
         self.digest = HistoryDigest::of(self.authors.iter().map(|(k, a)| (k, a.seq, &a.chain)));
     }
+
+    /// How far the alive members of `view` other than `me` hold `me`'s messages, by what they acknowledged
+    /// (`acked`): the node's own status (`Node::delivery`), and what a reader of its store shows.
+    pub fn delivery(&self, me: &NodeKey, view: Option<&View>) -> Delivery {
+        let others = view.into_iter().flat_map(View::alive).map(|m| m.key).filter(|k| k != me);
+        let members = others.map(|k| self.acked.get(&k).copied().unwrap_or(0)).collect();
+        Delivery { mine: self.seq_of(me), members }
+    }
 }
 
 /// Delivery status of one of this node's own messages.
@@ -232,14 +241,8 @@ impl Node {
 
     /// How far the current alive members hold this node's own messages: every message's status at once.
     pub fn delivery(&self) -> Delivery {
-        let me = self.cfg.key;
-        let members = match &self.view {
-            Some(v) if self.role != Role::Stopped => {
-                v.alive().map(|m| m.key).filter(|k| *k != me).map(|k| self.acked_by(&k)).collect()
-            }
-            _ => Vec::new(),
-        };
-        Delivery { mine: self.history.state.seq_of(&me), members }
+        let view = self.view.as_ref().filter(|_| self.role != Role::Stopped);
+        self.history.state.delivery(&self.cfg.key, view)
     }
 
     /// Messages received but waiting for what they depend on.
