@@ -131,7 +131,7 @@ fn a_lone_node_shows_every_unlabelled_family_from_the_first_scrape_with_its_coun
         "chatmesh_links_stalled_total",
     ];
     mesh.wait_for("a mesh of one", &[0], LIMIT, |st| one_mesh(st, 1));
-    for (when, text) in [("first", text.clone()), ("settled", scrape(&mesh, 0))] {
+    for (when, text) in [("first", text), ("settled", scrape(&mesh, 0))] {
         let s = parse(&text);
         for name in silent {
             assert_eq!(value(&s, name), Some(0.0), "{name} on a lone node's {when} scrape:\n{text}");
