@@ -87,8 +87,16 @@ fn parse(text: &str) -> Scraped {
 /// Every family in the scrape has HELP and TYPE lines, each one listed in `FAMILIES` with that text and type.
 fn assert_every_family_is_described(what: &str, s: &Scraped, text: &str) {
     let sampled: BTreeSet<&String> = s.samples.keys().collect();
-    assert_eq!(sampled, s.kind.keys().collect::<BTreeSet<_>>(), "{what}: families with samples and with a TYPE line differ");
-    assert_eq!(sampled, s.help.keys().collect::<BTreeSet<_>>(), "{what}: families with samples and with a HELP line differ");
+    assert_eq!(
+        sampled,
+        s.kind.keys().collect::<BTreeSet<_>>(),
+        "{what}: families with samples and with a TYPE line differ"
+    );
+    assert_eq!(
+        sampled,
+        s.help.keys().collect::<BTreeSet<_>>(),
+        "{what}: families with samples and with a HELP line differ"
+    );
     for name in sampled {
         let f = family(name).unwrap_or_else(|| panic!("{what}: {name} is not in FAMILIES:\n{text}"));
         assert_eq!(s.help[name], f.help, "{what}: {name}'s HELP");

@@ -53,7 +53,13 @@ const fn family(name: &'static str, kind: Kind, unit: Option<Unit>, help: &'stat
     Family { name, kind, unit, label: None, help }
 }
 
-const fn labelled(name: &'static str, kind: Kind, label: &'static str, unit: Option<Unit>, help: &'static str) -> Family {
+const fn labelled(
+    name: &'static str,
+    kind: Kind,
+    label: &'static str,
+    unit: Option<Unit>,
+    help: &'static str,
+) -> Family {
     Family { name, kind, unit, label: Some(label), help }
 }
 
@@ -81,12 +87,7 @@ pub const FAMILIES: &[Family] = &[
         COUNT,
         "elections this node started (on a silent coordinator, a lost link, `/elect`)",
     ),
-    family(
-        "chatmesh_elections_won_total",
-        Counter,
-        COUNT,
-        "elections this node won (it announced itself coordinator)",
-    ),
+    family("chatmesh_elections_won_total", Counter, COUNT, "elections this node won (it announced itself coordinator)"),
     family("chatmesh_heartbeats_sent_total", Counter, COUNT, "heartbeats sent, as coordinator"),
     family(
         "chatmesh_heartbeats_missed_total",
@@ -95,12 +96,7 @@ pub const FAMILIES: &[Family] = &[
         "member: times the coordinator fell silent (or its link could not be re-established) and was suspected; \
          coordinator: members declared failed for silence or an unreachable link",
     ),
-    family(
-        "chatmesh_views_published_total",
-        Counter,
-        COUNT,
-        "membership views this node published, as coordinator",
-    ),
+    family("chatmesh_views_published_total", Counter, COUNT, "membership views this node published, as coordinator"),
     family("chatmesh_views_adopted_total", Counter, COUNT, "views this node adopted from a coordinator"),
     family("chatmesh_members_failed_total", Counter, COUNT, "members this node marked failed"),
     family("chatmesh_merges_total", Counter, COUNT, "parts of a split mesh this node took in, as coordinator"),
@@ -133,12 +129,7 @@ pub const FAMILIES: &[Family] = &[
         "times the history digest changed (each stored batch of new messages)",
     ),
     family("chatmesh_pending_acks", Gauge, COUNT, "own messages some current member has not acknowledged yet"),
-    family(
-        "chatmesh_held_back_messages",
-        Gauge,
-        COUNT,
-        "messages received but waiting for what they depend on",
-    ),
+    family("chatmesh_held_back_messages", Gauge, COUNT, "messages received but waiting for what they depend on"),
     family(
         "chatmesh_retransmits_total",
         Counter,
@@ -179,12 +170,7 @@ pub const FAMILIES: &[Family] = &[
     family("chatmesh_frames_out_total", Counter, COUNT, "frames sent on links"),
     family("chatmesh_bytes_in_total", Counter, BYTES, "frame bytes received on links (after decryption)"),
     family("chatmesh_bytes_out_total", Counter, BYTES, "frame bytes sent on links (before encryption)"),
-    family(
-        "chatmesh_datagrams_in_total",
-        Counter,
-        COUNT,
-        "datagrams received that opened with the network key",
-    ),
+    family("chatmesh_datagrams_in_total", Counter, COUNT, "datagrams received that opened with the network key"),
     family(
         "chatmesh_datagrams_out_total",
         Counter,
