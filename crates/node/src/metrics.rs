@@ -212,7 +212,8 @@ pub const FAMILIES: &[Family] = &[
 ];
 
 impl Family {
-    /// Gives the recorder this family's `# HELP` text and unit.
+    /// Gives the recorder this family's `# HELP` text and unit. This is what `describe_counter!` and its kin
+    /// expand to; called directly because the macros take a unit, not an `Option` of one.
     fn describe(&self, recorder: &dyn Recorder) {
         let (name, help) = (self.name.into(), self.help.into());
         match self.kind {
