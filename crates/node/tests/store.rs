@@ -160,12 +160,7 @@ fn a_version_1_database_is_migrated_with_its_messages_intact() {
             )
         })
         .collect();
-    let mut state = HistoryState::default();
-    messages.iter().for_each(|m| state.apply(m));
-    state.seal();
-    let mut store = Store::open(&path).unwrap();
-    store.commit(&[Write::Messages { messages: messages.clone(), state: state.clone() }]).unwrap();
-    drop(store);
+    let state = store_new(&path, &messages);
     // What version 1 wrote: each message's encoding without the proof, which is its last byte (see
     // `a_message_stored_before_batches_is_its_encoding_without_the_last_byte`).
     let conn = rusqlite_connection(&path);
@@ -208,12 +203,7 @@ fn a_version_2_database_is_migrated_and_then_keeps_acknowledgements() {
     let me = key_of(&sk.to_bytes());
     let messages: Vec<Message> =
         (1..=20u64).map(|k| Message::sign(&sk, k, k, vec![], 1_000 + k, Body::Text(format!("v2 {k}")))).collect();
-    let mut state = HistoryState::default();
-    messages.iter().for_each(|m| state.apply(m));
-    state.seal();
-    let mut store = Store::open(&path).unwrap();
-    store.commit(&[Write::Messages { messages: messages.clone(), state: state.clone() }]).unwrap();
-    drop(store);
+    let mut state = store_new(&path, &messages);
     let conn = rusqlite_connection(&path);
     strip_acknowledgements(&conn);
     conn.execute_batch("PRAGMA user_version = 2;").unwrap();
@@ -237,6 +227,16 @@ fn a_version_2_database_is_migrated_and_then_keeps_acknowledgements() {
     assert_eq!(restored.acked, state.acked);
     assert_eq!(restored, state);
     assert_eq!(store.message_count().unwrap(), 20, "a summary-only write adds no message");
+}
+
+/// A new database at `path` holding `messages` (in one commit) and their summary, which it returns; closed.
+fn store_new(path: &std::path::Path, messages: &[Message]) -> HistoryState {
+    let mut state = HistoryState::default();
+    messages.iter().for_each(|m| state.apply(m));
+    state.seal();
+    let mut store = Store::open(path).unwrap();
+    store.commit(&[Write::Messages { messages: messages.to_vec(), state: state.clone() }]).unwrap();
+    state
 }
 
 fn rusqlite_connection(path: &std::path::Path) -> rusqlite::Connection {
@@ -423,11 +423,8 @@ fn membership_events_are_found_without_the_chat_also_in_a_store_written_before_t
         (1..=6u64).map(|k| Message::sign(&sk, k, k, vec![], 0, Body::Text(format!("chat {k}")))).collect();
     messages[1] = membership(&sk, 2, 2, "bruno");
     messages[4] = membership(&sk, 5, 3, "carla");
-    let mut state = HistoryState::default();
-    messages.iter().for_each(|m| state.apply(m));
-    state.seal();
-    let mut store = Store::open(&path).unwrap();
-    store.commit(&[Write::Messages { messages: messages.clone(), state }]).unwrap();
+    store_new(&path, &messages);
+    let store = Store::open(&path).unwrap();
     let events = vec![messages[1].clone(), messages[4].clone()];
     assert_eq!(store.membership_events().unwrap(), events);
     drop(store);

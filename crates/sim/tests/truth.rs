@@ -55,6 +55,41 @@ fn assert_clean(sim: &Sim, what: &str) {
     assert!(history_problems(sim).is_empty(), "{what}: {:?}", history_problems(sim));
 }
 
+/// Runs `run` over `seeds` on every core and fails with every seed's error.
+fn assert_all_pass(seeds: &[u64], run: impl Fn(u64) -> Result<(), String> + Sync) {
+    let failures: Vec<String> = run_parallel(seeds, run).into_iter().filter_map(Result::err).collect();
+    assert!(failures.is_empty(), "{} of {} seeds failed: {failures:#?}", failures.len(), seeds.len());
+}
+
+/// Where `line` first stands in `events`.
+fn line_of(events: &[MembershipEvent], line: impl Fn(&MembershipEvent) -> bool) -> Option<usize> {
+    events.iter().position(line)
+}
+
+/// The coordinator of a settled 4-node mesh goes (`go`): on every live node, the line saying so (`cause`,
+/// naming it) is listed before its successor's "coordinates" line.
+fn the_cause_is_listed_before_the_successor(
+    seeds: u64,
+    go: fn(&mut Sim, usize),
+    cause: fn(&MembershipEvent) -> Option<NodeKey>,
+) {
+    for seed in 0..seeds {
+        let (mut sim, c) = mesh(SimOptions::quiet(seed), 4);
+        let old = sim.nodes[c].key;
+        go(&mut sim, c);
+        let next = settle(&mut sim, secs(10)).unwrap();
+        let new = sim.nodes[next].key;
+        for i in sim.live() {
+            let events = events(&sim, i);
+            let gone = line_of(&events, |e| cause(e) == Some(old));
+            let took =
+                line_of(&events, |e| matches!(e, MembershipEvent::CoordinatorChanged { key, .. } if *key == new));
+            assert!(gone.is_some() && took.is_some() && gone < took, "seed {seed}: {events:#?}");
+        }
+        assert_clean(&sim, &format!("seed {seed}"));
+    }
+}
+
 /// The issue's report: the coordinator is stopped for 1, 5 or 30 s while the others chat, then continued.
 /// On continuing, its overdue timers may fire before it reads what arrived meanwhile (drawn per seed). It
 /// must not record anyone else as failed (it was the silent one), nor take the role back.
@@ -95,17 +130,9 @@ fn paused_coordinator_run(seed: u64, pause: Duration) -> Result<(), String> {
 fn a_paused_coordinator_records_no_false_failures_when_it_continues() {
     let seeds = seeds_from_env(40);
     for pause in [secs(1), secs(5), secs(30)] {
-        let failures: Vec<String> = run_parallel(&seeds, |s| paused_coordinator_run(s, pause))
-            .into_iter()
-            .zip(&seeds)
-            .filter_map(|(r, s)| r.err().map(|e| format!("seed {s}: {e}")))
-            .collect();
-        assert!(
-            failures.is_empty(),
-            "paused {pause:?}: {} of {} seeds failed: {failures:#?}",
-            failures.len(),
-            seeds.len()
-        );
+        assert_all_pass(&seeds, |s| {
+            paused_coordinator_run(s, pause).map_err(|e| format!("paused {pause:?}, seed {s}: {e}"))
+        });
     }
 }
 
@@ -114,7 +141,7 @@ fn a_paused_coordinator_records_no_false_failures_when_it_continues() {
 #[test]
 fn a_paused_member_records_no_false_failure_of_the_coordinator_when_it_continues() {
     let seeds = seeds_from_env(40);
-    let failures: Vec<String> = run_parallel(&seeds, |seed| {
+    assert_all_pass(&seeds, |seed| {
         let (mut sim, c) = mesh(SimOptions::quiet(seed), 4);
         // The most senior member: the one an election would make coordinator.
         let m = (0..4).filter(|&i| i != c).min_by_key(|&i| sim.node(i).and_then(|n| n.my_id())).unwrap();
@@ -130,11 +157,7 @@ fn a_paused_member_records_no_false_failure_of_the_coordinator_when_it_continues
             return Err(format!("seed {seed}: the coordinator was recorded as failed {:?}", sim.obs.violations));
         }
         Ok(())
-    })
-    .into_iter()
-    .filter_map(Result::err)
-    .collect();
-    assert!(failures.is_empty(), "{failures:#?}");
+    });
 }
 
 /// Issue 20, item 6: newcomers get higher IDs than everyone, and with "the highest ID ranks highest" each
@@ -143,7 +166,7 @@ fn a_paused_member_records_no_false_failure_of_the_coordinator_when_it_continues
 #[test]
 fn joins_and_restarts_never_change_the_coordinator() {
     let seeds = seeds_from_env(30);
-    let failures: Vec<String> = run_parallel(&seeds, |seed| {
+    assert_all_pass(&seeds, |seed| {
         let (mut sim, c) = mesh(SimOptions::quiet(seed), 3);
         let (key, term) = (sim.nodes[c].key, sim.node(c).unwrap().term());
         let check = |sim: &Sim, what: &str| -> Result<(), String> {
@@ -188,32 +211,16 @@ fn joins_and_restarts_never_change_the_coordinator() {
         }
         assert_clean(&sim, &format!("seed {seed}"));
         Ok(())
-    })
-    .into_iter()
-    .filter_map(Result::err)
-    .collect();
-    assert!(failures.is_empty(), "{failures:#?}");
+    });
 }
 
 /// Issue 20, item 5: the failure that caused an election is listed before the new coordinator's line.
 #[test]
 fn the_failure_that_caused_an_election_is_listed_before_the_new_coordinator() {
-    for seed in 0..10 {
-        let (mut sim, c) = mesh(SimOptions::quiet(seed), 4);
-        let old = sim.nodes[c].key;
-        sim.crash(c);
-        let next = settle(&mut sim, secs(10)).unwrap();
-        let new = sim.nodes[next].key;
-        for i in sim.live() {
-            let events = events(&sim, i);
-            let failed = events.iter().position(|e| matches!(e, MembershipEvent::Failed { key, .. } if *key == old));
-            let took =
-                events.iter().position(|e| matches!(e, MembershipEvent::CoordinatorChanged { key, .. } if *key == new));
-            assert!(failed.is_some() && took.is_some(), "seed {seed}: {events:?}");
-            assert!(failed < took, "seed {seed}: {events:?}");
-        }
-        assert_clean(&sim, &format!("seed {seed}"));
-    }
+    the_cause_is_listed_before_the_successor(10, Sim::crash, |e| match e {
+        MembershipEvent::Failed { key, .. } => Some(*key),
+        _ => None,
+    });
 }
 
 /// Issue 20, item 5: a newcomer that becomes coordinator before it has synced the history (everyone else
@@ -239,9 +246,8 @@ fn a_newcomer_that_takes_over_at_once_writes_after_its_own_join() {
         sim.run_for(secs(3));
         let key = sim.nodes[newcomer].key;
         let events = events(&sim, newcomer);
-        let joined = events.iter().position(|e| matches!(e, MembershipEvent::Joined { key: k, .. } if *k == key));
-        let took =
-            events.iter().position(|e| matches!(e, MembershipEvent::CoordinatorChanged { key: k, .. } if *k == key));
+        let joined = line_of(&events, |e| matches!(e, MembershipEvent::Joined { key: k, .. } if *k == key));
+        let took = line_of(&events, |e| matches!(e, MembershipEvent::CoordinatorChanged { key: k, .. } if *k == key));
         let (Some(joined), Some(took)) = (joined, took) else {
             panic!("seed {seed}: the newcomer's history lacks its joined or coordinates line: {events:#?}")
         };
@@ -256,7 +262,7 @@ fn a_newcomer_that_takes_over_at_once_writes_after_its_own_join() {
 #[test]
 fn a_member_cut_off_or_founding_alone_rejoins_without_taking_over() {
     let seeds = seeds_from_env(20);
-    let failures: Vec<String> = run_parallel(&seeds, |seed| {
+    assert_all_pass(&seeds, |seed| {
         let (mut sim, c) = mesh(SimOptions::quiet(seed), 5);
         let key = sim.nodes[c].key;
         let junior =
@@ -289,30 +295,19 @@ fn a_member_cut_off_or_founding_alone_rejoins_without_taking_over() {
         }
         assert_clean(&sim, &format!("seed {seed}"));
         Ok(())
-    })
-    .into_iter()
-    .filter_map(Result::err)
-    .collect();
-    assert!(failures.is_empty(), "{failures:#?}");
+    });
 }
 
 /// Review finding: a coordinator that leaves sent its view before the history line, so its successor could
 /// write "coordinates" at the same lamport as "left" and sort before it. The departure is listed first.
 #[test]
 fn a_departing_coordinator_is_listed_before_its_successor() {
-    for seed in 0..20 {
-        let (mut sim, c) = mesh(SimOptions::quiet(seed), 4);
-        let old = sim.nodes[c].key;
-        sim.command(c, Command::Leave);
-        let next = settle(&mut sim, secs(10)).unwrap();
-        let new = sim.nodes[next].key;
-        for i in sim.live() {
-            let events = events(&sim, i);
-            let left = events.iter().position(|e| matches!(e, MembershipEvent::Left { key, .. } if *key == old));
-            let took =
-                events.iter().position(|e| matches!(e, MembershipEvent::CoordinatorChanged { key, .. } if *key == new));
-            assert!(left.is_some() && took.is_some() && left < took, "seed {seed}: {events:#?}");
-        }
-        assert_clean(&sim, &format!("seed {seed}"));
-    }
+    the_cause_is_listed_before_the_successor(
+        20,
+        |sim, c| sim.command(c, Command::Leave),
+        |e| match e {
+            MembershipEvent::Left { key, .. } => Some(*key),
+            _ => None,
+        },
+    );
 }
