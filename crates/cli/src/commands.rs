@@ -157,6 +157,25 @@ pub fn fmt_time(ms: u64) -> String {
     }
 }
 
+/// A message's time as a chat shows it at `now_ms`: `HH:MM:SS` today, `Mon DD HH:MM:SS` earlier this year,
+/// `YYYY-MM-DD HH:MM:SS` before that (local time; UTC where the C library cannot tell).
+pub fn fmt_stamp(ms: u64, now_ms: u64) -> String {
+    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    let day = |ms: u64| match local_time(ms) {
+        Some(tm) => (i64::from(tm.tm_year) + 1900, (tm.tm_mon + 1) as u32, tm.tm_mday as u32),
+        None => civil_from_days((ms / 86_400_000) as i64),
+    };
+    let (then, now) = (day(ms), day(now_ms));
+    let time = fmt_time(ms);
+    if then == now {
+        time
+    } else if then.0 == now.0 {
+        format!("{} {:02} {time}", MONTHS[(then.1 as usize).clamp(1, 12) - 1], then.2)
+    } else {
+        format!("{:04}-{:02}-{:02} {time}", then.0, then.1, then.2)
+    }
+}
+
 /// `YYYY-MM-DD HH:MM:SS` of a Unix time in milliseconds, in the local time zone (UTC, marked `Z`, where
 /// the C library cannot tell).
 pub fn fmt_date_time(ms: u64) -> String {

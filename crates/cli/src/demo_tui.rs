@@ -6,6 +6,7 @@
 //! and the terminal is restored at the end, on failure, on interrupt and on panic. `DemoView` is plain data with
 //! pure methods that the tests drive on a `TestBackend`.
 
+use crate::term::{self, wrap};
 use crossterm::event::{Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use ratatui::backend::CrosstermBackend;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -18,9 +19,9 @@ use std::cell::Cell;
 use std::collections::VecDeque;
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Once, PoisonError, TryLockError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Lines kept per node pane and in the narration (the panes show the last that fit).
 const MAX_LINES: usize = 300;
@@ -326,7 +327,7 @@ where
         return Vec::new();
     }
     for l in lines.rev() {
-        for r in wrap(&l, width).into_iter().rev() {
+        for r in wrap(&l, width, 0).into_iter().rev() {
             if rows.len() == height {
                 return rows.into();
             }
@@ -355,48 +356,6 @@ pub fn pane_grid(n: usize, area: Rect) -> Vec<Rect> {
         }
     }
     out
-}
-
-/// Breaks styled text into rows of at most `width` characters, at spaces where it can.
-fn wrap(spans: &[Span<'static>], width: usize) -> Vec<Line<'static>> {
-    let width = width.max(1);
-    let cells: Vec<(char, Style)> = spans.iter().flat_map(|s| s.content.chars().map(move |c| (c, s.style))).collect();
-    let mut rows = Vec::new();
-    let mut start = 0;
-    while start < cells.len() {
-        let rest = &cells[start..];
-        if rest.len() <= width {
-            rows.push(to_line(rest));
-            break;
-        }
-        let cut = rest[..=width].iter().rposition(|(c, _)| *c == ' ').filter(|p| *p > 0).unwrap_or(width);
-        rows.push(to_line(&rest[..cut]));
-        start += cut;
-        while start < cells.len() && cells[start].0 == ' ' {
-            start += 1;
-        }
-    }
-    if rows.is_empty() {
-        rows.push(Line::default());
-    }
-    rows
-}
-
-fn to_line(cells: &[(char, Style)]) -> Line<'static> {
-    let mut spans: Vec<Span<'static>> = Vec::new();
-    let mut text = String::new();
-    let mut style = None;
-    for (c, s) in cells {
-        if style.is_some_and(|x| x != *s) {
-            spans.push(Span::styled(std::mem::take(&mut text), style.unwrap_or_default()));
-        }
-        style = Some(*s);
-        text.push(*c);
-    }
-    if !text.is_empty() {
-        spans.push(Span::styled(text, style.unwrap_or_default()));
-    }
-    Line::from(spans)
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -549,60 +508,8 @@ impl Narrator {
 // ---------------------------------------------------------------------------------------------------------------
 // The terminal.
 
-/// Whether the terminal is in raw mode and on the alternate screen.
-static ACTIVE: AtomicBool = AtomicBool::new(false);
-/// Held while a frame is drawn, so that the panic hook does not restore the terminal in the middle of one.
-static DRAW: Mutex<()> = Mutex::new(());
-static HOOK: Once = Once::new();
-
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn restore_terminal() {
-    use crossterm::{cursor, execute, terminal};
-    let _ = terminal::disable_raw_mode();
-    let _ = execute!(std::io::stdout(), terminal::LeaveAlternateScreen, cursor::Show);
-}
-
-/// Restores the terminal if it is still taken (only once, whoever asks first).
-fn leave() {
-    let _g = lock(&DRAW);
-    if ACTIVE.swap(false, Ordering::SeqCst) {
-        restore_terminal();
-    }
-}
-
-/// `DRAW`, waited for up to `limit` (`None` if a frame takes longer than that).
-fn lock_draw_within(limit: Duration) -> Option<MutexGuard<'static, ()>> {
-    let deadline = Instant::now() + limit;
-    loop {
-        match DRAW.try_lock() {
-            Ok(g) => return Some(g),
-            Err(TryLockError::Poisoned(p)) => return Some(p.into_inner()),
-            Err(TryLockError::WouldBlock) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
-            Err(TryLockError::WouldBlock) => return None,
-        }
-    }
-}
-
-/// Restores the terminal before any panic is reported, so that the message is readable and the shell usable.
-fn install_panic_hook() {
-    HOOK.call_once(|| {
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            if ACTIVE.load(Ordering::SeqCst) {
-                // Let a frame being drawn finish (unless the drawing is what panicked), but never wait long.
-                let on_ui = std::thread::current().name() == Some(UI_THREAD);
-                let guard = if on_ui { None } else { lock_draw_within(Duration::from_millis(500)) };
-                if ACTIVE.swap(false, Ordering::SeqCst) {
-                    restore_terminal();
-                }
-                drop(guard);
-            }
-            previous(info);
-        }));
-    });
 }
 
 /// The split screen, drawn by a thread of its own from the shared view.
@@ -615,16 +522,15 @@ pub struct Screen {
 impl Screen {
     /// Takes the terminal (raw mode, alternate screen) and starts drawing `view`; `q` and Ctrl-C set `interrupted`.
     pub fn start(view: DemoView, interrupted: &'static AtomicBool) -> std::io::Result<Screen> {
-        use crossterm::{cursor, execute, terminal};
-        install_panic_hook();
-        terminal::enable_raw_mode()?;
-        ACTIVE.store(true, Ordering::SeqCst);
-        let setup = execute!(std::io::stdout(), terminal::EnterAlternateScreen, cursor::Hide)
+        use crossterm::{cursor, execute};
+        // No mouse reporting: people select and copy the demo's text. Any panic gives the terminal back.
+        term::enter(false, false)?;
+        let setup = execute!(std::io::stdout(), cursor::Hide)
             .and_then(|_| Terminal::new(CrosstermBackend::new(std::io::stdout())));
         let mut terminal = match setup {
             Ok(t) => t,
             Err(e) => {
-                leave();
+                term::leave();
                 return Err(e);
             }
         };
@@ -640,7 +546,7 @@ impl Screen {
         match ui {
             Ok(ui) => Ok(Screen { view, stop, ui: Some(ui) }),
             Err(e) => {
-                leave();
+                term::leave();
                 Err(e)
             }
         }
@@ -648,7 +554,7 @@ impl Screen {
 
     /// Whether the screen is still being drawn.
     fn is_up(&self) -> bool {
-        ACTIVE.load(Ordering::SeqCst) && self.ui.as_ref().is_some_and(|h| !h.is_finished())
+        term::active() && self.ui.as_ref().is_some_and(|h| !h.is_finished())
     }
 
     /// Stops drawing and restores the terminal (again: nothing).
@@ -657,7 +563,7 @@ impl Screen {
         if let Some(ui) = self.ui.take() {
             let _ = ui.join();
         }
-        leave();
+        term::leave();
     }
 }
 
@@ -676,12 +582,17 @@ fn is_stop_key(k: &KeyEvent) -> bool {
         }
 }
 
+fn is_suspend_key(k: &KeyEvent) -> bool {
+    k.kind != KeyEventKind::Release && k.code == KeyCode::Char('z') && k.modifiers.contains(KeyModifiers::CONTROL)
+}
+
 fn draw_loop<B: ratatui::backend::Backend>(
     mut terminal: Terminal<B>,
     view: &Mutex<DemoView>,
     stop: &AtomicBool,
     interrupted: &AtomicBool,
 ) {
+    term::claim_ui_thread();
     let mut keys = true;
     while !stop.load(Ordering::SeqCst) {
         let drawn = {
@@ -689,15 +600,18 @@ fn draw_loop<B: ratatui::backend::Backend>(
             if interrupted.load(Ordering::SeqCst) {
                 v.stopping = true;
             }
-            let _d = lock(&DRAW);
-            if !ACTIVE.load(Ordering::SeqCst) {
+            let _d = term::draw_lock();
+            if !term::active() {
                 return;
+            }
+            if term::take_repaint() {
+                let _ = terminal.clear();
             }
             terminal.draw(|f| v.render(f)).is_ok()
         };
         if !drawn {
             // The terminal is gone or broken: give it back and let the demo go on in plain text.
-            leave();
+            term::leave();
             return;
         }
         if !keys {
@@ -708,6 +622,8 @@ fn draw_loop<B: ratatui::backend::Backend>(
             Ok(false) => {}
             Ok(true) => match crossterm::event::read() {
                 Ok(Event::Key(k)) if is_stop_key(&k) => interrupted.store(true, Ordering::SeqCst),
+                // Ctrl-Z: the shell gets the terminal until `fg` (the demo's nodes are paused with it).
+                Ok(Event::Key(k)) if is_suspend_key(&k) => term::suspend(),
                 Ok(_) => {}
                 Err(_) => keys = false,
             },
@@ -866,13 +782,13 @@ mod tests {
 
     #[test]
     fn wrapping_breaks_at_spaces_and_cuts_long_words() {
-        let rows = wrap(&[Span::raw("olá from ana and bruno")], 9);
+        let rows = wrap(&[Span::raw("olá from ana and bruno")], 9, 0);
         let texts: Vec<String> = rows.iter().map(|l| l.to_string()).collect();
         assert_eq!(texts, ["olá from", "ana and", "bruno"]);
-        let rows = wrap(&[Span::raw("abcdefghij")], 4);
+        let rows = wrap(&[Span::raw("abcdefghij")], 4, 0);
         let texts: Vec<String> = rows.iter().map(|l| l.to_string()).collect();
         assert_eq!(texts, ["abcd", "efgh", "ij"]);
-        assert_eq!(wrap(&[], 5).len(), 1);
+        assert_eq!(wrap(&[], 5, 0).len(), 1);
     }
 
     #[test]

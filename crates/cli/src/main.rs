@@ -8,6 +8,7 @@ mod demo_tui;
 mod history;
 mod run;
 mod sim_demo;
+mod term;
 mod tui;
 
 use clap::{Parser, Subcommand};

@@ -1,40 +1,47 @@
 //! The full-screen terminal interface: the history in canonical order, the members, a status line, the
-//! notices and replies, and an input line.
+//! notices and replies, and an input box with line editing.
 //!
-//! The state lives in [`App`], plain data with pure methods (`apply_notice`, `on_key`, `render`) that the tests
-//! drive without a terminal; [`run`] owns the terminal and feeds `App` from the keyboard (read on a thread of its
-//! own), the node's event stream, a status poll every 300 ms and the results of spawned sends and commands.
+//! The state lives in [`App`], plain data with pure methods (`apply_notice`, `on_key`, `on_mouse`, `render`)
+//! that the tests drive without a terminal; [`run`] owns the terminal (through `term`) and feeds `App` from
+//! crossterm's event stream (keys, paste, mouse, focus, resize), the node's event stream, a status poll every
+//! 300 ms, the results of spawned sends and commands, and the signals (SIGCONT after a stop repaints).
 
 use crate::commands::{self, Cmd, Line as Input, Reply};
 use crate::run::Started;
+use crate::term::{self, text_width, wrap};
 use chatmesh_node::events::{DeliveryView, MessageView, Notice, StatusView};
 use chatmesh_node::Handle;
-use crossterm::event::{Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+use crossterm::event::{Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseEvent, MouseEventKind};
 use ratatui::backend::CrosstermBackend;
-use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::layout::{Constraint, Layout, Position, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Clear, Paragraph};
 use ratatui::{Frame, Terminal};
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, Once};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
+use tui_textarea::TextArea;
 
 /// Messages kept on screen (the oldest go first beyond this; `/history` still reads the store).
 const MAX_MESSAGES: usize = 5000;
-/// Notices kept (the box shows the last few).
+/// Notices kept (the pane scrolls through them).
 const MAX_NOTES: usize = 200;
-/// Rows of notices shown under the history.
+/// Rows the notices pane grows to (more when the newest notice needs them: it is never cut).
 const NOTE_ROWS: usize = 5;
+/// Rows the input box grows to (a multi-line message scrolls inside it beyond this).
+const INPUT_ROWS: usize = 5;
+/// Rows one turn of the mouse wheel scrolls.
+const WHEEL_ROWS: usize = 3;
 /// Width of the members pane.
 const MEMBERS_WIDTH: u16 = 30;
 /// Continuation rows of a wrapped message start under its text, after the time.
 const INDENT: usize = 9;
 const STATUS_EVERY: Duration = Duration::from_millis(300);
 const STOP_WAIT: Duration = Duration::from_secs(3);
+const PLACEHOLDER: &str = "type a message or /help; Alt-Enter new line; PgUp/PgDn scroll; Ctrl-C leaves";
+const UNREAD_MARK: &str = "── new ──";
 
 /// Colours for authors' names, chosen by a hash of the key.
 const AUTHOR_COLOURS: [Color; 8] = [
@@ -59,6 +66,8 @@ pub enum Action {
     Send(String),
     /// Run a command; the string is the line typed (the title of its reply).
     Exec(Cmd, String),
+    /// Ctrl-Z: give the terminal back and stop until the shell continues us.
+    Suspend,
     /// Leave the mesh gracefully.
     Quit,
     /// Stop at once (a second Ctrl-C while leaving).
@@ -87,8 +96,17 @@ struct Popup {
 }
 
 /// A second Esc within this leaves the mesh; later, it only reminds again.
-const ESC_WINDOW: std::time::Duration = std::time::Duration::from_millis(1500);
+const ESC_WINDOW: Duration = Duration::from_millis(1500);
 const ESC_REMINDER: &str = "press Esc again (within 1.5 s) to leave the mesh";
+
+/// An empty input box.
+fn new_input() -> TextArea<'static> {
+    let mut t = TextArea::default();
+    t.set_cursor_line_style(Style::new());
+    t.set_placeholder_text(PLACEHOLDER);
+    t.set_placeholder_style(Style::new().fg(Color::DarkGray));
+    t
+}
 
 /// Everything the screen shows.
 pub struct App {
@@ -101,25 +119,37 @@ pub struct App {
     /// Key (hex) -> (id, name) from the member lists seen, for messages whose author the node did not know yet.
     names: HashMap<String, (u32, String)>,
     notes: VecDeque<Note>,
+    /// Rows of notices hidden below the pane (0: the newest are shown).
+    notes_scroll: usize,
     popup: Option<Popup>,
-    input: Vec<char>,
-    cursor: usize,
+    /// The input box (tui-textarea: readline's keys, several lines with Alt-Enter or a paste).
+    input: TextArea<'static>,
     /// Lines typed before, oldest first, and where Up/Down is among them.
     typed: Vec<String>,
     typed_pos: Option<usize>,
-    draft: Vec<char>,
+    draft: String,
     /// Rows of history hidden below the view (0: follow the bottom).
     scroll: usize,
     /// Messages that arrived while scrolled up.
     unseen: usize,
+    /// The first message from others that arrived while this terminal was out of focus or scrolled up: the
+    /// unread marker goes above it, until the user sends something.
+    unread_from: Option<Key>,
+    /// Whether the terminal has the focus (as its focus reports say; assumed until told otherwise).
+    focused: bool,
     history_width: usize,
     history_height: usize,
+    /// Where the history and the notices were drawn last (for the mouse wheel).
+    history_area: Rect,
+    notes_area: Rect,
     /// When Esc was pressed once: a second press within `ESC_WINDOW` leaves the mesh.
-    esc_armed: Option<std::time::Instant>,
+    esc_armed: Option<Instant>,
     quitting: bool,
     /// A member was renamed: the history shown is read again, so that every row names its author as the
     /// node's naming rule does now (as `/history` does).
     pub reload: bool,
+    /// The clock that decides which timestamps get a date (fixed by the tests).
+    now_ms: Option<u64>,
 }
 
 impl App {
@@ -132,19 +162,24 @@ impl App {
             status: None,
             names: HashMap::new(),
             notes: VecDeque::new(),
+            notes_scroll: 0,
             popup: None,
-            input: Vec::new(),
-            cursor: 0,
+            input: new_input(),
             typed: Vec::new(),
             typed_pos: None,
-            draft: Vec::new(),
+            draft: String::new(),
             scroll: 0,
             unseen: 0,
+            unread_from: None,
+            focused: true,
             history_width: 0,
             history_height: 0,
+            history_area: Rect::default(),
+            notes_area: Rect::default(),
             esc_armed: None,
             quitting: false,
             reload: false,
+            now_ms: None,
         }
     }
 
@@ -176,6 +211,8 @@ impl App {
         while self.notes.len() > MAX_NOTES {
             self.notes.pop_front();
         }
+        // A new notice brings the pane back to the newest.
+        self.notes_scroll = 0;
     }
 
     pub fn info(&mut self, text: impl Into<String>) {
@@ -205,18 +242,27 @@ impl App {
             return;
         }
         let key: Key = (m.lamport, m.author.clone(), m.seq);
+        let mut rows = 0;
         if self.scroll > 0 {
             // Keep the view where it is: the new rows are (nearly always) below it.
-            self.scroll += self.message_rows(&m, self.history_width.max(1)).len();
+            rows += self.message_rows(&m, self.history_width.max(1)).len();
             self.unseen += 1;
         }
+        if !m.own && m.kind != "event" && self.unread_from.is_none() && (self.scroll > 0 || !self.focused) {
+            self.unread_from = Some(key.clone());
+            rows += usize::from(self.scroll > 0);
+        }
+        self.scroll += if self.scroll > 0 { rows } else { 0 };
         self.ids.insert(m.id.clone(), key.clone());
         self.messages.insert(key, m);
         while self.messages.len() > MAX_MESSAGES {
-            if let Some((_, old)) = self.messages.pop_first() {
+            if let Some((k, old)) = self.messages.pop_first() {
                 self.ids.remove(&old.id);
                 if old.own {
                     self.acks.remove(&old.seq);
+                }
+                if self.unread_from.as_ref() == Some(&k) {
+                    self.unread_from = None;
                 }
             }
         }
@@ -244,6 +290,15 @@ impl App {
             self.names.insert(m.key.clone(), (m.id, m.name.clone()));
         }
         self.status = Some(s);
+    }
+
+    /// The terminal gained or lost the focus: messages that arrive while it is away are marked unread.
+    pub fn set_focus(&mut self, focused: bool) {
+        if !focused && self.focused {
+            // Leaving again: what was unread before has been seen.
+            self.unread_from = None;
+        }
+        self.focused = focused;
     }
 
     /// Applies one event of the node; answers whether the member list should be refreshed now.
@@ -311,36 +366,47 @@ impl App {
         reply.quit
     }
 
-    /// Pasted text goes into the input line (one line: every line end becomes a space, whether the terminal
-    /// sends LF, CR LF or a lone CR, as most terminals do; so words on either side of it stay apart).
+    /// Pasted text goes into the input box with its line breaks (whether the terminal sends LF, CR LF or a
+    /// lone CR, as most do): a multi-line paste is a multi-line message. Tabs become spaces, other control
+    /// characters are dropped, and so are line ends at the very end (a copied line usually carries one).
     pub fn paste(&mut self, text: &str) {
         let text = text.replace("\r\n", "\n").replace('\r', "\n");
-        for c in text.chars() {
-            let c = if c == '\n' || c == '\t' { ' ' } else { c };
-            if c.is_control() {
-                continue;
-            }
-            self.input.insert(self.cursor, c);
-            self.cursor += 1;
-        }
+        let clean: String =
+            text.chars().map(|c| if c == '\t' { ' ' } else { c }).filter(|&c| c == '\n' || !c.is_control()).collect();
+        self.input.insert_str(clean.trim_end_matches('\n'));
     }
 
     pub fn input_text(&self) -> String {
-        self.input.iter().collect()
+        self.input.lines().join("\n")
+    }
+
+    fn set_input(&mut self, text: &str) {
+        self.input = new_input();
+        self.input.insert_str(text);
+    }
+
+    fn input_is_empty(&self) -> bool {
+        self.input.lines().iter().all(String::is_empty)
     }
 
     pub fn on_key(&mut self, k: KeyEvent) -> Action {
-        self.on_key_at(k, std::time::Instant::now())
+        self.on_key_at(k, Instant::now())
     }
 
     /// `on_key` at `now` (the Esc-twice window is measured in time).
-    pub fn on_key_at(&mut self, k: KeyEvent, now: std::time::Instant) -> Action {
+    pub fn on_key_at(&mut self, k: KeyEvent, now: Instant) -> Action {
         if k.kind == KeyEventKind::Release {
             return Action::None;
         }
         let ctrl = k.modifiers.contains(KeyModifiers::CONTROL);
-        if ctrl && matches!(k.code, KeyCode::Char('c') | KeyCode::Char('d')) {
-            return if self.quitting { Action::QuitNow } else { Action::Quit };
+        let alt = k.modifiers.contains(KeyModifiers::ALT);
+        let quit = if self.quitting { Action::QuitNow } else { Action::Quit };
+        match k.code {
+            KeyCode::Char('c') if ctrl => return quit,
+            // Ctrl-D leaves on an empty line, as in a shell; otherwise it deletes the next character.
+            KeyCode::Char('d') if ctrl && self.input_is_empty() => return quit,
+            KeyCode::Char('z') if ctrl => return Action::Suspend,
+            _ => {}
         }
         if let Some(p) = &mut self.popup {
             match k.code {
@@ -378,44 +444,73 @@ impl App {
             return Action::None;
         }
         self.esc_armed = None;
+        let page = self.history_height.saturating_sub(1).max(1);
+        let (row, _) = self.input.cursor();
         match k.code {
+            // Alt-Enter (or Shift-Enter where the terminal tells it apart) starts a new line of the message.
+            KeyCode::Enter if alt || k.modifiers.contains(KeyModifiers::SHIFT) => self.input.insert_newline(),
             KeyCode::Enter => return self.submit(),
-            KeyCode::Char(c) if ctrl => match c {
-                'u' => {
-                    self.input.clear();
-                    self.cursor = 0;
+            // Readline's Ctrl-U (tui-textarea's is undo).
+            KeyCode::Char('u') if ctrl => {
+                self.input.delete_line_by_head();
+            }
+            KeyCode::Up if k.modifiers.is_empty() && row == 0 => self.history_up(),
+            KeyCode::Down if k.modifiers.is_empty() && row + 1 >= self.input.lines().len() => self.history_down(),
+            KeyCode::PageUp if alt => self.scroll_notes_up(NOTE_ROWS),
+            KeyCode::PageDown if alt => self.notes_scroll = self.notes_scroll.saturating_sub(NOTE_ROWS),
+            KeyCode::PageUp => self.scroll_up(page),
+            KeyCode::PageDown => self.scroll_down(page),
+            // No tab stops in a chat line.
+            KeyCode::Tab | KeyCode::BackTab => {}
+            _ => {
+                self.input.input(k);
+            }
+        }
+        Action::None
+    }
+
+    /// The mouse: the wheel scrolls the history or, over it, the notices pane.
+    pub fn on_mouse(&mut self, m: MouseEvent) {
+        let at = Position { x: m.column, y: m.row };
+        let over_notes = self.notes_area.contains(at);
+        match m.kind {
+            MouseEventKind::ScrollUp if over_notes => self.scroll_notes_up(WHEEL_ROWS),
+            MouseEventKind::ScrollDown if over_notes => {
+                self.notes_scroll = self.notes_scroll.saturating_sub(WHEEL_ROWS)
+            }
+            MouseEventKind::ScrollUp => {
+                if let Some(p) = &mut self.popup {
+                    p.scroll = p.scroll.saturating_sub(WHEEL_ROWS);
+                } else {
+                    self.scroll_up(WHEEL_ROWS);
                 }
-                'a' => self.cursor = 0,
-                'e' => self.cursor = self.input.len(),
-                _ => {}
-            },
-            KeyCode::Char(c) if !c.is_control() => {
-                self.input.insert(self.cursor, c);
-                self.cursor += 1;
             }
-            KeyCode::Backspace if self.cursor > 0 => {
-                self.cursor -= 1;
-                self.input.remove(self.cursor);
-            }
-            KeyCode::Delete if self.cursor < self.input.len() => {
-                self.input.remove(self.cursor);
-            }
-            KeyCode::Left => self.cursor = self.cursor.saturating_sub(1),
-            KeyCode::Right => self.cursor = (self.cursor + 1).min(self.input.len()),
-            KeyCode::Home => self.cursor = 0,
-            KeyCode::End => self.cursor = self.input.len(),
-            KeyCode::Up => self.history_up(),
-            KeyCode::Down => self.history_down(),
-            KeyCode::PageUp => self.scroll += self.history_height.saturating_sub(1).max(1),
-            KeyCode::PageDown => {
-                self.scroll = self.scroll.saturating_sub(self.history_height.saturating_sub(1).max(1));
-                if self.scroll == 0 {
-                    self.unseen = 0;
+            MouseEventKind::ScrollDown => {
+                if let Some(p) = &mut self.popup {
+                    p.scroll += WHEEL_ROWS;
+                } else {
+                    self.scroll_down(WHEEL_ROWS);
                 }
             }
             _ => {}
         }
-        Action::None
+    }
+
+    fn scroll_up(&mut self, rows: usize) {
+        // Clamped at the top by the next render.
+        self.scroll += rows;
+    }
+
+    fn scroll_down(&mut self, rows: usize) {
+        self.scroll = self.scroll.saturating_sub(rows);
+        if self.scroll == 0 {
+            self.unseen = 0;
+        }
+    }
+
+    fn scroll_notes_up(&mut self, rows: usize) {
+        // Clamped by the next render.
+        self.notes_scroll += rows;
     }
 
     fn history_up(&mut self) {
@@ -424,14 +519,14 @@ impl App {
         }
         let pos = match self.typed_pos {
             None => {
-                self.draft = self.input.clone();
+                self.draft = self.input_text();
                 self.typed.len() - 1
             }
             Some(p) => p.saturating_sub(1),
         };
         self.typed_pos = Some(pos);
-        self.input = self.typed[pos].chars().collect();
-        self.cursor = self.input.len();
+        let line = self.typed[pos].clone();
+        self.set_input(&line);
     }
 
     fn history_down(&mut self) {
@@ -439,20 +534,20 @@ impl App {
             None => {}
             Some(p) if p + 1 < self.typed.len() => {
                 self.typed_pos = Some(p + 1);
-                self.input = self.typed[p + 1].chars().collect();
+                let line = self.typed[p + 1].clone();
+                self.set_input(&line);
             }
             Some(_) => {
                 self.typed_pos = None;
-                self.input = std::mem::take(&mut self.draft);
+                let draft = std::mem::take(&mut self.draft);
+                self.set_input(&draft);
             }
         }
-        self.cursor = self.input.len();
     }
 
     fn submit(&mut self) -> Action {
         let line = self.input_text();
-        self.input.clear();
-        self.cursor = 0;
+        self.input = new_input();
         self.typed_pos = None;
         self.draft.clear();
         if line.trim().is_empty() {
@@ -468,9 +563,10 @@ impl App {
         match commands::parse(&line) {
             Ok(Input::Nothing) => Action::None,
             Ok(Input::Message(text)) => {
-                // Writing brings the view back to the newest messages.
+                // Writing brings the view back to the newest messages, and means what came before was read.
                 self.scroll = 0;
                 self.unseen = 0;
+                self.unread_from = None;
                 Action::Send(text)
             }
             Ok(Input::Command(cmd)) => Action::Exec(cmd, line.trim().to_owned()),
@@ -491,8 +587,18 @@ impl App {
         (m.author.get(..8).unwrap_or(&m.author).to_owned(), m.author_id)
     }
 
+    fn now_ms(&self) -> u64 {
+        self.now_ms.unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0)
+        })
+    }
+
     fn message_spans(&self, m: &MessageView) -> Vec<Span<'static>> {
-        let time = Span::styled(format!("{} ", commands::fmt_time(m.sent_at)), Style::new().fg(Color::DarkGray));
+        let stamp = commands::fmt_stamp(m.sent_at, self.now_ms());
+        let time = Span::styled(format!("{stamp} "), Style::new().fg(Color::DarkGray));
         if m.kind == "event" {
             let style = Style::new().fg(Color::DarkGray).add_modifier(Modifier::ITALIC);
             return vec![time, Span::styled(format!("* {}", m.text), style)];
@@ -526,17 +632,35 @@ impl App {
         if area.width == 0 || area.height == 0 {
             return;
         }
+        // The input box grows with the lines of the message, up to INPUT_ROWS (never over half the screen).
+        let input_rows = self.input.lines().len().clamp(1, INPUT_ROWS).min((area.height as usize / 2).max(1)) as u16;
         let [main, status_area, input_area] =
-            Layout::vertical([Constraint::Min(0), Constraint::Length(1), Constraint::Length(1)]).areas(area);
+            Layout::vertical([Constraint::Min(0), Constraint::Length(1), Constraint::Length(input_rows)]).areas(area);
         let members_width = if main.width >= 2 * MEMBERS_WIDTH { MEMBERS_WIDTH } else { 0 };
         let [left, right] = Layout::horizontal([Constraint::Min(0), Constraint::Length(members_width)]).areas(main);
-        let note_rows = self.notes.len().min(NOTE_ROWS) as u16;
-        let notes_height = if note_rows > 0 && left.height >= note_rows + 2 + 5 { note_rows + 2 } else { 0 };
+        let note_rows = self.note_rows(left.width.saturating_sub(2) as usize);
+        // Whole notices only: the newest (up to half the pane, however long), and those before it that fit
+        // within NOTE_ROWS.
+        let mut per_note = vec![0; self.notes.len()];
+        for (i, _) in &note_rows {
+            per_note[*i] += 1;
+        }
+        let mut want = 0;
+        for &rows in per_note.iter().rev() {
+            if want > 0 && want + rows > NOTE_ROWS {
+                break;
+            }
+            want += rows;
+        }
+        let want = want.min(left.height as usize / 2) as u16;
+        let notes_height = if want > 0 && left.height >= want + 2 + 5 { want + 2 } else { 0 };
         let [history_area, notes_area] =
             Layout::vertical([Constraint::Min(0), Constraint::Length(notes_height)]).areas(left);
+        self.history_area = history_area;
+        self.notes_area = notes_area;
         self.render_history(f, history_area);
         if notes_height > 0 {
-            self.render_notes(f, notes_area);
+            self.render_notes(f, notes_area, note_rows);
         }
         if members_width > 0 {
             self.render_members(f, right);
@@ -574,8 +698,13 @@ impl App {
         // From the newest up, just as many rows as the view needs.
         let need = self.scroll + height;
         let mut rows: Vec<Line<'static>> = Vec::new();
-        for m in self.messages.values().rev() {
+        let marker = Style::new().fg(Color::LightRed);
+        for (k, m) in self.messages.iter().rev() {
             rows.extend(self.message_rows(m, width).into_iter().rev());
+            if self.unread_from.as_ref() == Some(k) {
+                let pad = width.saturating_sub(text_width(UNREAD_MARK)) / 2;
+                rows.push(Line::styled(format!("{}{UNREAD_MARK}", " ".repeat(pad)), marker));
+            }
             if rows.len() >= need {
                 break;
             }
@@ -596,24 +725,42 @@ impl App {
         f.render_widget(Paragraph::new(shown), at);
     }
 
-    fn render_notes(&self, f: &mut Frame, area: Rect) {
-        let block = Block::bordered().title(" Notices ").border_style(Style::new().fg(Color::DarkGray));
-        let inner = block.inner(area);
-        f.render_widget(block, area);
-        if inner.width == 0 || inner.height == 0 {
-            return;
-        }
-        let mut rows: Vec<Line<'static>> = Vec::new();
-        for n in self.notes.iter().rev().take(NOTE_ROWS).collect::<Vec<_>>().into_iter().rev() {
+    /// Every notice kept, wrapped to `width`, each row with the index of its notice.
+    fn note_rows(&self, width: usize) -> Vec<(usize, Line<'static>)> {
+        let mut rows = Vec::new();
+        for (i, n) in self.notes.iter().enumerate() {
             let (prefix, style) = match n.level {
                 Level::Info => ("* ", Style::new().fg(Color::Gray)),
                 Level::Reply => ("", Style::new()),
                 Level::Error => ("! ", Style::new().fg(Color::Red)),
             };
-            rows.extend(wrap(&[Span::styled(format!("{prefix}{}", n.text), style)], inner.width as usize, 2));
+            for r in wrap(&[Span::styled(format!("{prefix}{}", n.text), style)], width.max(1), 2) {
+                rows.push((i, r));
+            }
         }
-        let skip = rows.len().saturating_sub(inner.height as usize);
-        f.render_widget(Paragraph::new(rows.split_off(skip)), inner);
+        rows
+    }
+
+    fn render_notes(&mut self, f: &mut Frame, area: Rect, rows: Vec<(usize, Line<'static>)>) {
+        let height = area.height.saturating_sub(2) as usize;
+        self.notes_scroll = self.notes_scroll.min(rows.len().saturating_sub(height));
+        let mut block = Block::bordered().title(" Notices ").border_style(Style::new().fg(Color::DarkGray));
+        if self.notes_scroll > 0 {
+            block = block.title_bottom(
+                Line::styled(" scrolled up: Alt-PgDn or the wheel ", Style::new().fg(Color::Yellow)).right_aligned(),
+            );
+        } else if rows.len() > height {
+            block = block.title_bottom(Line::from(" Alt-PgUp for older ").right_aligned());
+        }
+        let inner = block.inner(area);
+        f.render_widget(block, area);
+        if inner.width == 0 || inner.height == 0 {
+            return;
+        }
+        let end = rows.len() - self.notes_scroll;
+        let start = end.saturating_sub(height);
+        let shown: Vec<Line<'static>> = rows.into_iter().skip(start).take(end - start).map(|(_, l)| l).collect();
+        f.render_widget(Paragraph::new(shown), inner);
     }
 
     fn render_members(&self, f: &mut Frame, area: Rect) {
@@ -625,8 +772,12 @@ impl App {
             f.render_widget(Paragraph::new(Line::styled("waiting for the node...", grey)), inner);
             return;
         };
-        let alive = s.members.iter().filter(|m| m.state == "alive").count();
-        let block = Block::bordered().title(format!(" Members {alive}/{} ", s.members.len()));
+        let (alive, gone): (Vec<_>, Vec<_>) = s.members.iter().partition(|m| m.state == "alive");
+        let title = match gone.len() {
+            0 => format!(" Members: {} online ", alive.len()),
+            n => format!(" Members: {} online, {n} gone ", alive.len()),
+        };
+        let block = Block::bordered().title(title);
         let inner = block.inner(area);
         f.render_widget(block, area);
         if s.members.is_empty() {
@@ -638,27 +789,19 @@ impl App {
             f.render_widget(Paragraph::new(Line::styled(text, grey)), inner);
             return;
         }
-        let mut members: Vec<_> = s.members.iter().collect();
-        members.sort_by_key(|m| m.id);
-        let lines: Vec<Line> = members
+        let mut alive = alive;
+        alive.sort_by_key(|m| m.id);
+        let mut lines: Vec<Line> = alive
             .iter()
             .map(|m| {
-                let base = if m.state == "alive" { Style::new() } else { grey };
                 let mut spans = vec![
                     if m.coordinator {
                         Span::styled("★ ", Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD))
                     } else {
                         Span::raw("  ")
                     },
-                    Span::styled(format!("#{:<3} ", m.id), base),
-                    Span::styled(
-                        format!("{:<6} ", m.state),
-                        if m.state == "alive" { Style::new().fg(Color::Green) } else { grey },
-                    ),
-                    Span::styled(
-                        m.name.clone(),
-                        if m.state == "alive" { base.fg(author_colour(&m.key)) } else { grey },
-                    ),
+                    Span::raw(format!("#{:<3} ", m.id)),
+                    Span::styled(m.name.clone(), Style::new().fg(author_colour(&m.key))),
                 ];
                 if m.key == s.key {
                     spans.push(Span::styled(" (me)", Style::new().add_modifier(Modifier::BOLD)));
@@ -666,6 +809,14 @@ impl App {
                 Line::from(spans)
             })
             .collect();
+        if !gone.is_empty() {
+            // Who left or failed is one line, not a row each forever (`/members` lists them all).
+            let mut gone = gone;
+            gone.sort_by_key(|m| m.id);
+            let names: Vec<&str> = gone.iter().map(|m| m.name.as_str()).collect();
+            let text = format!("  {} gone: {}", gone.len(), names.join(", "));
+            lines.extend(wrap(&[Span::styled(text, grey)], inner.width as usize, 4));
+        }
         f.render_widget(Paragraph::new(lines), inner);
     }
 
@@ -693,9 +844,10 @@ impl App {
                     let name = c.name.clone().unwrap_or_else(|| c.key.get(..8).unwrap_or(&c.key).to_string());
                     format!("{name} #{}", c.id)
                 });
+                let online = s.members.iter().filter(|m| m.state == "alive").count();
                 let digest = s.history.digest.get(..12).unwrap_or(&s.history.digest);
                 let mut text = format!(
-                    " me: {} {id} | term {} | coordinator {coordinator} | digest {digest} | {} msgs | pending {} | links {}",
+                    " me: {} {id} | term {} | coordinator {coordinator} | {online} online | digest {digest} | {} msgs | pending {} | links {}",
                     s.name, s.term, s.history.count, s.pending_acks, s.links
                 );
                 if matches!(s.role, "discovering" | "joining" | "stopped") {
@@ -707,30 +859,20 @@ impl App {
         f.render_widget(Paragraph::new(Line::from(spans)).style(bar), area);
     }
 
-    fn render_input(&self, f: &mut Frame, area: Rect) {
+    fn render_input(&mut self, f: &mut Frame, area: Rect) {
         if area.width == 0 || area.height == 0 {
             return;
         }
         let prompt = if self.quitting { "leaving… " } else { "> " };
-        let prompt_width = text_width(prompt) as u16;
-        let room = area.width.saturating_sub(prompt_width).max(1) as usize;
-        // Scroll the line sideways so that the cursor stays in view.
-        let mut start = 0;
-        while start < self.cursor && width_of(&self.input[start..self.cursor]) >= room {
-            start += 1;
+        let prompt_width = (text_width(prompt) as u16).min(area.width);
+        let [prompt_area, box_area] =
+            Layout::horizontal([Constraint::Length(prompt_width), Constraint::Min(0)]).areas(area);
+        let style = Style::new().fg(Color::Cyan).add_modifier(Modifier::BOLD);
+        f.render_widget(Paragraph::new(Line::styled(prompt, style)), prompt_area);
+        if self.quitting {
+            return;
         }
-        let mut spans = vec![Span::styled(prompt, Style::new().fg(Color::Cyan).add_modifier(Modifier::BOLD))];
-        if self.input.is_empty() && !self.quitting {
-            spans.push(Span::styled(
-                "type a message or /help; PgUp/PgDn scroll; Ctrl-C leaves",
-                Style::new().fg(Color::DarkGray),
-            ));
-        } else {
-            spans.push(Span::raw(self.input[start..].iter().collect::<String>()));
-        }
-        f.render_widget(Paragraph::new(Line::from(spans)), area);
-        let x = area.x + prompt_width + width_of(&self.input[start..self.cursor]) as u16;
-        f.set_cursor_position((x.min(area.right().saturating_sub(1)), area.y));
+        f.render_widget(&self.input, box_area);
     }
 
     fn render_popup(&mut self, f: &mut Frame, area: Rect) {
@@ -764,6 +906,28 @@ impl App {
         f.render_widget(Clear, rect);
         f.render_widget(Paragraph::new(shown).block(block), rect);
     }
+
+    /// The line printed on the normal screen once the terminal is given back.
+    fn goodbye(&self, left: bool) -> String {
+        let s = &self.started;
+        let what = if left {
+            "left the mesh"
+        } else {
+            "stopped without the node confirming its leave (the others will notice it gone)"
+        };
+        let history = match &self.status {
+            Some(st) => format!(
+                "; {} messages in the history (digest {})",
+                st.history.count,
+                st.history.digest.get(..12).unwrap_or(&st.history.digest)
+            ),
+            None => String::new(),
+        };
+        format!(
+            "ChatMesh: {} {what}{history}. It is kept in {}: `chatmesh history --data-dir {}` prints it.",
+            s.name, s.data_dir, s.data_dir
+        )
+    }
 }
 
 /// A stable colour for an author key.
@@ -777,159 +941,20 @@ fn author_colour(key: &str) -> Color {
     AUTHOR_COLOURS[(h % AUTHOR_COLOURS.len() as u64) as usize]
 }
 
-/// Columns a character takes on a terminal.
-fn char_width(c: char) -> usize {
-    if c.is_ascii() {
-        return usize::from(!c.is_ascii_control());
-    }
-    let mut buf = [0u8; 4];
-    Span::raw(&*c.encode_utf8(&mut buf)).width()
-}
-
-fn width_of(chars: &[char]) -> usize {
-    chars.iter().map(|&c| char_width(c)).sum()
-}
-
-fn text_width(s: &str) -> usize {
-    Span::raw(s).width()
-}
-
-/// Wraps styled text into rows of `width` columns, at spaces when it can; continuation rows are indented by
-/// `indent` (unless the rows are too narrow for that). Newlines break rows; other control characters are shown
-/// as U+FFFD (text from the network must not drive the terminal).
-fn wrap(spans: &[Span<'_>], width: usize, indent: usize) -> Vec<Line<'static>> {
-    let width = width.max(1);
-    let indent = if indent * 2 < width { indent } else { 0 };
-    let pad = |row: &mut Vec<(char, Style)>| {
-        for _ in 0..indent {
-            row.push((' ', Style::new()));
-        }
-    };
-    let mut lines = Vec::new();
-    let mut row: Vec<(char, Style)> = Vec::new();
-    let mut row_width = 0;
-    let mut lead = 0;
-    let mut brk: Option<usize> = None;
-    for span in spans {
-        for c in span.content.chars() {
-            if c == '\n' {
-                lines.push(to_line(&row));
-                row.clear();
-                pad(&mut row);
-                lead = indent;
-                row_width = indent;
-                brk = None;
-                continue;
-            }
-            let c = match c {
-                '\t' => ' ',
-                '\r' => continue,
-                c if c.is_control() => '\u{fffd}',
-                c => c,
-            };
-            let w = char_width(c);
-            if row_width + w > width && row.len() > lead {
-                let rest = match brk {
-                    Some(b) if b > lead => row.split_off(b),
-                    _ => Vec::new(),
-                };
-                lines.push(to_line(&row));
-                row.clear();
-                pad(&mut row);
-                lead = indent;
-                row_width = indent + rest.iter().map(|&(c, _)| char_width(c)).sum::<usize>();
-                row.extend(rest);
-                brk = None;
-                if c == ' ' {
-                    // A space at the break is not carried to the next row.
-                    continue;
-                }
-            }
-            row.push((c, span.style));
-            row_width += w;
-            if c == ' ' {
-                brk = Some(row.len());
-            }
-        }
-    }
-    if row.len() > lead || lines.is_empty() {
-        lines.push(to_line(&row));
-    }
-    lines
-}
-
-fn to_line(cells: &[(char, Style)]) -> Line<'static> {
-    let mut spans: Vec<Span<'static>> = Vec::new();
-    let mut text = String::new();
-    let mut style = None;
-    for &(c, s) in cells {
-        if style.is_some_and(|st| st != s) {
-            spans.push(Span::styled(std::mem::take(&mut text), style.unwrap_or_default()));
-        }
-        style = Some(s);
-        text.push(c);
-    }
-    if !text.is_empty() {
-        spans.push(Span::styled(text, style.unwrap_or_default()));
-    }
-    Line::from(spans)
-}
-
 // ---------------------------------------------------------------------------------------------------------------
 // The terminal.
 
-/// Whether the terminal is in raw mode / the alternate screen (so the panic hook knows to restore it).
-static ACTIVE: AtomicBool = AtomicBool::new(false);
-/// Set when a panic elsewhere may have written over the screen: the next draw clears first.
-static REPAINT: AtomicBool = AtomicBool::new(false);
-/// The thread that draws: a panic there ends the TUI, a panic elsewhere does not.
-static UI_THREAD: Mutex<Option<std::thread::ThreadId>> = Mutex::new(None);
-static HOOK: Once = Once::new();
-
-fn restore_terminal() {
-    use crossterm::{cursor, event, execute, terminal};
-    let _ = terminal::disable_raw_mode();
-    let _ = execute!(std::io::stdout(), event::DisableBracketedPaste, terminal::LeaveAlternateScreen, cursor::Show);
-}
-
-/// Restores the terminal before a panic on the UI thread is reported; panics on other threads (the node's tasks,
-/// which the runtime survives) go to the log instead of over the screen.
-fn install_panic_hook() {
-    HOOK.call_once(|| {
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            if !ACTIVE.load(Ordering::SeqCst) {
-                return previous(info);
-            }
-            let here = std::thread::current();
-            let on_ui = UI_THREAD.lock().map(|t| *t == Some(here.id())).unwrap_or(true);
-            if on_ui {
-                if ACTIVE.swap(false, Ordering::SeqCst) {
-                    restore_terminal();
-                }
-                previous(info);
-            } else {
-                tracing::error!(thread = here.name().unwrap_or("?"), "panic: {info}");
-                REPAINT.store(true, Ordering::SeqCst);
-            }
-        }));
-    });
-}
-
-/// Raw mode and the alternate screen for as long as it lives.
+/// The terminal taken (raw mode, alternate screen, bracketed paste, mouse and focus reports) for as long as it
+/// lives.
 struct TerminalGuard;
 
 impl TerminalGuard {
     fn enter() -> anyhow::Result<(TerminalGuard, Terminal<CrosstermBackend<std::io::Stdout>>)> {
-        use crossterm::{event, execute, terminal};
-        install_panic_hook();
-        if let Ok(mut t) = UI_THREAD.lock() {
-            *t = Some(std::thread::current().id());
-        }
-        terminal::enable_raw_mode().map_err(|e| anyhow::anyhow!("cannot use the terminal: {e} (try --ui plain)"))?;
-        ACTIVE.store(true, Ordering::SeqCst);
+        use crossterm::{event, execute};
+        term::enter(true, true).map_err(|e| anyhow::anyhow!("cannot use the terminal: {e} (try --ui plain)"))?;
         let guard = TerminalGuard;
-        execute!(std::io::stdout(), terminal::EnterAlternateScreen, event::EnableBracketedPaste)?;
+        // Focus reports mark what arrives while the user is away; terminals that do not know them ignore this.
+        let _ = execute!(std::io::stdout(), event::EnableFocusChange);
         let mut terminal = Terminal::new(CrosstermBackend::new(std::io::stdout()))?;
         terminal.clear()?;
         Ok((guard, terminal))
@@ -938,22 +963,28 @@ impl TerminalGuard {
 
 impl Drop for TerminalGuard {
     fn drop(&mut self) {
-        if ACTIVE.swap(false, Ordering::SeqCst) {
-            restore_terminal();
+        if term::active() {
+            let _ = crossterm::execute!(std::io::stdout(), crossterm::event::DisableFocusChange);
         }
+        term::leave();
     }
 }
 
-/// Reads the keyboard on a thread of its own (crossterm's async stream is not enabled in this build).
+/// Reads the terminal on a thread of its own, blocking in crossterm's `read`. crossterm is built with
+/// `use-dev-tty`: its default source polls the terminal edge-triggered and reads 1,024 bytes at a time, so a
+/// burst of more than that was left unread until the next key (the message typed was stuck, its Enter too).
+/// (crossterm's `EventStream` is no way out: with `use-dev-tty` it sees one event per wake-up of a helper
+/// thread, and a 5,000-character burst took seconds.)
 struct KeyReader {
-    stop: Arc<AtomicBool>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     rx: mpsc::Receiver<std::io::Result<Event>>,
 }
 
 impl KeyReader {
     fn spawn() -> anyhow::Result<KeyReader> {
-        let stop = Arc::new(AtomicBool::new(false));
-        let (tx, rx) = mpsc::channel(256);
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (tx, rx) = mpsc::channel(MAX_EVENTS_PER_FRAME);
         let flag = stop.clone();
         std::thread::Builder::new().name("chatmesh-keys".into()).spawn(move || {
             while !flag.load(Ordering::SeqCst) {
@@ -974,14 +1005,22 @@ impl KeyReader {
 
 impl Drop for KeyReader {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
-/// SIGTERM, SIGHUP and SIGINT (raw mode turns Ctrl-C into a key; these come from elsewhere).
+/// The signals the loop handles: SIGTERM, SIGHUP and SIGINT leave the mesh (raw mode turns Ctrl-C into a
+/// key; these come from elsewhere), SIGCONT takes the terminal again after a stop.
 struct Signals {
     #[cfg(unix)]
-    all: Vec<tokio::signal::unix::Signal>,
+    leave: Vec<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    cont: Option<tokio::signal::unix::Signal>,
+}
+
+enum Sig {
+    Leave,
+    Continued,
 }
 
 impl Signals {
@@ -989,44 +1028,44 @@ impl Signals {
         #[cfg(unix)]
         {
             use tokio::signal::unix::{signal, SignalKind};
-            let all = [SignalKind::terminate(), SignalKind::hangup(), SignalKind::interrupt()]
+            let leave = [SignalKind::terminate(), SignalKind::hangup(), SignalKind::interrupt()]
                 .into_iter()
                 .filter_map(|k| signal(k).ok())
                 .collect();
-            Signals { all }
+            let cont = signal(SignalKind::from_raw(signal_hook::consts::SIGCONT)).ok();
+            Signals { leave, cont }
         }
         #[cfg(not(unix))]
         Signals {}
     }
 
-    async fn next(&mut self) {
+    async fn next(&mut self) -> Sig {
         #[cfg(unix)]
         {
-            if self.all.is_empty() {
-                return std::future::pending().await;
+            let Signals { leave, cont } = self;
+            let leave = async {
+                if leave.is_empty() {
+                    return std::future::pending().await;
+                }
+                futures_util::future::select_all(leave.iter_mut().map(|s| Box::pin(s.recv()))).await;
+            };
+            let cont = async {
+                match cont {
+                    Some(c) => c.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = leave => Sig::Leave,
+                _ = cont => Sig::Continued,
             }
-            let waits = self.all.iter_mut().map(|s| Box::pin(s.recv()));
-            let _ = futures_select_all(waits).await;
         }
         #[cfg(not(unix))]
         {
             let _ = tokio::signal::ctrl_c().await;
+            Sig::Leave
         }
     }
-}
-
-/// The first of several futures (a tiny `select_all`, to need no futures crate).
-async fn futures_select_all<F: std::future::Future + Unpin>(futures: impl Iterator<Item = F>) -> F::Output {
-    let mut futures: Vec<F> = futures.collect();
-    std::future::poll_fn(move |cx| {
-        for f in futures.iter_mut() {
-            if let std::task::Poll::Ready(v) = std::pin::Pin::new(f).poll(cx) {
-                return std::task::Poll::Ready(v);
-            }
-        }
-        std::task::Poll::Pending
-    })
-    .await
 }
 
 /// Results of the work spawned off the loop.
@@ -1041,24 +1080,86 @@ pub async fn run(node: Handle, started: Started) -> anyhow::Result<()> {
     // Subscribe before reading the history, so that nothing falls between the two.
     let mut events = node.subscribe();
     let (guard, mut terminal) = TerminalGuard::enter()?;
-    let result = async {
-        let keys = KeyReader::spawn()?;
-        event_loop(&node, started, &mut events, &mut terminal, keys).await
-    }
-    .await;
+    let result = event_loop(&node, started, &mut events, &mut terminal).await;
     let _ = terminal.show_cursor();
     drop(terminal);
     drop(guard);
+    // On the normal screen, after the terminal is given back: the chat's last word.
+    let (result, goodbye) = match result {
+        Ok(goodbye) => (Ok(()), Some(goodbye)),
+        Err(e) => (Err(e), None),
+    };
+    if let Some(line) = goodbye {
+        println!("{line}");
+    }
     result
 }
 
+/// Terminal events handled between two frames at most (a frame still comes during an endless paste).
+const MAX_EVENTS_PER_FRAME: usize = 4096;
+
+/// What one terminal event asks of the loop.
+struct Flow {
+    /// Some(true): leave gracefully; Some(false): stop at once.
+    quit: Option<bool>,
+    /// The terminal cannot be read any more.
+    fatal: Option<anyhow::Error>,
+}
+
+/// One event from the terminal: keys, a paste, the mouse, the focus.
+fn on_event(
+    app: &mut App,
+    event: Option<std::io::Result<Event>>,
+    node: &Handle,
+    done_tx: &mpsc::UnboundedSender<Done>,
+) -> Flow {
+    let mut flow = Flow { quit: None, fatal: None };
+    match event {
+        Some(Ok(Event::Key(k))) => match app.on_key(k) {
+            Action::None => {}
+            Action::Send(text) => {
+                let (node, tx) = (node.clone(), done_tx.clone());
+                tokio::spawn(async move {
+                    let _ = tx.send(Done::Sent(node.send(text).await));
+                });
+            }
+            Action::Exec(cmd, title) => {
+                let (node, tx) = (node.clone(), done_tx.clone());
+                tokio::spawn(async move {
+                    let reply = commands::execute(&node, cmd).await;
+                    let _ = tx.send(Done::Reply(title, reply));
+                });
+            }
+            // Stops the whole process until SIGCONT; the node's peers see a pause, as with SIGSTOP.
+            Action::Suspend => term::suspend(),
+            Action::Quit => flow.quit = Some(true),
+            Action::QuitNow => flow.quit = Some(false),
+        },
+        Some(Ok(Event::Paste(text))) => app.paste(&text),
+        Some(Ok(Event::Mouse(m))) => app.on_mouse(m),
+        Some(Ok(Event::FocusGained)) => app.set_focus(true),
+        Some(Ok(Event::FocusLost)) => app.set_focus(false),
+        // A resize: the next draw adapts.
+        Some(Ok(Event::Resize(..))) => {}
+        Some(Err(e)) => {
+            flow.fatal = Some(anyhow::anyhow!("cannot read the keyboard: {e}"));
+            flow.quit = Some(true);
+        }
+        None => {
+            flow.fatal = Some(anyhow::anyhow!("the keyboard closed"));
+            flow.quit = Some(true);
+        }
+    }
+    flow
+}
+
+/// Runs the screen until the node stops; answers the goodbye line.
 async fn event_loop(
     node: &Handle,
     started: Started,
     events: &mut tokio::sync::broadcast::Receiver<Notice>,
     terminal: &mut Terminal<CrosstermBackend<std::io::Stdout>>,
-    mut keys: KeyReader,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<String> {
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
     let mut app = App::new(started);
     app.greet();
@@ -1083,6 +1184,7 @@ async fn event_loop(
     load(node);
     ask_status(node, &mut status_pending);
 
+    let mut keys = KeyReader::spawn()?;
     let mut tick = tokio::time::interval(STATUS_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut signals = Signals::new();
@@ -1090,12 +1192,17 @@ async fn event_loop(
     let mut fatal: Option<anyhow::Error> = None;
     let mut keys_open = true;
     let mut draw_failed = false;
+    let mut left = false;
 
     loop {
-        if REPAINT.swap(false, Ordering::SeqCst) {
-            let _ = terminal.clear();
-        }
-        if let Err(e) = terminal.draw(|f| app.render(f)) {
+        let drawn = {
+            let _frame = term::draw_lock();
+            if term::take_repaint() {
+                let _ = terminal.clear();
+            }
+            terminal.draw(|f| app.render(f)).map(|_| ())
+        };
+        if let Err(e) = drawn {
             // The terminal is gone (hung up?): leave the mesh, and say why afterwards.
             if !draw_failed {
                 draw_failed = true;
@@ -1111,42 +1218,28 @@ async fn event_loop(
         // Some(true): leave gracefully; Some(false): stop at once.
         let mut quit: Option<bool> = None;
         tokio::select! {
-            key = keys.rx.recv(), if keys_open => match key {
-                Some(Ok(Event::Key(k))) => match app.on_key(k) {
-                    Action::None => {}
-                    Action::Send(text) => {
-                        let (node, tx) = (node.clone(), done_tx.clone());
-                        tokio::spawn(async move {
-                            let _ = tx.send(Done::Sent(node.send(text).await));
-                        });
+            key = keys.rx.recv(), if keys_open => {
+                // Everything the terminal has sent already is handled before the next frame: a fast burst of
+                // typing or a paste without bracketed paste costs one frame, not one per key.
+                let mut key = Some(key);
+                let mut handled = 0;
+                while let Some(event) = key.take() {
+                    let flow = on_event(&mut app, event, node, &done_tx);
+                    if let Some(e) = flow.fatal {
+                        keys_open = false;
+                        fatal = Some(e);
                     }
-                    Action::Exec(cmd, title) => {
-                        let (node, tx) = (node.clone(), done_tx.clone());
-                        tokio::spawn(async move {
-                            let reply = commands::execute(&node, cmd).await;
-                            let _ = tx.send(Done::Reply(title, reply));
-                        });
+                    quit = quit.or(flow.quit);
+                    handled += 1;
+                    if keys_open && quit.is_none() && handled < MAX_EVENTS_PER_FRAME {
+                        key = keys.rx.try_recv().ok().map(Some);
                     }
-                    Action::Quit => quit = Some(true),
-                    Action::QuitNow => quit = Some(false),
-                },
-                Some(Ok(Event::Paste(text))) => app.paste(&text),
-                // A resize (or focus, or mouse): the next draw adapts.
-                Some(Ok(_)) => {}
-                Some(Err(e)) => {
-                    keys_open = false;
-                    fatal = Some(anyhow::anyhow!("cannot read the keyboard: {e}"));
-                    quit = Some(true);
-                }
-                None => {
-                    keys_open = false;
-                    fatal = Some(anyhow::anyhow!("the keyboard reader stopped"));
-                    quit = Some(true);
                 }
             },
             notice = events.recv() => match notice {
                 Ok(Notice::Stopped) => {
                     app.apply_notice(Notice::Stopped);
+                    left = app.quitting;
                     break;
                 }
                 Ok(n) => {
@@ -1182,7 +1275,10 @@ async fn event_loop(
                     }
                 }
             },
-            _ = signals.next() => quit = Some(!app.quitting),
+            sig = signals.next() => match sig {
+                Sig::Leave => quit = Some(!app.quitting),
+                Sig::Continued => term::resume(),
+            },
             _ = tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)), if deadline.is_some() => {
                 tracing::warn!("the node did not stop within {STOP_WAIT:?}: stopping it at once");
                 let _ = tokio::time::timeout(Duration::from_millis(500), node.shutdown(false)).await;
@@ -1206,10 +1302,13 @@ async fn event_loop(
             None => {}
         }
     }
-    let _ = terminal.draw(|f| app.render(f));
+    {
+        let _frame = term::draw_lock();
+        let _ = terminal.draw(|f| app.render(f));
+    }
     match fatal {
         Some(e) => Err(e),
-        None => Ok(()),
+        None => Ok(app.goodbye(left)),
     }
 }
 
@@ -1297,8 +1396,24 @@ mod tests {
         t.backend().buffer().clone()
     }
 
+    /// The rows as text: a wide grapheme's second cell is not a character of its own.
     fn rows(b: &Buffer) -> Vec<String> {
-        (0..b.area.height).map(|y| (0..b.area.width).map(|x| b[(x, y)].symbol()).collect()).collect()
+        (0..b.area.height)
+            .map(|y| {
+                let mut row = String::new();
+                let mut skip = 0;
+                for x in 0..b.area.width {
+                    if skip > 0 {
+                        skip -= 1;
+                        continue;
+                    }
+                    let s = b[(x, y)].symbol();
+                    skip = text_width(s).saturating_sub(1);
+                    row.push_str(s);
+                }
+                row
+            })
+            .collect()
     }
 
     fn row_of(b: &Buffer, needle: &str) -> Option<usize> {
@@ -1391,21 +1506,22 @@ mod tests {
     }
 
     #[test]
-    fn members_pane_marks_the_coordinator_and_greys_the_failed() {
+    fn members_pane_marks_the_coordinator_and_collapses_the_gone() {
         let mut app = App::new(started());
         app.set_status(status());
         let b = draw(&mut app, 100, 20);
         let all = rows(&b);
+        assert!(row_of(&b, "Members: 2 online, 1 gone").is_some(), "{all:#?}");
         let bob = row_of(&b, "bob").unwrap();
         assert!(all[bob].contains("★ #2"), "{}", all[bob]);
         let ana = all.iter().position(|r| r.contains("ana (me)")).unwrap();
         assert!(!all[ana].contains('★'));
+        // Who is gone is one grey line, not a row each.
         let carol = row_of(&b, "carol").unwrap();
+        assert!(all[carol].contains("1 gone: carol"), "{}", all[carol]);
         let x = all[carol].find("carol").unwrap();
-        // Byte offset equals column here: everything before it on that row is ASCII except the borders.
         let col = all[carol][..x].chars().count() as u16;
         assert_eq!(b[(col, carol as u16)].fg, Color::DarkGray);
-        assert!(all[carol].contains("failed"));
         let bob_col = all[bob][..all[bob].find("bob").unwrap()].chars().count() as u16;
         assert_ne!(b[(bob_col, bob as u16)].fg, Color::DarkGray);
         // The status line.
@@ -1415,6 +1531,7 @@ mod tests {
             "me: ana #1",
             "term 4",
             "coordinator bob #2",
+            "2 online",
             "digest 0123456789ab |",
             "3 msgs",
             "pending 1",
@@ -1426,11 +1543,24 @@ mod tests {
         }
     }
 
+    fn ctrl(app: &mut App, c: char) -> Action {
+        app.on_key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::CONTROL))
+    }
+
+    fn alt(app: &mut App, code: KeyCode) -> Action {
+        app.on_key(KeyEvent::new(code, KeyModifiers::ALT))
+    }
+
+    /// The input row as drawn (the last row of a 60x10 screen).
+    fn input_row(app: &mut App) -> String {
+        let r = rows(&draw(app, 60, 10));
+        r.last().unwrap().trim_end().to_owned()
+    }
+
     #[test]
     fn input_editing_with_multibyte_characters() {
         let mut app = App::new(started());
         type_str(&mut app, "olá mundo");
-        assert_eq!(app.cursor, 9);
         press(&mut app, KeyCode::Left);
         press(&mut app, KeyCode::Backspace);
         press(&mut app, KeyCode::Char('ã'));
@@ -1444,21 +1574,16 @@ mod tests {
         press(&mut app, KeyCode::End);
         press(&mut app, KeyCode::Backspace);
         assert_eq!(app.input_text(), "lá😀 munã");
-        // The cursor sits after the emoji's two columns: prompt 2 + "lá" 2 + emoji 2.
-        press(&mut app, KeyCode::Home);
-        for _ in 0..3 {
-            press(&mut app, KeyCode::Right);
-        }
-        let mut t = Terminal::new(TestBackend::new(40, 10)).unwrap();
-        t.draw(|f| app.render(f)).unwrap();
-        t.backend_mut().assert_cursor_position((6, 9));
+        assert_eq!(input_row(&mut app), "> lá😀 munã");
         assert_eq!(press(&mut app, KeyCode::Enter), Action::Send("lá😀 munã".into()));
         assert_eq!(app.input_text(), "");
+        let row = input_row(&mut app);
+        assert!(row.starts_with("> ") && row.contains("type a message or /help"), "{row}");
         // Ctrl-U clears; Up and Down walk what was typed.
         type_str(&mut app, "/peers");
         assert!(matches!(press(&mut app, KeyCode::Enter), Action::Exec(Cmd::Peers, _)));
         type_str(&mut app, "draft");
-        app.on_key(KeyEvent::new(KeyCode::Char('u'), KeyModifiers::CONTROL));
+        ctrl(&mut app, 'u');
         assert_eq!(app.input_text(), "");
         type_str(&mut app, "wip");
         press(&mut app, KeyCode::Up);
@@ -1471,28 +1596,79 @@ mod tests {
         press(&mut app, KeyCode::Down);
         assert_eq!(app.input_text(), "wip");
         // A mistake is reported, not sent.
-        app.on_key(KeyEvent::new(KeyCode::Char('u'), KeyModifiers::CONTROL));
+        ctrl(&mut app, 'u');
         type_str(&mut app, "/frob");
         assert_eq!(press(&mut app, KeyCode::Enter), Action::None);
         assert!(app.notes.back().unwrap().text.contains("unknown command"));
         // Esc twice within a moment and Ctrl-C quit; two Escs seconds apart do not, and the reminder is
         // one line in the notices however often it is shown.
         let esc = KeyEvent::new(KeyCode::Esc, KeyModifiers::NONE);
-        let t0 = std::time::Instant::now();
+        let t0 = Instant::now();
         assert_eq!(app.on_key_at(esc, t0), Action::None);
         let notes = app.notes.len();
-        assert_eq!(app.on_key_at(esc, t0 + std::time::Duration::from_secs(8)), Action::None, "8 s apart");
+        assert_eq!(app.on_key_at(esc, t0 + Duration::from_secs(8)), Action::None, "8 s apart");
         assert_eq!(app.notes.len(), notes, "the reminder is not repeated");
-        assert_eq!(app.on_key_at(esc, t0 + std::time::Duration::from_millis(8_500)), Action::Quit);
-        assert_eq!(app.on_key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL)), Action::Quit);
+        assert_eq!(app.on_key_at(esc, t0 + Duration::from_millis(8_500)), Action::Quit);
+        assert_eq!(ctrl(&mut app, 'c'), Action::Quit);
+        // Ctrl-D leaves on an empty line only; Ctrl-Z suspends.
+        type_str(&mut app, "ab");
+        press(&mut app, KeyCode::Home);
+        assert_eq!(ctrl(&mut app, 'd'), Action::None);
+        assert_eq!(app.input_text(), "b");
+        press(&mut app, KeyCode::End);
+        ctrl(&mut app, 'u');
+        assert_eq!(ctrl(&mut app, 'd'), Action::Quit);
+        assert_eq!(ctrl(&mut app, 'z'), Action::Suspend);
+    }
+
+    /// readline's keys, as irssi and weechat have them.
+    #[test]
+    fn words_and_line_ends_are_edited_as_in_readline() {
+        let mut app = App::new(started());
+        type_str(&mut app, "hello big world");
+        ctrl(&mut app, 'w');
+        assert_eq!(app.input_text(), "hello big ");
+        type_str(&mut app, "again");
+        ctrl(&mut app, 'a');
+        // Alt-f goes to the start of the next word (as tui-textarea does it, like vi's `w`).
+        alt(&mut app, KeyCode::Char('f'));
+        ctrl(&mut app, 'k');
+        assert_eq!(app.input_text(), "hello ");
+        type_str(&mut app, "there friend");
+        alt(&mut app, KeyCode::Char('b'));
+        app.on_key(KeyEvent::new(KeyCode::Left, KeyModifiers::CONTROL));
+        ctrl(&mut app, 'u');
+        assert_eq!(app.input_text(), "there friend");
+        app.on_key(KeyEvent::new(KeyCode::Right, KeyModifiers::CONTROL));
+        type_str(&mut app, "dear ");
+        ctrl(&mut app, 'e');
+        type_str(&mut app, "!");
+        assert_eq!(press(&mut app, KeyCode::Enter), Action::Send("there dear friend!".into()));
     }
 
     #[test]
-    fn pasted_line_ends_keep_words_apart_whatever_the_terminal_sends() {
+    fn alt_enter_and_a_paste_make_a_multi_line_message() {
         let mut app = App::new(started());
-        // Most terminals send a lone CR between pasted lines; it used to vanish and glue the words.
-        app.paste("line one of paste\rline two\r\nline three\nend");
-        assert_eq!(app.input_text(), "line one of paste line two line three end");
+        type_str(&mut app, "first");
+        alt(&mut app, KeyCode::Enter);
+        type_str(&mut app, "second");
+        let r = rows(&draw(&mut app, 60, 10));
+        assert_eq!(r[8].trim_end(), "> first");
+        assert_eq!(r[9].trim_end(), "  second");
+        // Up on the last line moves up in the message, not through what was typed.
+        press(&mut app, KeyCode::Up);
+        type_str(&mut app, "!");
+        assert_eq!(press(&mut app, KeyCode::Enter), Action::Send("first!\nsecond".into()));
+        app.paste("line one\rline two\r");
+        assert_eq!(press(&mut app, KeyCode::Enter), Action::Send("line one\nline two".into()));
+    }
+
+    #[test]
+    fn pasted_line_ends_are_line_breaks_whatever_the_terminal_sends() {
+        let mut app = App::new(started());
+        // Most terminals send a lone CR between pasted lines; it used to vanish and glue the lines.
+        app.paste("line one of paste\rline two\r\nline three\nend\tof it\x07\r\n");
+        assert_eq!(app.input_text(), "line one of paste\nline two\nline three\nend of it");
     }
 
     #[test]
@@ -1540,18 +1716,6 @@ mod tests {
         let b = draw(&mut app, 40, 12);
         assert!(row_of(&b, "late").is_some());
         assert_eq!(app.scroll, 0);
-    }
-
-    #[test]
-    fn wrap_breaks_at_spaces_and_handles_wide_characters() {
-        let text = |l: &Line| l.spans.iter().map(|s| s.content.as_ref()).collect::<String>();
-        let l = wrap(&[Span::raw("aaaa bbbb cccc")], 10, 2);
-        assert_eq!(l.iter().map(text).collect::<Vec<_>>(), ["aaaa bbbb ", "  cccc"]);
-        let l = wrap(&[Span::raw("漢字漢字漢字")], 5, 0);
-        assert_eq!(l.iter().map(text).collect::<Vec<_>>(), ["漢字", "漢字", "漢字"]);
-        let l = wrap(&[Span::raw("a\x1b[31mb\nc")], 20, 0);
-        assert_eq!(l.iter().map(text).collect::<Vec<_>>(), ["a\u{fffd}[31mb", "c"]);
-        assert_eq!(wrap(&[Span::raw("xyz")], 0, 4).len(), 3);
     }
 
     #[test]
