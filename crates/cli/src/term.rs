@@ -148,6 +148,11 @@ pub fn take_repaint() -> bool {
     REPAINT.swap(false, Ordering::SeqCst)
 }
 
+/// Asks the next frame to clear the screen first and draw everything (Ctrl-L).
+pub fn request_repaint() {
+    REPAINT.store(true, Ordering::SeqCst);
+}
+
 /// The lock to hold while drawing a frame.
 pub fn draw_lock() -> MutexGuard<'static, ()> {
     lock(&DRAW)

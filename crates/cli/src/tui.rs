@@ -3,7 +3,7 @@
 //!
 //! The state lives in [`App`], plain data with pure methods (`apply_notice`, `on_key`, `on_mouse`, `render`)
 //! that the tests drive without a terminal; [`run`] owns the terminal (through `term`) and feeds `App` from
-//! crossterm's event stream (keys, paste, mouse, focus, resize), the node's event stream, a status poll every
+//! the terminal's events (keys, paste, mouse, focus, resize; read on a thread of its own), the node's event stream, a status poll every
 //! 300 ms, the results of spawned sends and commands, and the signals (SIGCONT after a stop repaints).
 
 use crate::commands::{self, Cmd, Line as Input, Reply};
@@ -68,6 +68,8 @@ pub enum Action {
     Exec(Cmd, String),
     /// Ctrl-Z: give the terminal back and stop until the shell continues us.
     Suspend,
+    /// Ctrl-L: clear the screen and draw it all again.
+    Repaint,
     /// Leave the mesh gracefully.
     Quit,
     /// Stop at once (a second Ctrl-C while leaving).
@@ -406,6 +408,7 @@ impl App {
             // Ctrl-D leaves on an empty line, as in a shell; otherwise it deletes the next character.
             KeyCode::Char('d') if ctrl && self.input_is_empty() => return quit,
             KeyCode::Char('z') if ctrl => return Action::Suspend,
+            KeyCode::Char('l') if ctrl => return Action::Repaint,
             _ => {}
         }
         if let Some(p) = &mut self.popup {
@@ -639,15 +642,17 @@ impl App {
         let members_width = if main.width >= 2 * MEMBERS_WIDTH { MEMBERS_WIDTH } else { 0 };
         let [left, right] = Layout::horizontal([Constraint::Min(0), Constraint::Length(members_width)]).areas(main);
         let note_rows = self.note_rows(left.width.saturating_sub(2) as usize);
-        // Whole notices only: the newest (up to half the pane, however long), and those before it that fit
-        // within NOTE_ROWS.
+        // Whole notices only: the newest (up to half the pane, however long), those before it that fit
+        // within NOTE_ROWS, and a recent warning whatever its length.
         let mut per_note = vec![0; self.notes.len()];
         for (i, _) in &note_rows {
             per_note[*i] += 1;
         }
         let mut want = 0;
-        for &rows in per_note.iter().rev() {
-            if want > 0 && want + rows > NOTE_ROWS {
+        for (age, (&rows, n)) in per_note.iter().zip(&self.notes).rev().enumerate() {
+            // A recent warning is shown whole even past NOTE_ROWS.
+            let warning = n.level == Level::Error && age < 3;
+            if want > 0 && want + rows > NOTE_ROWS && !warning {
                 break;
             }
             want += rows;
@@ -1132,6 +1137,7 @@ fn on_event(
             }
             // Stops the whole process until SIGCONT; the node's peers see a pause, as with SIGSTOP.
             Action::Suspend => term::suspend(),
+            Action::Repaint => term::request_repaint(),
             Action::Quit => flow.quit = Some(true),
             Action::QuitNow => flow.quit = Some(false),
         },
@@ -1619,6 +1625,7 @@ mod tests {
         ctrl(&mut app, 'u');
         assert_eq!(ctrl(&mut app, 'd'), Action::Quit);
         assert_eq!(ctrl(&mut app, 'z'), Action::Suspend);
+        assert_eq!(ctrl(&mut app, 'l'), Action::Repaint);
     }
 
     /// readline's keys, as irssi and weechat have them.
@@ -1716,6 +1723,131 @@ mod tests {
         let b = draw(&mut app, 40, 12);
         assert!(row_of(&b, "late").is_some());
         assert_eq!(app.scroll, 0);
+    }
+
+    /// 2026-07-15 12:00 UTC: mid-year, so that two days before is the same year in every time zone.
+    const NOW_MS: u64 = 1_784_116_800_000;
+
+    #[test]
+    fn older_timestamps_carry_their_date() {
+        let mut app = App::new(started());
+        app.now_ms = Some(NOW_MS);
+        let at = |ms: u64, text: &str| {
+            let mut m = msg('b', "bob", ms / 1000, ms / 1000, text, false);
+            m.sent_at = ms;
+            m
+        };
+        app.insert(at(NOW_MS - 400 * 86_400_000, "last year"));
+        app.insert(at(NOW_MS - 2 * 86_400_000, "two days ago"));
+        app.insert(at(NOW_MS, "just now"));
+        let b = draw(&mut app, 100, 20);
+        let r = rows(&b);
+        let line = |t: &str| r[row_of(&b, t).unwrap()].clone();
+        assert!(line("last year").contains(&format!("│{}", commands::fmt_date_time(NOW_MS - 400 * 86_400_000))));
+        let two = line("two days ago");
+        let stamp = commands::fmt_stamp(NOW_MS - 2 * 86_400_000, NOW_MS);
+        assert!(stamp.len() == 15 && stamp.as_bytes()[3] == b' ', "{stamp}");
+        assert!(two.contains(&format!("│{stamp} bob#2: two days ago")), "{two}");
+        let now = line("just now");
+        assert!(now.contains(&format!("│{} bob#2: just now", commands::fmt_time(NOW_MS))), "{now}");
+    }
+
+    #[test]
+    fn an_unread_marker_sits_above_what_arrived_while_away() {
+        let mut app = App::new(started());
+        app.insert(msg('b', "bob", 1, 1, "seen before", false));
+        app.set_focus(false);
+        app.insert(msg('a', "ana", 2, 1, "my own from another window", true));
+        app.insert(msg('b', "bob", 3, 2, "first unseen", false));
+        app.insert(msg('c', "carol", 4, 1, "second unseen", false));
+        app.set_focus(true);
+        let b = draw(&mut app, 80, 20);
+        let mark = row_of(&b, UNREAD_MARK).expect("the marker is drawn");
+        assert_eq!(mark + 1, row_of(&b, "first unseen").unwrap());
+        assert!(row_of(&b, "seen before").unwrap() < mark);
+        // It stays while the user reads, and goes when they write.
+        let b = draw(&mut app, 80, 20);
+        assert!(row_of(&b, UNREAD_MARK).is_some());
+        type_str(&mut app, "hi");
+        assert_eq!(press(&mut app, KeyCode::Enter), Action::Send("hi".into()));
+        let b = draw(&mut app, 80, 20);
+        assert!(row_of(&b, UNREAD_MARK).is_none());
+        // Scrolled up, what arrives is unread too.
+        for i in 0..30 {
+            app.insert(msg('b', "bob", 10 + i, 10 + i, &format!("filler {i}"), false));
+        }
+        draw(&mut app, 80, 20);
+        press(&mut app, KeyCode::PageUp);
+        draw(&mut app, 80, 20);
+        app.insert(msg('c', "carol", 100, 2, "while scrolled", false));
+        for _ in 0..5 {
+            press(&mut app, KeyCode::PageDown);
+        }
+        let b = draw(&mut app, 80, 20);
+        assert_eq!(row_of(&b, UNREAD_MARK).unwrap() + 1, row_of(&b, "while scrolled").unwrap());
+    }
+
+    #[test]
+    fn the_mouse_wheel_scrolls_the_history_and_the_notices() {
+        use crossterm::event::{MouseEvent, MouseEventKind};
+        let mut app = App::new(started());
+        for i in 0..60 {
+            app.insert(msg('b', "bob", i, i, &format!("number {i}"), false));
+        }
+        for i in 0..20 {
+            app.info(format!("notice {i}"));
+        }
+        let wheel = |app: &mut App, kind, row| {
+            app.on_mouse(MouseEvent { kind, column: 5, row, modifiers: KeyModifiers::NONE });
+        };
+        let b = draw(&mut app, 80, 30);
+        assert!(row_of(&b, "number 59").is_some() && row_of(&b, "notice 19").is_some());
+        let notes_row = row_of(&b, "notice 19").unwrap() as u16;
+        // Over the history: it scrolls, three rows a turn.
+        wheel(&mut app, MouseEventKind::ScrollUp, 3);
+        let b = draw(&mut app, 80, 30);
+        assert!(row_of(&b, "number 59").is_none() && row_of(&b, "number 56").is_some());
+        assert!(row_of(&b, "scrolled up").is_some());
+        wheel(&mut app, MouseEventKind::ScrollDown, 3);
+        let b = draw(&mut app, 80, 30);
+        assert!(row_of(&b, "number 59").is_some() && app.scroll == 0);
+        // Over the notices: they scroll, and the history stays.
+        wheel(&mut app, MouseEventKind::ScrollUp, notes_row);
+        let b = draw(&mut app, 80, 30);
+        assert!(row_of(&b, "notice 19").is_none() && row_of(&b, "notice 16").is_some(), "{:#?}", rows(&b));
+        assert!(row_of(&b, "number 59").is_some());
+        for _ in 0..20 {
+            wheel(&mut app, MouseEventKind::ScrollUp, notes_row);
+        }
+        let b = draw(&mut app, 80, 30);
+        assert!(row_of(&b, "looking").is_some() || row_of(&b, "notice 0").is_some(), "{:#?}", rows(&b));
+        // Alt-PgDn (and any new notice) bring back the newest.
+        for _ in 0..10 {
+            alt(&mut app, KeyCode::PageDown);
+        }
+        let b = draw(&mut app, 80, 30);
+        assert!(row_of(&b, "notice 19").is_some());
+    }
+
+    #[test]
+    fn the_newest_notice_is_never_cut() {
+        let mut app = App::new(started());
+        app.greet();
+        let long = format!("a warning that goes on {} and ends here", "and on ".repeat(30));
+        app.error(long);
+        for w in [40, 60, 100] {
+            let b = draw(&mut app, w, 30);
+            let text: String =
+                rows(&b).iter().map(|r| r.trim_matches(|c| c == '│' || c == ' ')).collect::<Vec<_>>().join(" ");
+            assert!(text.contains("! a warning that goes on"), "{w}: {text}");
+            assert!(text.contains("and ends here"), "{w}: {text}");
+        }
+        // And the demo-key warning is whole on its own too.
+        let mut app = App::new(started());
+        app.greet();
+        let b = draw(&mut app, 60, 30);
+        let text = rows(&b).join(" ");
+        assert!(text.contains("no network key given") && text.contains("CHATMESH_NETWORK_KEY"), "{text}");
     }
 
     #[test]
