@@ -15,29 +15,32 @@ mod common;
 use common::*;
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const LIMIT: Duration = Duration::from_secs(30);
 const NAMES: [&str; 4] = ["ana", "bruno", "carla", "davi"];
 
+/// One sample of an instant vector: its labels and its value.
+type Sample = (BTreeMap<String, String>, f64);
+
 fn find_prometheus() -> PathBuf {
-    if let Some(p) = std::env::var_os("PROMETHEUS") {
-        return PathBuf::from(p);
-    }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain([PathBuf::from("/usr/bin")])
-        .map(|dir| dir.join("prometheus"))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "this test needs the Prometheus server and found no `prometheus` in PATH or /usr/bin: install \
-                 the Debian/Ubuntu package `prometheus` (apt-get install -y --no-install-recommends prometheus; \
-                 ./test.sh does it when run as root) or set PROMETHEUS=/path/to/prometheus"
-            )
-        })
+    let candidates: Vec<PathBuf> = match std::env::var_os("PROMETHEUS") {
+        Some(p) => vec![PathBuf::from(p)],
+        None => std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+            .chain([PathBuf::from("/usr/bin")])
+            .map(|dir| dir.join("prometheus"))
+            .collect(),
+    };
+    candidates.into_iter().find(|p| p.is_file()).unwrap_or_else(|| {
+        panic!(
+            "this test needs the Prometheus server and found none (`prometheus` in PATH or /usr/bin, or \
+             $PROMETHEUS): install the Debian/Ubuntu package `prometheus` (apt-get install -y \
+             --no-install-recommends prometheus; ./test.sh does it when run as root) or set \
+             PROMETHEUS=/path/to/prometheus"
+        )
+    })
 }
 
 /// A Prometheus server of the test's own; killed on drop.
@@ -51,8 +54,7 @@ struct Prometheus {
 impl Prometheus {
     /// Starts Prometheus scraping `targets` (a node's name, its `host:port`) every 250 ms, and waits until
     /// it is ready.
-    fn start(targets: &[(String, String)]) -> Prometheus {
-        let bin = find_prometheus();
+    fn start(bin: &Path, targets: &[(String, String)]) -> Prometheus {
         let dir = tempfile::tempdir().expect("temp dir");
         // Each target with a `node` label: the node's name (the instance label is its API's address).
         let mut config = String::from(
@@ -67,7 +69,7 @@ impl Prometheus {
         // A free port on loopback (released just before Prometheus takes it).
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let log = std::fs::File::create(dir.path().join("prometheus.log")).expect("the log file");
-        let mut cmd = Command::new(&bin);
+        let mut cmd = Command::new(bin);
         cmd.arg(format!("--config.file={}", config_file.display()))
             .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
@@ -97,7 +99,7 @@ impl Prometheus {
 
     /// Evaluates `query` at `time` (seconds since the epoch) through the HTTP API: the instant vector's
     /// samples as (labels, value).
-    fn query(&self, query: &str, time: f64) -> Result<Vec<(BTreeMap<String, String>, f64)>, String> {
+    fn query(&self, query: &str, time: f64) -> Result<Vec<Sample>, String> {
         let url = format!("{}/api/v1/query", self.url);
         let answer: Value = self
             .agent
@@ -201,7 +203,7 @@ impl Seen {
     fn coordinator(&self) -> Result<String, String> {
         let ones: Vec<&String> = self.is_coordinator.iter().filter(|(_, v)| **v == 1.0).map(|(n, _)| n).collect();
         match (ones.as_slice(), self.sum_coordinator) {
-            ([one], Some(s)) if s == 1.0 => Ok(one.to_string()),
+            ([one], Some(1.0)) => Ok(one.to_string()),
             _ => Err(format!("not one coordinator: {self:?}")),
         }
     }
@@ -210,6 +212,7 @@ impl Seen {
 #[test]
 fn a_real_prometheus_scrape_of_four_nodes_shows_the_term_rise_and_one_coordinator_after_the_coordinator_dies() {
     let started = Instant::now();
+    let bin = find_prometheus();
     let mut mesh = Mesh::new("prometheus");
     for name in NAMES {
         mesh.start(name, &[], &[]);
@@ -222,7 +225,7 @@ fn a_real_prometheus_scrape_of_four_nodes_shows_the_term_rise_and_one_coordinato
     let term = statuses[c]["term"].as_f64().expect("the term");
 
     let targets: Vec<(String, String)> = all.iter().map(|i| (NAMES[*i].to_string(), mesh.http(*i))).collect();
-    let prom = Prometheus::start(&targets);
+    let prom = Prometheus::start(&bin, &targets);
 
     // Before: four targets up, four series of each gauge, all in the coordinator's term, and one coordinator,
     // the one the nodes' /status names.
