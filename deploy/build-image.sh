@@ -1,16 +1,21 @@
 #!/usr/bin/env bash
 # Builds the ChatMesh image FROM scratch, offline: the release binary plus exactly the shared libraries it
 # needs (found with ldd on this machine, so it works on any glibc system), glibc's name-resolution modules
-# (for `--peer HOST:PORT` with compose service names) and a few /etc files.
+# (for `--peer HOST:PORT` with compose service names) and a few /etc files. With --prometheus, the same for
+# the Prometheus server of the compose profile "monitoring", from the Debian package's binary.
 #
-#   deploy/build-image.sh [-t TAG] [-b BINARY] [--cargo] [--no-strip] [--keep-context]
+#   deploy/build-image.sh [-t TAG] [-b BINARY] [--cargo] [--no-strip] [--keep-context] [--prometheus]
 #
-#   -t, --tag TAG       image tag [default: $CHATMESH_IMAGE or chatmesh:latest]
+#   -t, --tag TAG       image tag [default: $CHATMESH_IMAGE or chatmesh:latest; with --prometheus
+#                       $CHATMESH_PROMETHEUS_IMAGE or chatmesh-prometheus:latest]
 #   -b, --binary FILE   the chatmesh binary [default: target/release/chatmesh, built with
-#                       `cargo build --release` when missing]
+#                       `cargo build --release` when missing; with --prometheus /usr/bin/prometheus]
 #       --cargo         run `cargo build --release` first even if the binary exists
 #       --no-strip      keep the binary's debug information (the image is then ~5x larger)
 #       --keep-context  keep the prepared build context directory and print where it is
+#       --prometheus    build the Prometheus image instead (prometheus.Dockerfile): the binary from the
+#                       Debian package `prometheus` (apt-get install prometheus), its web UI files and
+#                       deploy/prometheus.yml as the default config; runs as nobody (65534)
 set -euo pipefail
 
 DEPLOY=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -20,19 +25,23 @@ BIN=""
 CARGO=0
 STRIP=1
 KEEP=0
+PROM=0
+TAG_SET=0
 UID_GID=10001
+PROM_UID=65534
 
 die() { echo "build-image: $*" >&2; exit 1; }
 say() { echo "build-image: $*" >&2; }
 
 while [ $# -gt 0 ]; do
     case "$1" in
-        -t|--tag) [ $# -ge 2 ] || die "$1 needs a value"; TAG=$2; shift 2 ;;
+        -t|--tag) [ $# -ge 2 ] || die "$1 needs a value"; TAG=$2; TAG_SET=1; shift 2 ;;
         -b|--binary) [ $# -ge 2 ] || die "$1 needs a value"; BIN=$2; shift 2 ;;
         --cargo) CARGO=1; shift ;;
         --no-strip) STRIP=0; shift ;;
         --keep-context) KEEP=1; shift ;;
-        -h|--help) sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --prometheus) PROM=1; shift ;;
+        -h|--help) sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown argument $1 (see --help)" ;;
     esac
 done
@@ -41,7 +50,13 @@ for tool in docker ldd; do
     command -v "$tool" >/dev/null || die "$tool is not installed"
 done
 
-if [ -z "$BIN" ]; then
+if [ "$PROM" = 1 ]; then
+    [ "$TAG_SET" = 1 ] || TAG=${CHATMESH_PROMETHEUS_IMAGE:-chatmesh-prometheus:latest}
+    [ "$CARGO" = 0 ] || die "--cargo builds chatmesh, not prometheus"
+    BIN=${BIN:-/usr/bin/prometheus}
+    [ -x "$BIN" ] || die "no Prometheus server at $BIN: install the Debian package \`prometheus\` (apt-get install -y --no-install-recommends prometheus), or pass --binary FILE"
+    STRIP=0       # Debian's binary is stripped already
+elif [ -z "$BIN" ]; then
     BIN=$ROOT/target/release/chatmesh
     if [ "$CARGO" = 1 ] || [ ! -x "$BIN" ]; then
         command -v cargo >/dev/null || die "$BIN does not exist and cargo is not installed"
@@ -58,21 +73,29 @@ else
     trap 'rm -rf "$CTX"' EXIT
 fi
 ROOTFS=$CTX/rootfs
-mkdir -p "$ROOTFS/usr/local/bin" "$ROOTFS/etc" "$ROOTFS/tmp" "$CTX/owned/data" "$CTX/owned/logs"
+# Where the binary goes in the image, and the directories its user owns (volumes' mount points).
+if [ "$PROM" = 1 ]; then
+    DEST=/usr/bin/prometheus
+    OWNED=(prometheus)
+else
+    DEST=/usr/local/bin/chatmesh
+    OWNED=(data logs)
+fi
+mkdir -p "$ROOTFS$(dirname "$DEST")" "$ROOTFS/etc" "$ROOTFS/tmp"
 chmod 1777 "$ROOTFS/tmp"
-chmod 0755 "$ROOTFS" "$ROOTFS/usr" "$ROOTFS/usr/local" "$ROOTFS/usr/local/bin" "$ROOTFS/etc" \
-    "$CTX/owned/data" "$CTX/owned/logs"
+chmod 0755 "$ROOTFS" "$ROOTFS/usr" "$ROOTFS$(dirname "$DEST")" "$ROOTFS/etc"
+for d in "${OWNED[@]}"; do mkdir -p "$CTX/owned/$d"; chmod 0755 "$CTX/owned/$d"; done
 
 # The binary (a copy: the original may be rebuilt while we work).
-cp "$BIN" "$ROOTFS/usr/local/bin/chatmesh"
+cp "$BIN" "$ROOTFS$DEST"
 if [ "$STRIP" = 1 ]; then
     if command -v strip >/dev/null; then
-        strip --strip-debug "$ROOTFS/usr/local/bin/chatmesh"   # keeps the symbols for panic backtraces
+        strip --strip-debug "$ROOTFS$DEST"   # keeps the symbols for panic backtraces
     else
         say "strip is not installed: the binary keeps its debug information"
     fi
 fi
-chmod 0755 "$ROOTFS/usr/local/bin/chatmesh"
+chmod 0755 "$ROOTFS$DEST"
 
 # The shared objects a file needs, as absolute paths, from ldd: "name => /path (addr)" lines and the loader's
 # "/path (addr)" line; the vDSO has no file. A missing library is an error.
@@ -131,15 +154,43 @@ passwd: files
 group:  files
 hosts:  files dns
 EOF
-cat >"$ROOTFS/etc/passwd" <<EOF
+if [ "$PROM" = 1 ]; then
+    cat >"$ROOTFS/etc/passwd" <<EOF
+root:x:0:0:root:/root:/nonexistent
+nobody:x:$PROM_UID:$PROM_UID:nobody:/prometheus:/nonexistent
+EOF
+    cat >"$ROOTFS/etc/group" <<EOF
+root:x:0:
+nogroup:x:$PROM_UID:
+EOF
+else
+    cat >"$ROOTFS/etc/passwd" <<EOF
 root:x:0:0:root:/root:/nonexistent
 chatmesh:x:$UID_GID:$UID_GID:ChatMesh:/data:/nonexistent
 EOF
-cat >"$ROOTFS/etc/group" <<EOF
+    cat >"$ROOTFS/etc/group" <<EOF
 root:x:0:
 chatmesh:x:$UID_GID:
 EOF
+fi
 chmod 0644 "$ROOTFS/etc/nsswitch.conf" "$ROOTFS/etc/passwd" "$ROOTFS/etc/group"
+
+if [ "$PROM" = 1 ]; then
+    # The default config (compose mounts deploy/prometheus.yml over it, so edits need no rebuild) and the
+    # web UI's files, which Debian's build reads from /usr/share/prometheus/web (without them only the
+    # HTTP API works). Scraping is plain HTTP on the bridge network: no CA certificates are needed.
+    mkdir -p "$ROOTFS/etc/prometheus"
+    cp "$DEPLOY/prometheus.yml" "$ROOTFS/etc/prometheus/prometheus.yml"
+    chmod 0755 "$ROOTFS/etc/prometheus"
+    chmod 0644 "$ROOTFS/etc/prometheus/prometheus.yml"
+    if [ -d /usr/share/prometheus/web ]; then
+        mkdir -p "$ROOTFS/usr/share/prometheus"
+        cp -r /usr/share/prometheus/web "$ROOTFS/usr/share/prometheus/web"
+        chmod -R a+rX "$ROOTFS/usr/share"
+    else
+        say "no /usr/share/prometheus/web: the image's Prometheus serves its HTTP API but not its web UI"
+    fi
+fi
 
 # A loader cache for the copied directories, so that a library outside the loader's built-in search path
 # is still found (best effort: on Debian and most systems the built-in path already covers them).
@@ -150,9 +201,13 @@ if command -v ldconfig >/dev/null || [ -x /sbin/ldconfig ]; then
 fi
 [ -e "$ROOTFS/etc/ld.so.cache" ] && chmod 0644 "$ROOTFS/etc/ld.so.cache"
 
-cp "$DEPLOY/Dockerfile" "$CTX/Dockerfile"
+if [ "$PROM" = 1 ]; then
+    cp "$DEPLOY/prometheus.Dockerfile" "$CTX/Dockerfile"
+else
+    cp "$DEPLOY/Dockerfile" "$CTX/Dockerfile"
+fi
 
-say "binary $(du -h "$ROOTFS/usr/local/bin/chatmesh" | cut -f1) from $BIN ($("$BIN" --version 2>/dev/null || echo '?'))"
+say "binary $(du -h "$ROOTFS$DEST" | cut -f1) from $BIN ($("$BIN" --version 2>&1 | head -1 || echo '?'))"
 say "libraries: $(for l in "${!COPIED[@]}"; do echo "$l"; done | sort | tr '\n' ' ')"
 say "NSS modules present as files: ${NSS[*]:-none (built into libc)}"
 say "docker build -t $TAG"
@@ -168,5 +223,5 @@ if [ -n "$OLD_ID" ] && [ "$OLD_ID" != "$NEW_ID" ]; then
 fi
 
 # Smoke test: the loader, the libraries and the binary work inside the image.
-version=$(docker run --rm --network none "$TAG" --version) || die "the image $TAG does not run: docker run --rm $TAG --version failed"
+version=$(docker run --rm --network none "$TAG" --version 2>&1 | head -1) || die "the image $TAG does not run: docker run --rm $TAG --version failed"
 say "built $TAG: $version, $(docker image inspect -f '{{.Size}}' "$TAG" | awk '{printf "%.1f MB", $1/1e6}')"

@@ -15,6 +15,14 @@
 # message the test was told was sent is in every peer's history, exactly one coordinator, one log file per
 # peer in the shared logs volume. Everything it made is removed on exit, also when interrupted.
 #
+# Monitoring (when the Prometheus server is installed on the host: Debian package `prometheus`, which
+# ./test.sh installs): the Prometheus image of the compose profile "monitoring" is built offline too
+# (build-image.sh --prometheus) and its service runs next to the peers; through its query API the test
+# checks that it scrapes all four peers (up) with exactly one coordinator (sum(chatmesh_is_coordinator) = 1),
+# that after the coordinator's crash the killed peer's target is down, the term rose (max(chatmesh_term))
+# and the sum is 1 again on a survivor, and at the end that all four are up again with one coordinator.
+# Without the binary that part is skipped, and the test says so.
+#
 # Environment: CHATMESH_BIN (the binary to package, default target/release/chatmesh, built if missing),
 # CHATMESH_COMPOSE_FILE (default deploy/compose.yaml), KEEP=1 (leave the mesh running for inspection; the
 # command that removes it is printed).
@@ -37,6 +45,9 @@ need docker-compose "docker-compose 1.29 (the Python one)"
 need curl "the control API checks"
 need python3 "JSON checks"
 need nsenter "reaching the API of a disconnected container"
+# The monitoring part: Prometheus from the Debian package, packaged into an image like the node.
+PROM_BIN=${PROMETHEUS:-$(command -v prometheus || echo /usr/bin/prometheus)}
+if [ -x "$PROM_BIN" ]; then MONITORING=1; else MONITORING=0; fi
 
 # Root for nsenter (into a container's network namespace while it is cut off from the host).
 if [ "$(id -u)" = 0 ]; then
@@ -56,6 +67,8 @@ LEDGER=$TMP/ledger
 ENDPOINTS=$TMP/endpoints
 PROBES=()
 IMAGE_BUILT=0
+PROM_IMAGE=chatmesh-prometheus:test-$PROJECT
+PROM_IMAGE_BUILT=0
 COMPOSE_UP=0
 DONE=0
 : >"$LEDGER"
@@ -83,7 +96,7 @@ cleanup() {
     if [ "$rc" = 1 ] && [ "$COMPOSE_UP" = 1 ]; then diagnose; fi
     if [ "${KEEP:-0}" = 1 ] && [ "$COMPOSE_UP" = 1 ]; then
         echo "KEEP=1: the mesh is still running. Remove it with:" >&2
-        echo "  docker-compose -f $COMPOSE_FILE -p $PROJECT down -v; docker rmi $IMAGE; rm -rf $TMP" >&2
+        echo "  docker-compose -f $COMPOSE_FILE -p $PROJECT down -v; docker rmi $IMAGE$([ "$PROM_IMAGE_BUILT" = 1 ] && echo " $PROM_IMAGE"); rm -rf $TMP" >&2
         exit "$rc"
     fi
     for c in "${PROBES[@]:-}"; do [ -n "$c" ] && docker rm -f "$c" >/dev/null 2>&1; done
@@ -92,6 +105,7 @@ cleanup() {
             >"$TMP/down.log" 2>&1 || { echo "cleanup: docker-compose down failed:" >&2; cat "$TMP/down.log" >&2; }
     fi
     [ "$IMAGE_BUILT" = 1 ] && docker rmi "$IMAGE" >/dev/null 2>&1
+    [ "$PROM_IMAGE_BUILT" = 1 ] && docker rmi "$PROM_IMAGE" >/dev/null 2>&1
     rm -rf "$TMP"
     if [ "$rc" != 0 ] && [ "$DONE" = 0 ]; then echo "test.sh: FAILED (exit $rc), cleaned up" >&2; fi
     exit "$rc"
@@ -103,7 +117,7 @@ trap 'echo "test.sh: terminated" >&2; exit 143' TERM HUP
 # ---------------------------------------------------------------------------------------------------
 # The JSON side: polling the control APIs, the ledger of sent messages, the checks.
 cat >"$TMP/mesh.py" <<'PY'
-import json, os, subprocess, sys, time, urllib.request, urllib.error
+import json, os, subprocess, sys, time, urllib.parse, urllib.request, urllib.error
 
 TMP = os.path.dirname(os.path.abspath(__file__))
 LEDGER = os.path.join(TMP, "ledger")
@@ -225,6 +239,47 @@ def wait(what, timeout, probe):
             sys.exit(1)
         time.sleep(0.1)
 
+def prom(queries):
+    """Prometheus's answers to `queries` (its HTTP query API), all evaluated at one instant: for each, the
+    samples as a list of (labels, value)."""
+    at = f"{time.time():.3f}"
+    out = {}
+    for q in queries:
+        url = os.environ["PROM_URL"] + "/api/v1/query?" + urllib.parse.urlencode({"query": q, "time": at})
+        with urllib.request.urlopen(url, timeout=3) as resp:
+            j = json.loads(resp.read())
+        if j.get("status") != "success" or j["data"]["resultType"] != "vector":
+            raise OSError(f"{q}: {j}")
+        out[q] = [(r["metric"], float(r["value"][1])) for r in j["data"]["result"]]
+    return out
+
+def prom_state(up, coordinator, term_above, term_is):
+    """None when Prometheus shows: the targets `up` (peer -> 0 or 1, every target), the series of
+    chatmesh_is_coordinator exactly those of the peers up, summing to 1, on `coordinator`, and
+    max(chatmesh_term) above `term_above` or equal to `term_is`; otherwise why not. Also a summary."""
+    qs = ['up{job="chatmesh"}', "chatmesh_is_coordinator", "sum(chatmesh_is_coordinator)",
+          "max(chatmesh_term)", "min(chatmesh_term)"]
+    try:
+        r = prom(qs)
+    except Exception as e:
+        return f"Prometheus does not answer: {e}", ""
+    got_up = {m.get("instance"): v for m, v in r[qs[0]]}
+    is_c = {m.get("instance"): v for m, v in r[qs[1]]}
+    one = lambda q: r[q][0][1] if len(r[q]) == 1 else None
+    total, tmax, tmin = one(qs[2]), one(qs[3]), one(qs[4])
+    summary = (f'up {" ".join(f"{n}={v:g}" for n, v in sorted(got_up.items()))}; '
+               f'chatmesh_is_coordinator {" ".join(f"{n}={v:g}" for n, v in sorted(is_c.items()))}; '
+               f'sum(chatmesh_is_coordinator)={total}; max(chatmesh_term)={tmax}; min(chatmesh_term)={tmin}')
+    if got_up != up:
+        return f"targets: {summary}", summary
+    if sorted(is_c) != sorted(n for n, v in up.items() if v == 1):
+        return f"chatmesh_is_coordinator series are not those of the peers up: {summary}", summary
+    if total != 1 or [n for n, v in is_c.items() if v == 1] != [coordinator]:
+        return f"not exactly one coordinator, {coordinator}: {summary}", summary
+    if tmax is None or (term_above is not None and not tmax > term_above) or (term_is is not None and tmax != term_is):
+        return f"max(chatmesh_term) is not {'above ' + str(term_above) if term_above is not None else term_is}: {summary}", summary
+    return None, summary
+
 def main():
     cmd, args = sys.argv[1], sys.argv[2:]
     if cmd == "send":
@@ -288,6 +343,18 @@ def main():
     elif cmd == "member-state":
         s = get(args[0], "/status")
         print(next((m["state"] for m in s["members"] if m["name"] == args[1]), "absent"))
+    elif cmd == "prom-wait":
+        # prom-wait TIMEOUT COORDINATOR TERM|above:TERM PEER=0|1...: what prom_state checks
+        timeout, coordinator, term, ups = float(args[0]), args[1], args[2], args[3:]
+        up = {u.split("=")[0]: float(u.split("=")[1]) for u in ups}
+        above = float(term[6:]) if term.startswith("above:") else None
+        exact = None if above is not None else float(term)
+        box = {}
+        def probe():
+            why, box["summary"] = prom_state(up, coordinator, above, exact)
+            return why
+        dt = wait("Prometheus's view", timeout, probe)
+        print(f'{dt:.2f} {box["summary"]}')
     elif cmd == "show":
         for n in args:
             print(fmt_status(n))
@@ -319,10 +386,10 @@ for x in $(seq "$start" 254) $(seq 78 $((start - 1))) 77; do
     PREFIX=172.28.$x; break
 done
 [ -n "$PREFIX" ] || fail "no free 172.28.x.0/24 subnet for the test network"
-# Four free ports on 127.0.0.1 for the control APIs.
+# Five free ports on 127.0.0.1: the control APIs and Prometheus.
 read -r -a PORTS <<<"$(python3 -c '
 import socket
-ss = [socket.socket() for _ in range(4)]
+ss = [socket.socket() for _ in range(5)]
 for s in ss: s.bind(("127.0.0.1", 0))
 print(" ".join(str(s.getsockname()[1]) for s in ss))')"
 # A fresh network key (deploy/network.key is the demo key): what deploy/README.md tells users to do.
@@ -330,7 +397,8 @@ head -c 32 /dev/urandom | base64 >"$TMP/network.key"
 chmod 0644 "$TMP/network.key"    # the node runs as uid 10001 in the container
 export CHATMESH_IMAGE=$IMAGE CHATMESH_KEY_FILE=$TMP/network.key CHATMESH_NET_PREFIX=$PREFIX \
     CHATMESH_API_PORT_ANA=${PORTS[0]} CHATMESH_API_PORT_BRUNO=${PORTS[1]} \
-    CHATMESH_API_PORT_CARLA=${PORTS[2]} CHATMESH_API_PORT_DAVI=${PORTS[3]}
+    CHATMESH_API_PORT_CARLA=${PORTS[2]} CHATMESH_API_PORT_DAVI=${PORTS[3]} \
+    CHATMESH_PROMETHEUS_IMAGE=$PROM_IMAGE CHATMESH_PROMETHEUS_PORT=${PORTS[4]} PROM_URL=http://127.0.0.1:${PORTS[4]}
 declare -A PORT=([ana]=${PORTS[0]} [bruno]=${PORTS[1]} [carla]=${PORTS[2]} [davi]=${PORTS[3]})
 declare -A ADDR=([ana]=$PREFIX.11 [bruno]=$PREFIX.12 [carla]=$PREFIX.13 [davi]=$PREFIX.14)
 write_endpoints() {
@@ -341,7 +409,12 @@ write_endpoints() {
     done
 }
 write_endpoints
-say "subnet $PREFIX.0/24, control APIs on 127.0.0.1:${PORTS[*]}"
+say "subnet $PREFIX.0/24, control APIs on 127.0.0.1:${PORTS[*]:0:4}"
+if [ "$MONITORING" = 1 ]; then
+    say "monitoring: Prometheus ($PROM_BIN) in an image built offline, on 127.0.0.1:${PORTS[4]}"
+else
+    say "monitoring SKIPPED: no Prometheus server on this host (install the Debian package \`prometheus\`, as ./test.sh does)"
+fi
 
 # 1. The image.
 t=$(now)
@@ -351,11 +424,23 @@ BUILD_ARGS=(-t "$IMAGE")
 bash "$DEPLOY/build-image.sh" "${BUILD_ARGS[@]}" 2>"$TMP/build.log" || { cat "$TMP/build.log" >&2; fail "building the image failed"; }
 timing "build image" "$(since "$t")"
 say "built $IMAGE ($(grep -o 'chatmesh [0-9.]*, [0-9.]* MB' "$TMP/build.log" || true)) in ${TIMING[build image]}s"
+if [ "$MONITORING" = 1 ]; then
+    t=$(now)
+    PROM_IMAGE_BUILT=1
+    bash "$DEPLOY/build-image.sh" --prometheus -t "$PROM_IMAGE" -b "$PROM_BIN" 2>"$TMP/build-prom.log" \
+        || { cat "$TMP/build-prom.log" >&2; fail "building the Prometheus image failed"; }
+    timing "build Prometheus image" "$(since "$t")"
+    say "built $PROM_IMAGE ($(grep -o 'version [^ ]*' "$TMP/build-prom.log" | head -1), $(grep -o '[0-9.]* MB$' "$TMP/build-prom.log" || true)) in ${TIMING[build Prometheus image]}s"
+fi
 
 # 2. The compose mesh.
 t=$(now)
 COMPOSE_UP=1
-compose up -d >"$TMP/up.log" 2>&1 || { cat "$TMP/up.log" >&2; fail "docker-compose up failed"; }
+# With monitoring, the peers and the prometheus service (naming it enables its profile; grafana, whose
+# image would have to be pulled, stays out).
+SERVICES=()
+[ "$MONITORING" = 1 ] && SERVICES=("${PEERS[@]}" prometheus)
+compose up -d "${SERVICES[@]}" >"$TMP/up.log" 2>&1 || { cat "$TMP/up.log" >&2; fail "docker-compose up failed"; }
 out=$(mesh wait-mesh 30 "${PEERS[@]}") || fail "the four peers did not form one mesh"
 read -r dt COORD TERM <<<"$out"
 # The containers, by service (one docker call: docker-compose itself is slow to start on a loaded machine).
@@ -383,6 +468,17 @@ expect_same_coordinator() {
     [ "$1" = "$2" ] || fail "after $3 the coordinator is $1, not $2: a live coordinator was displaced"
 }
 expect_coordinator "$COORD" "${PEERS[@]}"
+# prom_check WHAT COORDINATOR TERM|above:TERM PEER=0|1...: Prometheus's query API agrees (see prom_state).
+prom_check() {
+    [ "$MONITORING" = 1 ] || return 0
+    local what=$1; shift
+    local t; t=$(now)
+    out=$(mesh prom-wait 40 "$@") || fail "Prometheus does not show $what"
+    read -r dt summary <<<"$out"
+    timing "Prometheus: $what" "$(since "$t")"
+    say "Prometheus shows $what (${dt}s): $summary"
+}
+prom_check "the mesh of 4" "$COORD" "$TERM" ana=1 bruno=1 carla=1 davi=1
 
 # 3. Probes from outside compose: multicast discovery, and name resolution inside the scratch image.
 t=$(now)
@@ -449,6 +545,9 @@ for p in "${SURV[@]}"; do msgs+=("$p" "after the failover, from $p"); done
 mesh send "${msgs[@]}" >/dev/null || fail "sending after the failover failed"
 dt=$(mesh wait-sync 20 "${SURV[@]}") || fail "the survivors' histories did not converge after the failover"
 say "chat goes on: survivors converged (${dt}s)"
+ups=()
+for p in "${PEERS[@]}"; do if [ "$p" = "$VICTIM" ]; then ups+=("$p=0"); else ups+=("$p=1"); fi; done
+prom_check "the failover" "$COORD2" "above:$TERM" "${ups[@]}"
 
 # 6. Partition: cut the lowest-ranked (most junior) survivor off the network, chat on both sides.
 CUT=""
@@ -513,6 +612,7 @@ read -r dt COORD7 TERM7 <<<"$out"
 expect_same_coordinator "$COORD7" "$COORD2" "the final convergence"
 timing "final convergence" "$(since "$t")"
 say "converged: every peer holds all $(mesh count) sent messages, equal digests, no pending acks, one coordinator ($COORD7)"
+prom_check "all 4 again" "$COORD7" "$TERM7" ana=1 bruno=1 carla=1 davi=1
 
 # One log file per peer in the shared volume (copied out through a container: the image has no shell).
 rm -rf "$TMP/logs"
