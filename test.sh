@@ -9,11 +9,16 @@ export CARGO_TERM_COLOR=never
 # What the tests need beyond Rust: the command that proves it is there, and the Debian package that brings it.
 #   chromium  the web page test drives headless Chromium (Debian's package; Ubuntu's is a snap wrapper)
 #   promtool  the metrics test checks /metrics with Prometheus's own tool (package `prometheus`)
+#   prometheus  the same package: the Prometheus test runs the real server against a mesh
+#   tmux      the TUI tests drive the real binary in a pseudo-terminal (package `tmux`)
 #   ip        the cluster tests build hosts out of network namespaces (package `iproute2`; needs root)
-NEEDS=(chromium:chromium promtool:prometheus ip:iproute2)
+NEEDS=(chromium:chromium promtool:prometheus prometheus:prometheus tmux:tmux ip:iproute2)
 missing=()
 for need in "${NEEDS[@]}"; do
-  command -v "${need%%:*}" >/dev/null 2>&1 || missing+=("${need#*:}")
+  pkg="${need#*:}"
+  if ! command -v "${need%%:*}" >/dev/null 2>&1 && [[ " ${missing[*]} " != *" $pkg "* ]]; then
+    missing+=("$pkg")
+  fi
 done
 if [ "${#missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
@@ -24,7 +29,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
     echo "test.sh: the tests need the Debian packages ${missing[*]}, and this script can install them only" >&2
     echo "         as root on a Debian or Ubuntu machine: run it as root, or install them yourself" >&2
     echo "         (apt-get install ${missing[*]}); without them, \`cargo test --workspace --release" >&2
-    echo "         --exclude chatmesh-cluster -- --skip page --skip scrape --skip promtool\` runs the rest" >&2
+    echo "         --exclude chatmesh-cluster -- --skip page --skip scrape --skip promtool --skip tui\` runs the rest" >&2
     exit 1
   fi
 fi
