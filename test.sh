@@ -29,7 +29,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
     echo "test.sh: the tests need the Debian packages ${missing[*]}, and this script can install them only" >&2
     echo "         as root on a Debian or Ubuntu machine: run it as root, or install them yourself" >&2
     echo "         (apt-get install ${missing[*]}); without them, \`cargo test --workspace --release" >&2
-    echo "         --exclude chatmesh-cluster -- --skip page --skip scrape --skip promtool --skip tui\` runs the rest" >&2
+    echo "         --exclude chatmesh-cluster -- --skip page --skip scrape --skip promtool --skip pty::\` runs the rest" >&2
     exit 1
   fi
 fi

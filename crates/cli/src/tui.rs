@@ -105,6 +105,8 @@ const ESC_REMINDER: &str = "press Esc again (within 1.5 s) to leave the mesh";
 fn new_input() -> TextArea<'static> {
     let mut t = TextArea::default();
     t.set_cursor_line_style(Style::new());
+    // Only the cursor is drawn reversed: `render_input` finds it by that.
+    t.set_cursor_style(Style::new().add_modifier(Modifier::REVERSED));
     t.set_placeholder_text(PLACEHOLDER);
     t.set_placeholder_style(Style::new().fg(Color::DarkGray));
     t
@@ -878,6 +880,13 @@ impl App {
             return;
         }
         f.render_widget(&self.input, box_area);
+        // The terminal's own cursor goes where tui-textarea drew its cursor (its viewport is not public), so
+        // that the terminal, an input method or a screen reader knows where typing goes.
+        let buf = f.buffer_mut();
+        let at = box_area.positions().find(|&p| buf[p].modifier.contains(Modifier::REVERSED));
+        if let Some(p) = at {
+            f.set_cursor_position(p);
+        }
     }
 
     fn render_popup(&mut self, f: &mut Frame, area: Rect) {
