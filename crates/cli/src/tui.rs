@@ -883,7 +883,11 @@ impl App {
         // The terminal's own cursor goes where tui-textarea drew its cursor (its viewport is not public), so
         // that the terminal, an input method or a screen reader knows where typing goes.
         let buf = f.buffer_mut();
-        let at = box_area.positions().find(|&p| buf[p].modifier.contains(Modifier::REVERSED));
+        let area = box_area.intersection(buf.area);
+        if area.is_empty() {
+            return;
+        }
+        let at = area.positions().find(|&p| buf[p].modifier.contains(Modifier::REVERSED));
         if let Some(p) = at {
             f.set_cursor_position(p);
         }
