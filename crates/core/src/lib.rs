@@ -16,6 +16,8 @@
 //! - `health`: local health: a node that was late itself gives peers a fresh chance before judging them.
 //! - `timer`: every timer, one doc line each.
 //! - `io`: `Input`, `Output`, `Event`, `Snapshot`.
+//! - `pipeline`: the commit pipeline: which outputs of a round go at once, which wait for its writes (and
+//!   earlier rounds') to be durable; shared by the tokio driver and the simulator.
 //! - `stats`: counters, and the reasons input is refused.
 //! - `history`: chat messages (`message`: signing, canonical order, digest), causal delivery and acks
 //!   (`mod.rs`), anti-entropy and retransmission (`sync`).
@@ -54,6 +56,7 @@ pub mod history;
 mod io;
 mod membership;
 mod node;
+pub mod pipeline;
 mod stats;
 mod timer;
 mod types;
@@ -68,6 +71,7 @@ pub use history::{
 };
 pub use io::{Command, Destination, Event, Input, LoadRequest, Output, Snapshot};
 pub use node::{Node, Role};
+pub use pipeline::{Pipeline, Ready};
 pub use stats::{Reject, Stats};
 pub use timer::Timer;
 pub use types::{Contact, NodeId, NodeKey, Rank, Term};

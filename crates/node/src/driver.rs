@@ -23,7 +23,7 @@ use crate::net::{self, NetError, Sockets};
 use crate::store::{Store, StoreError, Write};
 use chatmesh_core::{
     Body, Command, Config, Datagram, DatagramBody, Delivery, Destination, Event, Input, LoadRequest, MembershipEvent,
-    Message, Node, NodeKey, Output, Role, Timing, MAX_DATAGRAM_LEN,
+    Message, Node, NodeKey, Output, Pipeline, Role, Timing, MAX_DATAGRAM_LEN,
 };
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fmt;
@@ -43,8 +43,6 @@ const SIMULTANEOUS_DIAL: Duration = Duration::from_secs(1);
 /// Inputs taken from the inbox in one round before the outputs are carried out (and committed together);
 /// a batch of sends counts as the number of its sends.
 const ROUND_INPUTS: usize = 512;
-/// Rounds whose writes may be committing at once; then the core waits for the oldest before taking more.
-const ROUNDS_IN_FLIGHT: usize = 16;
 /// Inbox capacity: link readers wait when it is full, which slows a flooding peer down at its TCP window.
 const INBOX_CAPACITY: usize = 8192;
 /// Frames queued for one link's writer. A peer that does not read for this long is cut off (its link
@@ -649,16 +647,13 @@ struct Core {
     stop_at: Option<Instant>,
 }
 
-/// One round of the core: the outputs of the inputs it took, carried out once its writes are durable.
-struct Round {
-    outputs: Vec<Output>,
-    /// Send replies: answered with the round's other outputs, so only once the message is durable.
-    replies: Vec<(SendReply, Result<MessageView, SendError>)>,
-    commit: Option<CommitWait>,
-}
+/// Send replies held with a round: answered with the round's other outputs, so only once the message is durable.
+type Replies = Vec<(SendReply, Result<MessageView, SendError>)>;
 
 /// A round's writes on their way to disk.
 struct CommitWait {
+    /// The round's number in the pipeline.
+    round: u64,
     done: oneshot::Receiver<Result<(), String>>,
     began: Instant,
     /// Message batches among the writes.
@@ -710,11 +705,14 @@ impl Core {
     async fn rounds(&mut self) -> Result<(), String> {
         let mut clock = tokio::time::interval(Duration::from_secs(1));
         clock.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        // Rounds whose writes are being committed, oldest first. The core goes on taking inputs meanwhile;
-        // each round's outputs are carried out once its writes (and so every earlier round's) are durable.
-        let mut rounds: VecDeque<Round> = VecDeque::new();
+        // Rounds whose writes are being committed (`Pipeline`, shared with the simulator). The core goes on
+        // taking inputs meanwhile; each round's held outputs are carried out once its writes (and so every
+        // earlier round's) are durable. `commits` are the writes handed to the store thread, oldest first (it
+        // commits them in that order).
+        let mut pipeline: Pipeline<Replies> = Pipeline::new();
+        let mut commits: VecDeque<CommitWait> = VecDeque::new();
         loop {
-            self.finish_rounds(&mut rounds)?;
+            self.finish_rounds(&mut pipeline, &mut commits)?;
             let mut outputs = Vec::new();
             let mut stop = false;
             let mut next = None;
@@ -726,8 +724,8 @@ impl Core {
                         None => std::future::pending().await,
                     }
                 };
-                let room = rounds.len() < ROUNDS_IN_FLIGHT;
-                let committing = rounds.front_mut().and_then(|r| r.commit.as_mut());
+                let room = pipeline.has_room();
+                let committing = commits.front_mut();
                 let has_commit = committing.is_some();
                 let commit = async {
                     match committing {
@@ -745,8 +743,10 @@ impl Core {
                     Wake::Inbox(m) => next = m,
                     Wake::Timer => {}
                     Wake::Committed(r) => {
-                        if let Some(c) = rounds.front_mut().and_then(|r| r.commit.take()) {
+                        if let Some(c) = commits.pop_front() {
+                            let round = c.round;
                             c.finished(r)?;
+                            self.persisted(&mut pipeline, round);
                         }
                         continue;
                     }
@@ -789,43 +789,52 @@ impl Core {
             self.drain(&mut outputs);
             self.answer_sends(&outputs);
             if !outputs.is_empty() || !self.replies.is_empty() {
-                let round = self.begin_round(outputs, rounds.len())?;
-                rounds.push_back(round);
+                self.begin_round(&mut pipeline, &mut commits, outputs)?;
             }
             if self.node.role() == Role::Stopped || stop || self.stop_at.is_some_and(|t| t <= Instant::now()) {
                 break;
             }
         }
         // Everything already decided is carried out once durable; links close with the process.
-        while let Some(mut round) = rounds.pop_front() {
-            if let Some(mut c) = round.commit.take() {
-                let r = (&mut c.done).await;
-                c.finished(r)?;
-            }
-            self.end_round(round);
+        while let Some(mut c) = commits.pop_front() {
+            let r = (&mut c.done).await;
+            let round = c.round;
+            c.finished(r)?;
+            self.persisted(&mut pipeline, round);
+        }
+        for (outputs, replies) in pipeline.complete() {
+            self.end_round(outputs, replies);
         }
         Ok(())
     }
 
-    /// Carries out the rounds at the front of the queue whose writes are durable, in order.
-    fn finish_rounds(&mut self, rounds: &mut VecDeque<Round>) -> Result<(), String> {
-        while let Some(front) = rounds.front_mut() {
-            if let Some(c) = front.commit.as_mut() {
-                match c.done.try_recv() {
-                    Err(oneshot::error::TryRecvError::Empty) => break,
-                    Ok(r) => {
-                        if let Some(c) = front.commit.take() {
-                            c.finished(Ok(r))?;
-                        }
+    /// Carries out the rounds whose writes are durable, in order.
+    fn finish_rounds(
+        &mut self,
+        pipeline: &mut Pipeline<Replies>,
+        commits: &mut VecDeque<CommitWait>,
+    ) -> Result<(), String> {
+        while let Some(c) = commits.front_mut() {
+            match c.done.try_recv() {
+                Err(oneshot::error::TryRecvError::Empty) => break,
+                Err(oneshot::error::TryRecvError::Closed) => return Err(STORE_GONE.into()),
+                Ok(r) => {
+                    if let Some(c) = commits.pop_front() {
+                        let round = c.round;
+                        c.finished(Ok(r))?;
+                        self.persisted(pipeline, round);
                     }
-                    Err(oneshot::error::TryRecvError::Closed) => return Err(STORE_GONE.into()),
                 }
-            }
-            if let Some(round) = rounds.pop_front() {
-                self.end_round(round);
             }
         }
         Ok(())
+    }
+
+    /// Round `round`'s writes are durable: carries out every round that completes with it.
+    fn persisted(&mut self, pipeline: &mut Pipeline<Replies>, round: u64) {
+        for (outputs, replies) in pipeline.persisted(round) {
+            self.end_round(outputs, replies);
+        }
     }
 
     /// Starts a round's writes, all in one transaction, and shows at once what does not depend on them:
@@ -838,47 +847,53 @@ impl Core {
     /// `FrameAhead` (a sync's next request: it acknowledges nothing) is sent at once while at most one
     /// earlier round is committing; behind more, it waits like any frame, so that a slow disk slows the
     /// sync instead of letting uncommitted pages pile up.
-    fn begin_round(&mut self, outputs: Vec<Output>, earlier: usize) -> Result<Round, String> {
-        let mut writes = Vec::new();
-        let mut rest = Vec::with_capacity(outputs.len());
-        let mut ahead = earlier == 0;
-        for o in outputs {
-            ahead &= !matches!(o, Output::Persist(_) | Output::Store { .. });
-            match o {
-                // Handed to the writer below, all in one transaction.
-                Output::Persist(s) => writes.push(Write::Snapshot(s)),
-                Output::Store { messages, state } => writes.push(Write::Messages { messages, state }),
-                // Ahead of every write of the round (or acknowledging nothing): nothing to wait for.
-                o @ Output::FrameAhead { .. } if earlier <= 1 => self.carry_out_one(o),
-                o if ahead => self.carry_out_one(o),
-                Output::Event(e @ (Event::Delivered { .. } | Event::Acked { .. })) => self.event(e),
-                o => rest.push(o),
-            }
+    fn begin_round(
+        &mut self,
+        pipeline: &mut Pipeline<Replies>,
+        commits: &mut VecDeque<CommitWait>,
+        outputs: Vec<Output>,
+    ) -> Result<(), String> {
+        let ready = pipeline.begin(outputs, std::mem::take(&mut self.replies));
+        for o in ready.now {
+            self.carry_out_one(o);
         }
+        let mut writes: Vec<Write> = ready
+            .writes
+            .into_iter()
+            .filter_map(|o| match o {
+                Output::Persist(s) => Some(Write::Snapshot(s)),
+                Output::Store { messages, state } => Some(Write::Messages { messages, state }),
+                _ => None,
+            })
+            .collect();
         if self.node.config().name != self.saved_name.0 {
             // `/nick`: the name outlives a restart (`Store::resolve_name`).
             self.saved_name.0.clone_from(&self.node.config().name);
             let (name, configured) = self.saved_name.clone();
             writes.push(Write::Name { name, configured });
         }
-        let mut commit = None;
-        if !writes.is_empty() {
-            let (done, rx) = oneshot::channel();
-            let stores =
-                writes.iter().filter(|w| matches!(w, Write::Messages { messages, .. } if !messages.is_empty())).count();
-            let began = Instant::now();
-            self.writes.send(WriteJob { writes, done }).map_err(|_| STORE_GONE.to_string())?;
-            commit = Some(CommitWait { done: rx, began, stores });
+        if writes.is_empty() {
+            // Durable already: it completes as soon as the rounds before it do (perhaps now).
+            for (outputs, replies) in pipeline.complete() {
+                self.end_round(outputs, replies);
+            }
+            return Ok(());
         }
-        Ok(Round { outputs: rest, replies: std::mem::take(&mut self.replies), commit })
+        let (done, rx) = oneshot::channel();
+        let stores =
+            writes.iter().filter(|w| matches!(w, Write::Messages { messages, .. } if !messages.is_empty())).count();
+        let began = Instant::now();
+        self.writes.send(WriteJob { writes, done }).map_err(|_| STORE_GONE.to_string())?;
+        commits.push_back(CommitWait { round: ready.number, done: rx, began, stores });
+        Ok(())
     }
 
     /// Carries out a round whose writes are durable: its transmissions, events and replies, in order.
-    fn end_round(&mut self, round: Round) {
-        for o in round.outputs {
+    fn end_round(&mut self, outputs: Vec<Output>, replies: Replies) {
+        for o in outputs {
             self.carry_out_one(o);
         }
-        for (reply, outcome) in round.replies {
+        for (reply, outcome) in replies {
             let _ = reply.send(outcome);
         }
     }

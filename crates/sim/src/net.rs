@@ -33,6 +33,10 @@ pub struct SimOptions {
     /// taken as one round (`Node::begin_round`), whose pushes and acknowledgements go out merged when it
     /// ends. `None`: no rounds; every output goes out as soon as its input is handled.
     pub round: Option<Duration>,
+    /// How long a round's writes take to become durable, uniformly in this range (the driver's store
+    /// thread commits them in order, while the node goes on; `chatmesh_core::Pipeline` holds back what
+    /// follows them). A crash loses the commits still in flight. `None`: durable at once.
+    pub disk: Option<(Duration, Duration)>,
     /// Print every delivery and output to stderr (for replaying one seed).
     pub trace: bool,
 }
@@ -50,6 +54,7 @@ impl SimOptions {
             connect_timeout: Duration::from_millis(500),
             crash_mid_output: 0.0,
             round: None,
+            disk: None,
             trace: crate::trace_from_env(),
         }
     }

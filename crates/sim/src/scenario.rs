@@ -51,6 +51,11 @@ pub fn random_options(seed: u64, rng: &mut ChaCha8Rng) -> SimOptions {
     opts.round = *[None, Some(Duration::ZERO), Some(Duration::from_micros(200)), Some(ms(2))]
         .choose(&mut own)
         .expect("non-empty");
+    // The disk too, for the same reason.
+    let mut disk = ChaCha8Rng::seed_from_u64(seed ^ 0xD15C_0000);
+    opts.disk = *[None, Some((Duration::from_micros(20), Duration::from_micros(300))), Some((ms(1), ms(8)))]
+        .choose(&mut disk)
+        .expect("non-empty");
     opts
 }
 

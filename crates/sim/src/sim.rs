@@ -4,7 +4,7 @@ use crate::net::{delay, pair, Network, Pair, SimOptions};
 use crate::store::SimStore;
 use chatmesh_core::{
     Command, Config, Destination, Event, HistoryState, Input, LoadRequest, Message, MessageId, Node, NodeId, NodeKey,
-    Output, Role, Snapshot, Timing,
+    Output, Pipeline, Role, Snapshot, Timing,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -43,6 +43,11 @@ pub struct SimNode {
     steady_since: Option<Instant>,
     /// Times it was continued after a stop (draws the order in which it then reads input and timers).
     resumes: u64,
+    /// Rounds whose writes are committing (`SimOptions::disk`), with what waits for them: the driver's
+    /// pipeline itself.
+    pipeline: Pipeline<()>,
+    /// When the last commit handed to the disk lands (they land in order).
+    commit_at: Option<Instant>,
 }
 
 impl SimNode {
@@ -86,11 +91,37 @@ pub struct Observations {
 }
 
 enum Ev {
-    Start { node: usize },
-    Deliver { node: usize, inc: u64, input: Input, link: Option<(Pair, u64)> },
-    Timer { node: usize, inc: u64 },
-    Dial { from: usize, inc: u64, to: usize, started: Instant },
-    EndRound { node: usize, inc: u64, round: u64 },
+    Start {
+        node: usize,
+    },
+    Deliver {
+        node: usize,
+        inc: u64,
+        input: Input,
+        link: Option<(Pair, u64)>,
+    },
+    Timer {
+        node: usize,
+        inc: u64,
+    },
+    Dial {
+        from: usize,
+        inc: u64,
+        to: usize,
+        started: Instant,
+    },
+    EndRound {
+        node: usize,
+        inc: u64,
+        round: u64,
+    },
+    /// A round's writes are durable (`SimOptions::disk`).
+    Committed {
+        node: usize,
+        inc: u64,
+        round: u64,
+        writes: Vec<Output>,
+    },
 }
 
 struct Scheduled {
@@ -124,6 +155,8 @@ pub struct Sim {
     /// Nodes whose sent datagrams are recorded for `take_datagrams` (tests of what a node says).
     tapped: BTreeMap<usize, Vec<(Destination, Vec<u8>)>>,
     rng: ChaCha8Rng,
+    /// The disk's delays, drawn apart from `rng`.
+    disk_rng: ChaCha8Rng,
     start: Instant,
     now: Instant,
     seq: u64,
@@ -142,6 +175,7 @@ impl Sim {
     pub fn new(opts: SimOptions, timing: Timing) -> Sim {
         let start = Instant::now();
         let rng = ChaCha8Rng::seed_from_u64(opts.seed);
+        let disk_rng = ChaCha8Rng::seed_from_u64(opts.seed ^ 0xD15C_D15C);
         Sim {
             opts,
             timing,
@@ -149,6 +183,7 @@ impl Sim {
             obs: Observations::default(),
             tapped: BTreeMap::new(),
             rng,
+            disk_rng,
             start,
             now: start,
             seq: 0,
@@ -204,6 +239,8 @@ impl Sim {
             rounds: 0,
             steady_since: None,
             resumes: 0,
+            pipeline: Pipeline::new(),
+            commit_at: None,
         });
         self.net.groups.push(0);
         self.schedule(self.now + after, Ev::Start { node: i });
@@ -265,6 +302,7 @@ impl Sim {
             Ev::Timer { node, inc } => self.fire_timer(node, inc),
             Ev::Dial { from, inc, to, started } => self.resolve_dial(from, inc, to, started),
             Ev::EndRound { node, inc, round } => self.end_round(node, inc, round),
+            Ev::Committed { node, inc, round, writes } => self.committed(node, inc, round, writes),
         }
     }
 
@@ -368,28 +406,40 @@ impl Sim {
         1_700_000_000_000 + self.elapsed().as_millis() as u64
     }
 
-    /// Carries out node `i`'s outputs, then schedules its next timer. With `crash_mid_output`, the process
-    /// may die part-way: what was carried out stays, the rest is lost.
+    /// Carries out node `i`'s outputs, then schedules its next timer. The outputs go through the driver's
+    /// commit pipeline: what may go at once goes, the writes land now or after a simulated disk delay, and
+    /// what waits for them goes when they (and every earlier round's) are durable. With `crash_mid_output`,
+    /// the process may die part-way: what was carried out stays, the rest is lost.
     fn drain(&mut self, i: usize) {
         let mut outputs = Vec::new();
         let Some(core) = self.nodes[i].core.as_mut() else { return };
-        // A driver may send a `FrameAhead` before the writes emitted ahead of it are durable: the simulator
-        // sends each as early as it can, first of its drain, so that the claims checked on it are checked
-        // against what was durable before.
-        let mut ahead = Vec::new();
         while let Some(o) = core.poll_output() {
-            match o {
-                o @ Output::FrameAhead { .. } => ahead.push(o),
-                o => outputs.push(o),
-            }
+            outputs.push(o);
         }
-        ahead.append(&mut outputs);
-        let outputs = ahead;
         let next = core.poll_timeout();
         self.check_output_order(i, &outputs);
+        let ready = self.nodes[i].pipeline.begin(outputs, ());
+        let mut todo = ready.now;
+        if ready.writes.is_empty() {
+            for (held, ()) in self.nodes[i].pipeline.complete() {
+                todo.extend(held);
+            }
+        } else if let Some((lo, hi)) = self.opts.disk {
+            let d = self.disk_rng.gen_range(lo..=hi);
+            let n = &mut self.nodes[i];
+            let at = (self.now + d).max(n.commit_at.unwrap_or(self.now));
+            n.commit_at = Some(at);
+            let ev = Ev::Committed { node: i, inc: n.incarnation, round: ready.number, writes: ready.writes };
+            self.schedule(at, ev);
+        } else {
+            todo.extend(ready.writes);
+            for (held, ()) in self.nodes[i].pipeline.persisted(ready.number) {
+                todo.extend(held);
+            }
+        }
         let p = self.opts.crash_mid_output;
-        let cut = (p > 0.0 && outputs.len() > 1 && self.rng.gen_bool(p)).then(|| self.rng.gen_range(1..outputs.len()));
-        for (k, o) in outputs.into_iter().enumerate() {
+        let cut = (p > 0.0 && todo.len() > 1 && self.rng.gen_bool(p)).then(|| self.rng.gen_range(1..todo.len()));
+        for (k, o) in todo.into_iter().enumerate() {
             if Some(k) == cut {
                 self.trace(i, &format!("killed after {k} outputs"));
                 self.crash(i);
@@ -406,6 +456,32 @@ impl Sim {
                 self.schedule(at.max(self.now), Ev::Timer { node: i, inc });
             }
         }
+    }
+
+    /// Round `round`'s writes reach the disk: they are durable, and what waited for them (and for no
+    /// earlier round still committing) is carried out. A commit of an earlier incarnation was lost with the
+    /// crash; a stopped (paused) process carries nothing out until it is continued.
+    fn committed(&mut self, i: usize, inc: u64, round: u64, writes: Vec<Output>) {
+        let n = &self.nodes[i];
+        if n.incarnation != inc || n.core.is_none() {
+            return;
+        }
+        if n.paused {
+            let at = self.now + Duration::from_millis(1);
+            self.schedule(at, Ev::Committed { node: i, inc, round, writes });
+            return;
+        }
+        if self.opts.trace {
+            self.trace(i, &format!("round {round} durable"));
+        }
+        let mut todo = writes;
+        for (held, ()) in self.nodes[i].pipeline.persisted(round) {
+            todo.extend(held);
+        }
+        for o in todo {
+            self.carry_out(i, o);
+        }
+        self.update_steady(i);
     }
 
     /// Keeps `steady_since`: live and a member or coordinator, without a break since then.
@@ -775,6 +851,9 @@ impl Sim {
         n.buffered.clear();
         n.timer_at = None;
         n.incarnation += 1;
+        // The commits in flight never land (or land with nobody to carry out what waited for them).
+        n.pipeline.crash();
+        n.commit_at = None;
         for (a, b) in links {
             let other = if a == i { b } else { a };
             // The kernel resets the dead process's connections: the peer learns at once if it can hear.
