@@ -4,9 +4,10 @@
 //! entry point takes `now`, randomness comes from `Config` (its seed; and for batch signature checks, which
 //! a peer must not predict, a hash of its secret key and seed), and everything the node wants done comes
 //! out of `poll_output`. The same `Node` runs under the tokio driver (`chatmesh-node`) and the deterministic
-//! simulator (`chatmesh-sim`). One exception to "no runtime": a large batch of signatures (a sync page) is
-//! checked on several threads (`std::thread::scope`, as many as `available_parallelism` gives, asked once
-//! per node), pure computation whose verdicts do not depend on the split.
+//! simulator (`chatmesh-sim`). One exception to "no runtime" and "no filesystem": a large batch of
+//! signatures (a sync page) is checked on several threads (`std::thread::scope`, as many as
+//! `available_parallelism` gives, which on Linux reads the cgroup's CPU quota; asked once per node, on its
+//! first large batch), pure computation whose verdicts do not depend on the split.
 //!
 //! # Layout
 //! Three layers, and imports point down them only (`tests/layering.rs` checks it, and that no two modules
