@@ -8,6 +8,7 @@
 //! views are ordered by `(term, coordinator rank, version)`, so two announcements of one term resolve the
 //! same way on every node.
 
+use crate::ballot::Election;
 use crate::io::Event;
 use crate::node::{Node, Role};
 use crate::timer::Timer;
@@ -16,18 +17,6 @@ use crate::view::MemberState;
 use crate::wire::Frame;
 use std::collections::BTreeSet;
 use std::time::Instant;
-
-#[derive(Clone, Debug)]
-pub(crate) struct Election {
-    pub round: u64,
-    /// The proposed term.
-    pub term: Term,
-    /// The coordinator this election replaces; `None` for a forced election (`/elect`).
-    pub suspect: Option<NodeKey>,
-    /// Higher-ranked members asked and not yet answered or known gone.
-    pub waiting: BTreeSet<NodeKey>,
-    pub answered: bool,
-}
 
 impl Node {
     /// Member: the coordinator is silent, or its link dropped and could not be re-established.

@@ -1,26 +1,48 @@
 //! The ChatMesh protocol as a pure state machine.
 //!
-//! No runtime, no sockets, no clock reads, no filesystem, no thread-local randomness: every entry point
-//! takes `now`, randomness comes from the seed in `Config`, and everything the node wants done comes out of
-//! `poll_output`. The same `Node` runs under the tokio driver (`chatmesh-node`) and the deterministic
-//! simulator (`chatmesh-sim`).
+//! No runtime, no sockets, no clock reads, no filesystem, no thread-local randomness, no global state: every
+//! entry point takes `now`, randomness comes from `Config` (its seed; and for batch signature checks, which
+//! a peer must not predict, a hash of its secret key and seed), and everything the node wants done comes
+//! out of `poll_output`. The same `Node` runs under the tokio driver (`chatmesh-node`) and the deterministic
+//! simulator (`chatmesh-sim`). One exception to "no runtime" and "no filesystem": a large batch of
+//! signatures (a sync page) is checked on several threads (`std::thread::scope`, as many as
+//! `available_parallelism` gives, which on Linux reads the cgroup's CPU quota; asked once per node, on its
+//! first large batch), pure computation whose verdicts do not depend on the split.
 //!
 //! # Layout
+//! Three layers, and imports point down them only (`tests/layering.rs` checks it, and that no two modules
+//! import each other, however indirectly).
+//!
+//! Data: types and the pure rules on them; they import no module that drives the node.
 //! - `types`: `NodeId`, `NodeKey`, `Rank`, `Contact`, `Term`.
-//! - `wire`: frames (links) and datagrams (multicast), versioned `postcard`, size limits, typed errors.
+//! - `config`: `Config` (identity, secret key, address, RNG seed), `Timing` (every protocol timer), `key_of`.
+//! - `stats`: counters, and the reasons input is refused (`Reject`).
+//! - `timer`: every timer, one doc line each, and the timer table.
 //! - `view`: the membership view, ID assignment and the merge rule.
-//! - `node`: the `Node`, its driving API, links and view installation.
+//! - `ballot`: `Election`, the state of an election this node runs.
+//! - `history`: what a node holds of the chat history: `HistoryState` (the durable summary: frontier, clock,
+//!   heads, digest, acknowledgements of our own messages), `Delivery`, limits, `page_of`, and the node's
+//!   volatile `History` with its `Round` (what waits for the end of a driver round).
+//! - `history::message`: a chat message (signed alone or in a batch), its ID and canonical order, the
+//!   history digest, and the `Verifier` (batch signature checks with its own RNG and key cache).
+//! - `history::holdback`: messages waiting for their dependencies, indexed by what each waits for.
+//! - `wire`: frames (links) and datagrams (multicast), versioned `postcard`, size limits, typed errors.
+//! - `io`: `Input`, `Output`, `Event`, `Command`, `Snapshot`.
+//! - `pipeline`: the commit pipeline: which outputs of a driver round go at once, which wait for its writes
+//!   (and earlier rounds') to be durable; shared by the tokio driver and the simulator.
+//!
+//! The node, above the data:
+//! - `node`: the `Node`, its driving API, dispatch, links and view installation.
+//!
+//! Behaviour, above the node: each an `impl Node` for one job, importing the node and the data only.
 //! - `discovery`: `Discover` / `Offer` / `Beacon`, founding a mesh, joining.
 //! - `membership`: admission, replication, heartbeats, failure detection, leave, merge of split meshes.
 //! - `election`: Bully with terms.
 //! - `health`: local health: a node that was late itself gives peers a fresh chance before judging them.
-//! - `timer`: every timer, one doc line each.
-//! - `io`: `Input`, `Output`, `Event`, `Snapshot`.
-//! - `pipeline`: the commit pipeline: which outputs of a round go at once, which wait for its writes (and
-//!   earlier rounds') to be durable; shared by the tokio driver and the simulator.
-//! - `stats`: counters, and the reasons input is refused.
-//! - `history`: chat messages (`message`: signing, canonical order, digest), causal delivery and acks
-//!   (`mod.rs`), anti-entropy and retransmission (`sync`).
+//! - `delivery`: writing and signing our messages, verifying and causally delivering others', storing,
+//!   acknowledgements.
+//! - `round`: driver rounds: pushes, own messages and acks merged until the round's end.
+//! - `sync`: anti-entropy (frontier exchange, sync pages) and retransmission.
 //!
 //! # Driving the node
 //! ```
@@ -48,7 +70,9 @@
 //! assert_eq!(node.history().count, 1);
 //! ```
 
+mod ballot;
 mod config;
+mod delivery;
 mod discovery;
 mod election;
 mod health;
@@ -57,7 +81,9 @@ mod io;
 mod membership;
 mod node;
 pub mod pipeline;
+mod round;
 mod stats;
+mod sync;
 mod timer;
 mod types;
 mod view;

@@ -1,8 +1,8 @@
 //! The node: one ChatMesh peer as a pure state machine.
 
+use crate::ballot::Election;
 use crate::config::{key_of, Config};
-use crate::election::Election;
-use crate::history::{History, HistoryState, MembershipEvent};
+use crate::history::{Body, History, HistoryState, MembershipEvent, Verifier};
 use crate::io::{Command, Destination, Event, Input, Output, Snapshot};
 use crate::stats::{Reject, Stats};
 use crate::timer::{Timer, Timers};
@@ -120,13 +120,15 @@ impl Node {
         // Sync ids start anywhere, so that a page answering a previous run of this node (queued by a peer
         // while we were down) does not match a sync of this one.
         let sync_id = rng.gen();
+        // Batch signature checks draw from their own generator, which no peer can predict.
+        let verifier = Verifier::for_node(&cfg.secret, cfg.seed);
         let view_next_id = snapshot.view.as_ref().map_or(NodeId(1), |v| v.next_id);
         let next_id_seen = snapshot.max_next_id.max(view_next_id);
         let max_term = snapshot.max_term.max(snapshot.view.as_ref().map_or(0, |v| v.term));
         let mut node = Node {
             cfg,
             signing,
-            history: History { sync_id, ..History::new(history) },
+            history: History::new(history, sync_id, verifier),
             rng,
             role: Role::Discovering,
             my_id: snapshot.my_id,
@@ -375,7 +377,7 @@ impl Node {
     fn on_command(&mut self, now: Instant, command: Command) {
         match command {
             Command::Send { text } => {
-                if let Err(reason) = self.author(now, crate::history::Body::Text(text)) {
+                if let Err(reason) = self.author(now, Body::Text(text)) {
                     self.event(Event::SendRefused { reason });
                 }
             }

@@ -2,8 +2,12 @@
 
 use crate::types::{NodeId, NodeKey, Term};
 use ed25519_dalek::{Signer, SigningKey};
+use ed25519_zebra::VerificationKey;
+use rand::{CryptoRng, Rng, RngCore, SeedableRng};
+use rand_chacha::ChaCha20Rng;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 /// Longest text body, in bytes of UTF-8.
@@ -254,20 +258,21 @@ impl Message {
         OrderKey { lamport: self.lamport, author: self.author, seq: self.seq }
     }
 
-    /// Checks limits, internal consistency and the author's signature.
+    /// Checks limits, internal consistency and the author's signature. (A node checks with its `Verifier`,
+    /// which keeps authors' keys decompressed and checks many messages as one batch.)
     pub fn verify(&self) -> Result<(), MessageError> {
-        self.verify_with(&mut Verified::default())
+        self.verify_with(&mut Verified::default(), &mut KeyCache::default())
     }
 
     /// `verify`, except that a batch signature found valid before (in `verified`) is not checked again:
     /// the messages of one batch share it, and their proofs lead to the same root.
-    pub(crate) fn verify_with(&self, verified: &mut Verified) -> Result<(), MessageError> {
+    fn verify_with(&self, verified: &mut Verified, keys: &mut KeyCache) -> Result<(), MessageError> {
         self.check_fields()?;
         let term = self.signature_term();
         if verified.holds(self, &term) {
             return Ok(());
         }
-        let key = verification_key(&self.author.0).ok_or(MessageError::BadSignature)?;
+        let key = keys.get(&self.author.0).ok_or(MessageError::BadSignature)?;
         let sig = ed25519_zebra::Signature::from_bytes(&term.1);
         key.verify(&sig, &term.2).map_err(|_| MessageError::BadSignature)?;
         verified.add(self, term);
@@ -280,7 +285,7 @@ impl Message {
     }
 
     /// Checks limits and internal consistency: everything `verify` checks but the signature.
-    pub(crate) fn check_fields(&self) -> Result<(), MessageError> {
+    fn check_fields(&self) -> Result<(), MessageError> {
         if let Body::Text(t) = &self.body {
             if t.len() > MAX_BODY_LEN {
                 return Err(MessageError::BodyTooLong);
@@ -305,9 +310,9 @@ impl Message {
     /// by one; messages signed in one author's batch that share their root and signature are one term. The
     /// ZIP 215 rules (cofactored equation) make the answer the same as checking each message with `verify`:
     /// true exactly when every one of them would pass. On false, the caller checks them one by one to find
-    /// the bad ones. The random coefficients come from the thread's OS-seeded generator, never from the
-    /// core's seeded one, so a sender cannot predict them.
-    pub(crate) fn signatures_valid(messages: &[&Message]) -> bool {
+    /// the bad ones. The random coefficients come from `rng`, which a sender must not be able to predict
+    /// (see `Verifier`).
+    fn signatures_valid(messages: &[&Message], rng: &mut (impl RngCore + CryptoRng)) -> bool {
         let mut batch = ed25519_zebra::batch::Verifier::new();
         let mut queued = Verified::default();
         for m in messages {
@@ -320,7 +325,7 @@ impl Message {
             batch.queue((key, sig, &term.2));
             queued.add(m, term);
         }
-        batch.verify(rand::thread_rng()).is_ok()
+        batch.verify(rng).is_ok()
     }
 
     /// The hash that enters the history digest: the message's ID and its signed content, signature
@@ -342,7 +347,7 @@ type SignatureTerm = ([u8; 32], [u8; 64], Vec<u8>);
 /// not cost another check.
 /// Only batch terms are kept: a message signed alone shares its signature with no other.
 #[derive(Default)]
-pub(crate) struct Verified(std::collections::HashSet<SignatureTerm>);
+struct Verified(BTreeSet<SignatureTerm>);
 
 impl Verified {
     fn holds(&self, m: &Message, term: &SignatureTerm) -> bool {
@@ -373,25 +378,142 @@ fn node_hash(left: &[u8; 32], right: &[u8; 32]) -> [u8; 32] {
     h.finalize().into()
 }
 
-/// Authors' public keys, decompressed once: decompressing a point costs about a fifth of a verification,
-/// and a history has few authors and many messages. Bounded: when full, it starts over.
-fn verification_key(bytes: &[u8; 32]) -> Option<ed25519_zebra::VerificationKey> {
-    use ed25519_zebra::VerificationKey;
-    use std::collections::HashMap;
-    use std::sync::RwLock;
-    const MAX_KEYS: usize = 4096;
-    static KEYS: RwLock<Option<HashMap<[u8; 32], VerificationKey>>> = RwLock::new(None);
-    if let Some(k) = KEYS.read().unwrap_or_else(|p| p.into_inner()).as_ref().and_then(|m| m.get(bytes)) {
-        return Some(*k);
+/// Checks the signatures of the messages a node receives. Owned by the node (`History::verifier`): no
+/// global state, and no randomness but what it is given.
+///
+/// - `rng` draws the random coefficients of batch checks. A sender that could predict them could craft
+///   two bad signatures whose errors cancel out in a batch, so they must be unpredictable from outside the
+///   node: `for_node` seeds it with a hash of the node's secret key (which never leaves the node) and its
+///   `Config::seed`. Given those, it is deterministic, so the simulator replays runs exactly; and it is not
+///   the node's other RNG, whose draws stay as they were. The verdicts do not depend on the coefficients
+///   (a valid batch always passes; one holding a bad signature fails but with negligible probability).
+/// - `keys`: authors' public keys, decompressed once: decompressing a point costs about a fifth of a
+///   verification, and a history has few authors and many messages. Bounded: when full, it starts over.
+/// - `threads`: how many threads check a large batch (a sync page), found on the first one.
+pub struct Verifier {
+    rng: ChaCha20Rng,
+    keys: KeyCache,
+    threads: Option<usize>,
+}
+
+impl fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Verifier").field("keys", &self.keys.0.len()).field("threads", &self.threads).finish()
     }
-    let key = VerificationKey::try_from(*bytes).ok()?;
-    let mut keys = KEYS.write().unwrap_or_else(|p| p.into_inner());
-    let map = keys.get_or_insert_with(HashMap::new);
-    if map.len() >= MAX_KEYS {
-        map.clear();
+}
+
+/// A verdict for each message asked about (`None` for the others).
+pub type Verdicts = Vec<Option<Result<(), MessageError>>>;
+
+/// Below this many messages to check, signatures are verified one by one.
+const BATCH_VERIFY_MIN: usize = 4;
+/// From this many messages to check, the batch is split across the cores.
+const PARALLEL_VERIFY_MIN: usize = 128;
+/// Most authors' keys a `Verifier` keeps decompressed.
+const MAX_KEYS: usize = 4096;
+/// Most threads a large batch is split across.
+const MAX_THREADS: usize = 8;
+/// Prefix of what `Verifier::for_node` hashes into its RNG's seed.
+const VERIFIER_DOMAIN: &[u8] = b"chatmesh/verifier/v1";
+
+impl Verifier {
+    /// A verifier whose batch coefficients come from `seed`, which must be secret.
+    pub fn new(seed: [u8; 32]) -> Verifier {
+        Verifier { rng: ChaCha20Rng::from_seed(seed), keys: KeyCache::default(), threads: None }
     }
-    map.insert(*bytes, key);
-    Some(key)
+
+    /// The verifier of the node with ed25519 secret key `secret` and RNG seed `seed`: seeded with
+    /// `SHA-256("chatmesh/verifier/v1" ‖ secret ‖ seed)`.
+    pub fn for_node(secret: &[u8; 32], seed: u64) -> Verifier {
+        let mut h = Sha256::new();
+        h.update(VERIFIER_DOMAIN);
+        h.update(secret);
+        h.update(seed.to_be_bytes());
+        Verifier::new(h.finalize().into())
+    }
+
+    /// `Message::verify`, with the author's key decompressed once for all its messages.
+    pub fn verify(&mut self, m: &Message) -> Result<(), MessageError> {
+        m.verify_with(&mut Verified::default(), &mut self.keys)
+    }
+
+    /// The verdict of each message marked `fresh` (`None` for the others): exactly `Message::verify`'s,
+    /// found sooner. Signatures are checked as batches (one per thread; up to `MAX_THREADS` threads for
+    /// large batches), and only a batch that fails is checked again one by one. Pure computation: the
+    /// verdicts do not depend on how the work was split, so the simulator's runs stay deterministic.
+    pub fn verify_all(&mut self, messages: &[Message], fresh: &[bool]) -> Verdicts {
+        let todo = fresh.iter().filter(|f| **f).count();
+        if todo < BATCH_VERIFY_MIN {
+            return verify_each(messages, fresh, &mut self.keys);
+        }
+        let threads = if todo < PARALLEL_VERIFY_MIN {
+            1
+        } else {
+            *self
+                .threads
+                .get_or_insert_with(|| std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_THREADS)))
+        };
+        if threads < 2 {
+            return verify_batch(messages, fresh, &mut self.rng)
+                .unwrap_or_else(|| verify_each(messages, fresh, &mut self.keys));
+        }
+        let chunk = messages.len().div_ceil(threads);
+        // One generator per part, seeded from ours in order: the same draws however the threads run.
+        let seeds: Vec<[u8; 32]> = messages.chunks(chunk).map(|_| self.rng.gen()).collect();
+        let keys = &self.keys;
+        std::thread::scope(|s| {
+            let parts: Vec<_> = messages
+                .chunks(chunk)
+                .zip(fresh.chunks(chunk))
+                .zip(seeds)
+                .map(|((ms, fs), seed)| {
+                    s.spawn(move || {
+                        let mut rng = ChaCha20Rng::from_seed(seed);
+                        verify_batch(ms, fs, &mut rng).unwrap_or_else(|| verify_each(ms, fs, &mut keys.clone()))
+                    })
+                })
+                .collect();
+            // A part whose thread could not finish is left to the caller, which verifies those one by one.
+            parts
+                .into_iter()
+                .zip(messages.chunks(chunk))
+                .flat_map(|(p, ms)| p.join().unwrap_or_else(|_| vec![None; ms.len()]))
+                .collect()
+        })
+    }
+}
+
+/// `Verifier::verify_all` on one thread: fields first, then every signature in one batch; `None` if the
+/// batch fails (then the caller checks them one by one).
+fn verify_batch(messages: &[Message], fresh: &[bool], rng: &mut ChaCha20Rng) -> Option<Verdicts> {
+    let verdicts: Verdicts = messages.iter().zip(fresh).map(|(m, f)| f.then(|| m.check_fields())).collect();
+    let signed: Vec<&Message> =
+        messages.iter().zip(&verdicts).filter(|(_, v)| matches!(v, Some(Ok(())))).map(|(m, _)| m).collect();
+    Message::signatures_valid(&signed, rng).then_some(verdicts)
+}
+
+/// `Message::verify` of each message marked `fresh`, one by one, but each batch signature checked once.
+fn verify_each(messages: &[Message], fresh: &[bool], keys: &mut KeyCache) -> Verdicts {
+    let mut verified = Verified::default();
+    messages.iter().zip(fresh).map(|(m, f)| f.then(|| m.verify_with(&mut verified, keys))).collect()
+}
+
+/// Authors' public keys, decompressed (see `Verifier`).
+#[derive(Clone, Default)]
+struct KeyCache(BTreeMap<[u8; 32], VerificationKey>);
+
+impl KeyCache {
+    fn get(&mut self, bytes: &[u8; 32]) -> Option<VerificationKey> {
+        if let Some(k) = self.0.get(bytes) {
+            return Some(*k);
+        }
+        let key = VerificationKey::try_from(*bytes).ok()?;
+        if self.0.len() >= MAX_KEYS {
+            self.0.clear();
+        }
+        self.0.insert(*bytes, key);
+        Some(key)
+    }
 }
 
 /// The digest of a history: SHA-256 over its authors in key order, each as `key ‖ seq ‖ chain`, where
@@ -452,6 +574,11 @@ mod tests {
         Body::Text(s.into())
     }
 
+    /// Coefficients for batch checks in tests.
+    fn rng() -> ChaCha20Rng {
+        ChaCha20Rng::seed_from_u64(1)
+    }
+
     #[test]
     fn a_signed_message_verifies_and_any_change_breaks_it() {
         let m = Message::sign(&key(1), 1, 1, vec![], 1000, text("olá"));
@@ -495,16 +622,17 @@ mod tests {
         assert!(dalek.verify(&m.signed_bytes(), &ed25519_dalek::Signature::from_bytes(&sig)).is_err());
         // ...ChatMesh's accepts it, alone and in every batch (a cofactorless batch would pass one time in 8).
         assert_eq!(m.verify(), Ok(()));
+        let mut rng = rng();
         let others: Vec<Message> = (1..=9).map(|k| Message::sign(&key(4), k, k, vec![], 0, text("x"))).collect();
         for _ in 0..40 {
             let mut batch: Vec<&Message> = others.iter().collect();
             batch.push(&m);
-            assert!(Message::signatures_valid(&batch));
+            assert!(Message::signatures_valid(&batch, &mut rng));
         }
         // And a batch holding a forged message fails as a whole.
         let mut forged = others[0].clone();
         forged.body = text("y");
-        assert!(!Message::signatures_valid(&[&m, &others[1], &forged]));
+        assert!(!Message::signatures_valid(&[&m, &others[1], &forged], &mut rng));
     }
 
     #[test]
@@ -536,7 +664,7 @@ mod tests {
             let depth = (n as f64).log2().ceil() as usize;
             assert!(b.iter().all(|m| m.proof.len() <= depth), "paths of at most {depth} steps");
             let refs: Vec<&Message> = b.iter().collect();
-            assert!(Message::signatures_valid(&refs));
+            assert!(Message::signatures_valid(&refs, &mut rng()));
         }
         // One message alone is signed as before batches existed: no proof, a plain Ed25519 signature over
         // its signed bytes (what messages stored by version 1 carry).
@@ -593,7 +721,7 @@ mod tests {
             assert_eq!(m.verify(), Err(MessageError::BadSignature), "{m:?}");
             let mut refs: Vec<&Message> = b.iter().collect();
             refs.push(m);
-            assert!(!Message::signatures_valid(&refs), "a batch holding {m:?}");
+            assert!(!Message::signatures_valid(&refs, &mut rng()), "a batch holding {m:?}");
         }
         let mut deep = b[0].clone();
         deep.proof = vec![ProofStep { left: true, hash: [0; 32] }; MAX_PROOF + 1];
@@ -635,5 +763,106 @@ mod tests {
         let ab = chain_step(&chain_step(&[0; 32], &a), &b);
         assert_ne!(ab, chain_step(&chain_step(&[0; 32], &a), &other));
         assert_ne!(ab, chain_step(&chain_step(&[0; 32], &b), &a));
+    }
+}
+
+#[cfg(test)]
+mod verify_tests {
+    use super::*;
+
+    /// Not a check: prints what signing and verifying cost on this machine, for docs/BENCHMARKS.md
+    /// (`cargo test --release -p chatmesh-core -- --ignored --nocapture signature_costs`).
+    #[test]
+    #[ignore]
+    fn signature_costs() {
+        let keys: Vec<SigningKey> = (1..=4u8).map(|b| SigningKey::from_bytes(&[b; 32])).collect();
+        let mut verifier = Verifier::new([1; 32]);
+        let body = "x".repeat(200);
+        let n = 4096u64;
+        let t = std::time::Instant::now();
+        let messages: Vec<Message> = (0..n)
+            .map(|k| Message::sign(&keys[(k % 4) as usize], k / 4 + 1, k + 1, vec![], 0, Body::Text(body.clone())))
+            .collect();
+        let sign = t.elapsed().as_secs_f64() * 1e6 / n as f64;
+        let t = std::time::Instant::now();
+        assert!(messages.iter().all(|m| m.verify().is_ok()));
+        let single = t.elapsed().as_secs_f64() * 1e6 / n as f64;
+        for batch in [4usize, 16, 64, 512, 2048] {
+            let t = std::time::Instant::now();
+            for chunk in messages.chunks(batch) {
+                let refs: Vec<&Message> = chunk.iter().collect();
+                assert!(Message::signatures_valid(&refs, &mut verifier.rng));
+            }
+            let per = t.elapsed().as_secs_f64() * 1e6 / n as f64;
+            println!("batch of {batch}: {per:.1} µs per signature");
+        }
+        println!("sign {sign:.1} µs, verify one by one {single:.1} µs per message (200-byte bodies, 4 authors)");
+        // Signed in batches by one author (`Message::sign_batch`), as a round's own messages are; verified as
+        // a receiver gets them, all of a batch together.
+        let author = NodeKey(keys[0].verifying_key().to_bytes());
+        for size in [1usize, 4, 16, 64] {
+            let mut unsigned: Vec<Message> =
+                (0..n).map(|k| Message::unsigned(author, k + 1, k + 1, vec![], 0, Body::Text(body.clone()))).collect();
+            let t = std::time::Instant::now();
+            for chunk in unsigned.chunks_mut(size) {
+                Message::sign_batch(&keys[0], chunk);
+            }
+            let sign = t.elapsed().as_secs_f64() * 1e6 / n as f64;
+            let t = std::time::Instant::now();
+            for chunk in unsigned.chunks(size) {
+                let fresh = vec![true; chunk.len()];
+                assert!(verifier.verify_all(chunk, &fresh).iter().all(|v| matches!(v, Some(Ok(())))));
+            }
+            let verify = t.elapsed().as_secs_f64() * 1e6 / n as f64;
+            println!("batches of {size} by one author: sign {sign:.1} µs, verify {verify:.1} µs per message");
+        }
+    }
+
+    #[test]
+    fn verdicts_on_many_threads_equal_verdicts_one_by_one() {
+        let keys: Vec<SigningKey> = (1..=5u8).map(|b| SigningKey::from_bytes(&[b; 32])).collect();
+        let mut messages: Vec<Message> = (0..300u64)
+            .map(|k| {
+                let key = &keys[(k % 5) as usize];
+                Message::sign(key, k / 5 + 1, k + 1, vec![], 1000, Body::Text(format!("m{k}")))
+            })
+            .collect();
+        // Every third run of 7 signed as one batch by its author instead, interleaved with the others.
+        for run in (0..290).step_by(21) {
+            let key = &keys[run % 5];
+            let author = NodeKey(key.verifying_key().to_bytes());
+            let mut batch: Vec<Message> = (0..7u64)
+                .map(|j| Message::unsigned(author, 1000 + run as u64 + j, 1, vec![], 0, Body::Text(format!("b{j}"))))
+                .collect();
+            Message::sign_batch(key, &mut batch);
+            messages.splice(run..run + 7, batch);
+        }
+        // Forged ones scattered through the batch, in several of the threads' parts (3 and 150 signed in a
+        // batch with others that stay valid).
+        for k in [3usize, 78, 150, 151, 299] {
+            messages[k].body = Body::Text("forged".into());
+        }
+        assert!(!messages[3].proof.is_empty() && !messages[150].proof.is_empty());
+        messages[200].seq = 0;
+        let fresh: Vec<bool> = (0..messages.len()).map(|k| k % 7 != 0).collect();
+        let sequential: Vec<Option<Result<(), MessageError>>> =
+            messages.iter().zip(&fresh).map(|(m, f)| f.then(|| m.verify())).collect();
+        assert!(fresh.iter().filter(|f| **f).count() >= PARALLEL_VERIFY_MIN);
+        let mut verifier = Verifier::new([1; 32]);
+        assert_eq!(verifier.verify_all(&messages, &fresh), sequential);
+        assert_eq!(sequential.iter().filter(|v| matches!(v, Some(Err(_)))).count(), 6);
+        // Small batches (one thread, and one by one) give the same verdicts.
+        for n in [2, 5, 40, 127] {
+            assert_eq!(verifier.verify_all(&messages[..n], &fresh[..n]), sequential[..n].to_vec(), "{n} messages");
+        }
+        // All valid: the batch passes as a whole.
+        let good: Vec<Message> = messages
+            .iter()
+            .zip(&sequential)
+            .filter(|(_, v)| !matches!(v, Some(Err(_))))
+            .map(|(m, _)| m.clone())
+            .collect();
+        let all = vec![true; good.len()];
+        assert!(verifier.verify_all(&good, &all).iter().all(|v| matches!(v, Some(Ok(())))));
     }
 }

@@ -1,4 +1,4 @@
-//! The chat history: signed messages, causal delivery, acknowledgements, retransmission and anti-entropy.
+//! The chat history's data: what a node holds of the history, and the pure rules on it.
 //!
 //! A message is stored exactly when it is delivered (causally ready), so what a node holds of each author is
 //! a contiguous prefix: its *frontier*. The frontier is at once the cumulative acknowledgement (an `Ack`
@@ -6,19 +6,22 @@
 //! frontier lags its own), and the anti-entropy summary (peers exchange frontiers and pull what they lack,
 //! in pages in canonical order, which is a linear extension of causality, so every page is deliverable as it
 //! arrives). The core holds only summaries; message bodies live in the store, read through `Output::Load`.
+//!
+//! This module and its children import no module that drives the node: `HistoryState` (the durable
+//! summary), `Delivery`, the limits and `page_of` here, `message` (a signed message, its order, the
+//! digest, the `Verifier`), `holdback` (messages waiting for their dependencies), and the node's volatile
+//! `History` with its `Round`. What the node does with them is in `delivery` (writing, receiving, acks),
+//! `round` (driver rounds) and `sync` (anti-entropy and retransmission).
 
 mod holdback;
 pub mod message;
-mod round;
-mod sync;
 
-use crate::io::{Event, Output};
-use crate::node::{Node, Role};
-use crate::stats::Reject;
 use crate::types::NodeKey;
 use crate::view::View;
+pub(crate) use holdback::HoldBack;
 pub use message::{
     chain_step, Body, HistoryDigest, MembershipEvent, Message, MessageError, MessageId, OrderKey, ProofStep, Sig,
+    Verdicts, Verifier,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -96,7 +99,7 @@ impl HistoryState {
     }
 
     /// Whether `m` can be delivered now: the author's previous message and every dependency are held.
-    fn ready(&self, m: &Message) -> bool {
+    pub(crate) fn ready(&self, m: &Message) -> bool {
         self.seq_of(&m.author) + 1 == m.seq && m.deps.iter().all(|d| self.seq_of(&d.author) >= d.seq)
     }
 
@@ -104,7 +107,7 @@ impl HistoryState {
     /// delivers an author's messages in seq order, so every node decides the same (a check that depended on
     /// which other messages a node happens to hold would let nodes disagree, and never converge). The jump
     /// is bounded, so that no message can push clocks to the ceiling.
-    fn lamport_consistent(&self, m: &Message) -> bool {
+    pub(crate) fn lamport_consistent(&self, m: &Message) -> bool {
         let own = self.authors.get(&m.author).map_or(0, |a| a.lamport);
         m.lamport > own && m.lamport - own <= MAX_LAMPORT_JUMP
     }
@@ -183,11 +186,13 @@ impl Delivery {
 }
 
 /// Volatile history state: what the durable summary does not hold.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct History {
     pub state: HistoryState,
+    /// Checks the signatures of what arrives (its own RNG and key cache).
+    pub verifier: Verifier,
     /// Valid messages waiting for a dependency.
-    pub held: holdback::HoldBack,
+    pub held: HoldBack,
     /// What each peer is known to hold of other authors (from its acks and frontiers); what it holds of
     /// ours is in `state.acked`, which is durable.
     pub peers: BTreeMap<NodeKey, Frontier>,
@@ -209,452 +214,41 @@ pub(crate) struct History {
     /// A wall clock reading from the driver: (instant, Unix milliseconds then).
     pub wall: Option<(Instant, u64)>,
     /// What waits for the end of the driver's round, to go out merged.
-    pub round: round::Round,
+    pub round: Round,
 }
 
 impl History {
-    pub fn new(state: HistoryState) -> History {
-        History { state, ..History::default() }
-    }
-}
-
-impl Node {
-    /// The durable history summary.
-    pub fn history(&self) -> &HistoryState {
-        &self.history.state
-    }
-
-    /// The peer this node is pulling history from, if a sync is running.
-    pub fn syncing_from(&self) -> Option<NodeKey> {
-        self.history.sync.map(|(peer, _)| peer)
-    }
-
-    /// The running sync's id (what its requests carry and its pages echo), if a sync is running.
-    pub fn sync_id(&self) -> Option<u64> {
-        self.history.sync.map(|_| self.history.sync_id)
-    }
-
-    /// The status of this node's own message `seq` (see `Delivery`).
-    pub fn delivery_status(&self, seq: u64) -> DeliveryStatus {
-        self.delivery().status(seq)
-    }
-
-    /// How far the current alive members hold this node's own messages: every message's status at once.
-    pub fn delivery(&self) -> Delivery {
-        let view = self.view.as_ref().filter(|_| self.role != Role::Stopped);
-        self.history.state.delivery(&self.cfg.key, view)
-    }
-
-    /// Messages received but waiting for what they depend on.
-    pub fn held_back(&self) -> usize {
-        self.history.held.len()
-    }
-
-    /// How many of this node's own messages some current alive member has not acknowledged yet.
-    pub fn pending_acks(&self) -> u64 {
-        self.delivery().pending()
-    }
-
-    /// The highest of our own seqs that `peer` is known to hold.
-    pub(crate) fn acked_by(&self, peer: &NodeKey) -> u64 {
-        self.history.state.acked.get(peer).copied().unwrap_or(0)
-    }
-
-    /// Lamport's receive rule: a clock heard of moves ours forward, so that what we write next sorts after
-    /// everything the sender held. Only a plausible jump is taken: this is a hint (delivered messages move
-    /// the clock anyway), and a clock pushed to the ceiling would make every message we write invalid.
-    pub(crate) fn observe_clock(&mut self, clock: u64) {
-        let st = &mut self.history.state;
-        if clock > st.clock && clock - st.clock <= MAX_CLOCK_HINT {
-            st.clock = clock;
-        }
-    }
-
-    pub(crate) fn set_wall_clock(&mut self, now: Instant, unix_ms: u64) {
-        self.history.wall = Some((now, unix_ms));
-    }
-
-    fn wall_ms(&self, now: Instant) -> u64 {
-        self.history.wall.map_or(0, |(at, ms)| ms + now.saturating_duration_since(at).as_millis() as u64)
-    }
-
-    /// Writes a message as this node: durable first, shown as sent, then pushed to every alive member.
-    /// Refused (with the reason) only for a body over the limit; never because of an election. Inside a
-    /// round the message waits, unsigned, for the round's other own messages: `sign_own` signs them as one
-    /// batch before anything else happens (any input or output but a push, an ack or another own message).
-    pub(crate) fn author(&mut self, now: Instant, body: Body) -> Result<MessageId, MessageError> {
-        if let Body::Text(t) = &body {
-            if t.len() > message::MAX_BODY_LEN {
-                return Err(MessageError::BodyTooLong);
-            }
-        }
-        let me = self.cfg.key;
-        let st = &self.history.state;
-        let (seq, lamport, deps) = match self.history.round.unsigned.last() {
-            // Exactly what it would get once the one before it is applied: nothing else is applied meanwhile,
-            // and that one depends on every head of the others (so they are heads no more).
-            Some(before) => (before.seq + 1, before.lamport.saturating_add(1), Vec::new()),
-            None => {
-                let deps = st.heads.iter().map(|(id, _)| *id).filter(|id| id.author != me).collect();
-                (st.seq_of(&me) + 1, st.clock.saturating_add(1), deps)
-            }
-        };
-        if lamport > message::MAX_COUNTER || seq > message::MAX_COUNTER {
-            // Only a misbehaving member can push the clock this far; writing on would make invalid messages.
-            return Err(MessageError::Inconsistent);
-        }
-        let m = Message::unsigned(me, seq, lamport, deps, self.wall_ms(now), body);
-        let id = m.id();
-        self.history.round.unsigned.push(m);
-        if !self.history.round.open {
-            self.sign_own();
-        }
-        Ok(id)
-    }
-
-    /// Signs our messages written since the last call as one batch (`Message::sign_batch`), then stores
-    /// them (one `Store`), shows them as sent and pushes them.
-    pub(crate) fn sign_own(&mut self) {
-        if self.history.round.unsigned.is_empty() {
-            return;
-        }
-        let mut batch = std::mem::take(&mut self.history.round.unsigned);
-        Message::sign_batch(&self.signing, &mut batch);
-        for m in &batch {
-            self.history.state.apply(m);
-        }
-        self.store(batch.clone());
-        for m in batch {
-            self.event(Event::Sent { message: m.clone() });
-            self.push_to_members(&m);
-        }
-    }
-
-    fn push_to_members(&mut self, m: &Message) {
-        if !matches!(self.role, Role::Member | Role::Coordinator) {
-            return;
-        }
-        let Some(view) = &self.view else { return };
-        let to: Vec<NodeKey> = view.alive().map(|x| x.key).filter(|k| *k != self.cfg.key).collect();
-        self.push(m, to);
-    }
-
-    /// Coordinator: records a membership change in the history, so every node shows it at one place.
-    pub(crate) fn record(&mut self, now: Instant, event: MembershipEvent) {
-        if let Err(e) = self.author(now, Body::Membership(event)) {
-            tracing::error!(node = %self.cfg.key, "membership event not recorded: {e}");
-        }
-    }
-
-    /// Messages from a peer (pushed by their author, or a sync page): see `receive`.
-    pub(crate) fn on_messages(&mut self, now: Instant, from: NodeKey, messages: Vec<Message>) {
-        self.receive(now, messages.into_iter().map(|m| (from, m)).collect());
-    }
-
-    /// Messages, each with the peer that sent it: verify, deliver what is ready, hold back the rest, store
-    /// the delivered ones in one batch, then acknowledge them to their authors.
-    pub(crate) fn receive(&mut self, now: Instant, received: Vec<(NodeKey, Message)>) {
-        let mut batch = Vec::new();
-        let (senders, messages): (Vec<NodeKey>, Vec<Message>) = received.into_iter().unzip();
-        // Signatures are checked up front, on every core for a large batch (a sync page): the verdicts are
-        // the same as one by one, only sooner.
-        let fresh: Vec<bool> = messages
-            .iter()
-            .map(|m| self.history.state.seq_of(&m.author) < m.seq && !self.history.held.contains(&m.id()))
-            .collect();
-        let verdicts = verify_all(&messages, &fresh);
-        let mut distrusted: Vec<NodeKey> = Vec::new();
-        let mut heard: Vec<NodeKey> = Vec::new();
-        for ((from, m), verdict) in senders.into_iter().zip(messages).zip(verdicts) {
-            if distrusted.contains(&from) {
-                continue;
-            }
-            if heard.last() != Some(&from) {
-                heard.push(from);
-            }
-            let id = m.id();
-            if self.history.state.seq_of(&m.author) >= m.seq || self.history.held.contains(&id) {
-                continue;
-            }
-            let verdict = verdict.unwrap_or_else(|| m.verify());
-            if let Err(e) = verdict {
-                // Honest nodes verify before they store or forward: whoever sent this is broken or lying.
-                // Its link is closed (it may dial again; each forged message closes it again) and counted;
-                // the rest of what it sent is ignored.
-                self.reject(Reject::BadMessage, &format!("{id} from {from}: {e}"));
-                self.stats.links_distrusted += 1;
-                tracing::warn!(node = %self.cfg.key, peer = %from, "closing the link to a peer that sent {id}: {e}");
-                self.disconnect(from);
-                distrusted.push(from);
-                continue;
-            }
-            if self.history.state.ready(&m) {
-                self.deliver(m, &mut batch);
-            } else {
-                // Lamport's receive rule also for what waits: whatever we write next sorts after it (a
-                // newcomer still syncing must not write "coordinates from term 3" before its "joined").
-                self.observe_clock(m.lamport);
-                if self.history.held.len() < MAX_HELD {
-                    self.history.held.hold(&self.history.state, m);
-                }
-            }
-        }
-        if batch.is_empty() {
-            // Held messages wait for what they depend on: pull from the last honest sender.
-            let sender = heard.into_iter().rev().find(|k| !distrusted.contains(k));
-            if let Some(from) = sender.filter(|_| !self.history.held.is_empty() && self.history.sync.is_none()) {
-                self.start_sync(now, from);
-            }
-            return;
-        }
-        self.commit(batch);
-    }
-
-    /// Delivers `m` and then whatever held messages it made ready, in causal order.
-    fn deliver(&mut self, m: Message, batch: &mut Vec<Message>) {
-        if !self.history.state.lamport_consistent(&m) {
-            self.reject(Reject::BadMessage, &format!("{}: lamport not above its predecessors", m.id()));
-            return;
-        }
-        let mut next = vec![m];
-        while let Some(m) = next.pop() {
-            let st = &self.history.state;
-            if st.seq_of(&m.author) >= m.seq {
-                continue;
-            }
-            if !st.ready(&m) {
-                self.history.held.hold(st, m);
-                continue;
-            }
-            if !st.lamport_consistent(&m) {
-                continue;
-            }
-            let (author, seq) = (m.author, m.seq);
-            self.history.state.apply(&m);
-            batch.push(m);
-            next.extend(self.history.held.woken(author, seq));
-        }
-    }
-
-    /// Asks for `messages` (already applied to the summary) to be stored with the summary, which also
-    /// carries the acknowledgements learnt since the last store.
-    pub(crate) fn store(&mut self, messages: Vec<Message>) {
-        self.history.state.seal();
-        self.history.acked_unstored = false;
-        let state = self.history.state.clone();
-        self.emit(Output::Store { messages, state });
-    }
-
-    /// Stores a delivered batch (durable before anything that follows), shows it, then acknowledges it.
-    fn commit(&mut self, batch: Vec<Message>) {
-        let mut authors: Vec<NodeKey> = batch.iter().map(|m| m.author).collect();
-        authors.sort_unstable();
-        authors.dedup();
-        self.store(batch.clone());
-        for m in batch {
-            self.event(Event::Delivered { message: m });
-        }
-        let me = self.cfg.key;
-        for author in authors.into_iter().filter(|a| *a != me) {
-            // Only to authors we can reach or that are members: an ack must not make us dial the departed.
-            let linked = self.peers.get(&author).is_some_and(|p| p.link == crate::node::Link::Up);
-            let member = self.view.as_ref().is_some_and(|v| v.is_alive(&author));
-            if linked || member {
-                let seq = self.history.state.seq_of(&author);
-                self.ack(author, seq);
-            }
-        }
-    }
-
-    pub(crate) fn on_ack(&mut self, from: NodeKey, acks: Vec<(NodeKey, u64)>) {
-        for (author, seq) in acks.into_iter().take(MAX_AUTHORS) {
-            self.learn_peer_holds(from, author, seq);
-        }
-    }
-
-    /// Records that `peer` holds `author` up to `seq` (acks and frontiers only ever move it forward).
-    pub(crate) fn learn_peer_holds(&mut self, peer: NodeKey, author: NodeKey, seq: u64) {
-        if author == self.cfg.key {
-            return self.learn_acked(peer, seq);
-        }
-        let known = self.history.peers.entry(peer).or_default();
-        if known.len() >= MAX_AUTHORS && !known.contains_key(&author) {
-            return;
-        }
-        let entry = known.entry(author).or_default();
-        *entry = (*entry).max(seq);
-    }
-
-    /// Records that `peer` holds our own messages up to `seq`: in the durable summary, written with the
-    /// next `Store` (no write of its own: acknowledgements arrive all the time, and losing the last few in
-    /// a crash only means learning them again from the peers' frontiers).
-    fn learn_acked(&mut self, peer: NodeKey, seq: u64) {
-        // Nobody holds more of ours than we wrote (our seq is durable before a message leaves): a larger
-        // claim is recorded only up to what we wrote.
-        let seq = seq.min(self.history.state.seq_of(&self.cfg.key));
-        let acked = &mut self.history.state.acked;
-        if acked.len() >= MAX_AUTHORS && !acked.contains_key(&peer) {
-            return;
-        }
-        let entry = acked.entry(peer).or_default();
-        if seq > *entry {
-            *entry = seq;
-            self.history.acked_unstored = true;
-            self.history.nudge.remove(&peer);
-            self.event(Event::Acked { member: peer, upto: seq });
+    /// The volatile state of a node starting from the durable `state`; its syncs are numbered from
+    /// `sync_id`.
+    pub fn new(state: HistoryState, sync_id: u64, verifier: Verifier) -> History {
+        History {
+            state,
+            verifier,
+            held: HoldBack::default(),
+            peers: BTreeMap::new(),
+            acked_unstored: false,
+            sync: None,
+            sync_id,
+            sync_grace: false,
+            loads: BTreeMap::new(),
+            next_load: 0,
+            nudge: BTreeMap::new(),
+            wall: None,
+            round: Round::default(),
         }
     }
 }
 
-/// Below this many messages to check, signatures are verified one by one.
-const BATCH_VERIFY_MIN: usize = 4;
-/// From this many messages to check, the batch is split across the cores.
-const PARALLEL_VERIFY_MIN: usize = 128;
-
-/// The verdict of each message marked `fresh` (`None` for the others): exactly `Message::verify`'s, found
-/// sooner. Signatures are checked as batches (one per thread; `available_parallelism` threads for large
-/// batches), and only a batch that fails is checked again one by one. Pure computation: the verdicts do not
-/// depend on how the work was split, so the simulator's runs stay deterministic.
-fn verify_all(messages: &[Message], fresh: &[bool]) -> Vec<Option<Result<(), MessageError>>> {
-    let todo = fresh.iter().filter(|f| **f).count();
-    if todo < BATCH_VERIFY_MIN {
-        return verify_each(messages, fresh);
-    }
-    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    let threads = *THREADS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get().min(8)));
-    if todo < PARALLEL_VERIFY_MIN || threads < 2 {
-        return verify_batch(messages, fresh);
-    }
-    let chunk = messages.len().div_ceil(threads);
-    std::thread::scope(|s| {
-        let parts: Vec<_> = messages
-            .chunks(chunk)
-            .zip(fresh.chunks(chunk))
-            .map(|(ms, fs)| s.spawn(move || verify_batch(ms, fs)))
-            .collect();
-        // A part whose thread could not finish is left to the caller, which verifies those one by one.
-        parts
-            .into_iter()
-            .zip(messages.chunks(chunk))
-            .flat_map(|(p, ms)| p.join().unwrap_or_else(|_| vec![None; ms.len()]))
-            .collect()
-    })
-}
-
-/// `verify_all` on one thread: fields first, then every signature in one batch; one by one if it fails.
-fn verify_batch(messages: &[Message], fresh: &[bool]) -> Vec<Option<Result<(), MessageError>>> {
-    let verdicts: Vec<Option<Result<(), MessageError>>> =
-        messages.iter().zip(fresh).map(|(m, f)| f.then(|| m.check_fields())).collect();
-    let signed: Vec<&Message> =
-        messages.iter().zip(&verdicts).filter(|(_, v)| matches!(v, Some(Ok(())))).map(|(m, _)| m).collect();
-    if Message::signatures_valid(&signed) {
-        return verdicts;
-    }
-    verify_each(messages, fresh)
-}
-
-/// `Message::verify` of each message marked `fresh`, one by one, but each batch signature checked once.
-fn verify_each(messages: &[Message], fresh: &[bool]) -> Vec<Option<Result<(), MessageError>>> {
-    let mut verified = message::Verified::default();
-    messages.iter().zip(fresh).map(|(m, f)| f.then(|| m.verify_with(&mut verified))).collect()
-}
-
-#[cfg(test)]
-mod verify_tests {
-    use super::*;
-    use ed25519_dalek::SigningKey;
-
-    /// Not a check: prints what signing and verifying cost on this machine, for docs/BENCHMARKS.md
-    /// (`cargo test --release -p chatmesh-core -- --ignored --nocapture signature_costs`).
-    #[test]
-    #[ignore]
-    fn signature_costs() {
-        let keys: Vec<SigningKey> = (1..=4u8).map(|b| SigningKey::from_bytes(&[b; 32])).collect();
-        let body = "x".repeat(200);
-        let n = 4096u64;
-        let t = std::time::Instant::now();
-        let messages: Vec<Message> = (0..n)
-            .map(|k| Message::sign(&keys[(k % 4) as usize], k / 4 + 1, k + 1, vec![], 0, Body::Text(body.clone())))
-            .collect();
-        let sign = t.elapsed().as_secs_f64() * 1e6 / n as f64;
-        let t = std::time::Instant::now();
-        assert!(messages.iter().all(|m| m.verify().is_ok()));
-        let single = t.elapsed().as_secs_f64() * 1e6 / n as f64;
-        for batch in [4usize, 16, 64, 512, 2048] {
-            let t = std::time::Instant::now();
-            for chunk in messages.chunks(batch) {
-                let refs: Vec<&Message> = chunk.iter().collect();
-                assert!(Message::signatures_valid(&refs));
-            }
-            let per = t.elapsed().as_secs_f64() * 1e6 / n as f64;
-            println!("batch of {batch}: {per:.1} µs per signature");
-        }
-        println!("sign {sign:.1} µs, verify one by one {single:.1} µs per message (200-byte bodies, 4 authors)");
-        // Signed in batches by one author (`Message::sign_batch`), as a round's own messages are; verified as
-        // a receiver gets them, all of a batch together.
-        let author = NodeKey(keys[0].verifying_key().to_bytes());
-        for size in [1usize, 4, 16, 64] {
-            let mut unsigned: Vec<Message> =
-                (0..n).map(|k| Message::unsigned(author, k + 1, k + 1, vec![], 0, Body::Text(body.clone()))).collect();
-            let t = std::time::Instant::now();
-            for chunk in unsigned.chunks_mut(size) {
-                Message::sign_batch(&keys[0], chunk);
-            }
-            let sign = t.elapsed().as_secs_f64() * 1e6 / n as f64;
-            let t = std::time::Instant::now();
-            for chunk in unsigned.chunks(size) {
-                let fresh = vec![true; chunk.len()];
-                assert!(verify_all(chunk, &fresh).iter().all(|v| matches!(v, Some(Ok(())))));
-            }
-            let verify = t.elapsed().as_secs_f64() * 1e6 / n as f64;
-            println!("batches of {size} by one author: sign {sign:.1} µs, verify {verify:.1} µs per message");
-        }
-    }
-
-    #[test]
-    fn verdicts_on_many_threads_equal_verdicts_one_by_one() {
-        let keys: Vec<SigningKey> = (1..=5u8).map(|b| SigningKey::from_bytes(&[b; 32])).collect();
-        let mut messages: Vec<Message> = (0..300u64)
-            .map(|k| {
-                let key = &keys[(k % 5) as usize];
-                Message::sign(key, k / 5 + 1, k + 1, vec![], 1000, Body::Text(format!("m{k}")))
-            })
-            .collect();
-        // Every third run of 7 signed as one batch by its author instead, interleaved with the others.
-        for run in (0..290).step_by(21) {
-            let key = &keys[run % 5];
-            let author = NodeKey(key.verifying_key().to_bytes());
-            let mut batch: Vec<Message> = (0..7u64)
-                .map(|j| Message::unsigned(author, 1000 + run as u64 + j, 1, vec![], 0, Body::Text(format!("b{j}"))))
-                .collect();
-            Message::sign_batch(key, &mut batch);
-            messages.splice(run..run + 7, batch);
-        }
-        // Forged ones scattered through the batch, in several of the threads' parts (3 and 150 signed in a
-        // batch with others that stay valid).
-        for k in [3usize, 78, 150, 151, 299] {
-            messages[k].body = Body::Text("forged".into());
-        }
-        assert!(!messages[3].proof.is_empty() && !messages[150].proof.is_empty());
-        messages[200].seq = 0;
-        let fresh: Vec<bool> = (0..messages.len()).map(|k| k % 7 != 0).collect();
-        let sequential: Vec<Option<Result<(), MessageError>>> =
-            messages.iter().zip(&fresh).map(|(m, f)| f.then(|| m.verify())).collect();
-        assert!(fresh.iter().filter(|f| **f).count() >= PARALLEL_VERIFY_MIN);
-        assert_eq!(verify_all(&messages, &fresh), sequential);
-        assert_eq!(sequential.iter().filter(|v| matches!(v, Some(Err(_)))).count(), 6);
-        // Small batches (one thread, and one by one) give the same verdicts.
-        for n in [2, 5, 40, 127] {
-            assert_eq!(verify_all(&messages[..n], &fresh[..n]), sequential[..n].to_vec(), "{n} messages");
-        }
-        // All valid: the batch passes as a whole.
-        let good: Vec<Message> = messages
-            .iter()
-            .zip(&sequential)
-            .filter(|(_, v)| !matches!(v, Some(Err(_))))
-            .map(|(m, _)| m.clone())
-            .collect();
-        let all = vec![true; good.len()];
-        assert!(verify_all(&good, &all).iter().all(|v| matches!(v, Some(Ok(())))));
-    }
+/// What waits for the end of the driver's round (see `round`).
+#[derive(Debug, Default)]
+pub(crate) struct Round {
+    pub open: bool,
+    /// Messages pushed to us (with who sent each), not yet verified.
+    pub incoming: Vec<(NodeKey, Message)>,
+    /// Our new messages written in the round, not yet signed (`Node::sign_own`).
+    pub unsigned: Vec<Message>,
+    /// Our new messages, signed, each with the members it goes to.
+    pub outgoing: Vec<(Message, Vec<NodeKey>)>,
+    /// author -> the seq to acknowledge to it (stored before the acknowledgement goes out).
+    pub acks: BTreeMap<NodeKey, u64>,
 }

@@ -15,9 +15,9 @@
 //! load). So frames keep their order, and a frame only ever moves later, behind more writes (the ordering
 //! contract allows that); a link being closed is not dialled again for what waited for it (those frames
 //! are handed to it as it closes and may be lost with it: retransmission and anti-entropy bring them).
-//! Outside a round nothing waits.
+//! Outside a round nothing waits. What waits is `history::Round`, in the node's `History`.
 
-use super::{Message, PAGE_MESSAGES};
+use crate::history::{Message, PAGE_MESSAGES};
 use crate::io::Output;
 use crate::node::{Node, Role};
 use crate::types::NodeKey;
@@ -27,20 +27,6 @@ use std::time::Instant;
 
 /// Most of our new messages in one `Messages` frame (a frame that is still too large is split in halves).
 const PUSH_MESSAGES: usize = 256;
-
-/// What waits for the end of the round.
-#[derive(Debug, Default)]
-pub(crate) struct Round {
-    pub open: bool,
-    /// Messages pushed to us (with who sent each), not yet verified.
-    pub incoming: Vec<(NodeKey, Message)>,
-    /// Our new messages written in the round, not yet signed (`Node::sign_own`).
-    pub unsigned: Vec<Message>,
-    /// Our new messages, signed, each with the members it goes to.
-    pub outgoing: Vec<(Message, Vec<NodeKey>)>,
-    /// author -> the seq to acknowledge to it (stored before the acknowledgement goes out).
-    pub acks: BTreeMap<NodeKey, u64>,
-}
 
 impl Node {
     /// Starts a driver round: until `end_round`, pushes and acknowledgements are gathered and merged (see

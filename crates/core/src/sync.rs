@@ -18,7 +18,9 @@
 //!   as a page arrives, so the peer loads the next page while the requester verifies and commits this one
 //!   (the driver holds it back like any frame while more than one earlier round is committing).
 
-use super::{Frontier, Message, OrderKey, MAX_AUTHORS, MAX_PENDING_LOADS, PAGE_BYTES, PAGE_MESSAGES};
+use crate::history::{
+    Frontier, HistoryState, Message, OrderKey, MAX_AUTHORS, MAX_PENDING_LOADS, PAGE_BYTES, PAGE_MESSAGES,
+};
 use crate::io::{LoadRequest, Output};
 use crate::node::{Link, Node, Role};
 use crate::stats::Reject;
@@ -334,7 +336,7 @@ impl Node {
 
 /// Whether `peer` is known to hold something `mine` lacks.
 fn request_has_more(
-    mine: &super::HistoryState,
+    mine: &HistoryState,
     peers: &std::collections::BTreeMap<NodeKey, Frontier>,
     peer: &NodeKey,
 ) -> bool {
