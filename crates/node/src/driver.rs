@@ -452,7 +452,13 @@ pub async fn start(opts: NodeOptions) -> Result<(Handle, tokio::task::JoinHandle
         saved_name: (name, opts.name.clone()),
         direct,
         group,
-        peers_udp: opts.peers.clone(),
+        peers_udp: opts
+            .peers
+            .iter()
+            .enumerate()
+            .filter(|(i, a)| !opts.peers[..*i].contains(a))
+            .map(|(_, a)| *a)
+            .collect(),
         peers_named: Vec::new(),
         keys,
         connect_timeout: opts.connect_timeout,
@@ -1057,8 +1063,10 @@ impl Core {
             }
             Inbox::Connect(addr) => {
                 // A Discover sent straight to that address: a member answers with its coordinator.
-                self.peers_udp.push(addr);
-                self.peers_udp.dedup();
+                // Once each: `dedup` alone would keep an address given again after another one.
+                if !self.peers_udp.contains(&addr) {
+                    self.peers_udp.push(addr);
+                }
                 self.input(Input::Command(Command::RefreshView), outputs);
             }
             Inbox::Shutdown { graceful } => {
