@@ -15,7 +15,7 @@
 //! before the writes that came before it are durable would not be, and never happens.
 
 use crate::events::{
-    hex, state_name, CoordinatorView, DeliveryView, HistorySummary, MemberView, MessageView, Names, Notice, StatusView,
+    state_name, CoordinatorView, DeliveryView, HistorySummary, MemberView, MessageView, Names, Notice, StatusView,
 };
 use crate::link::{self, LinkKeys, LinkReader, LinkWriter};
 use crate::metrics::count;
@@ -1216,8 +1216,12 @@ impl Core {
             }
             if let Body::Membership(MembershipEvent::Renamed { id, key, old, new }) = &message.body {
                 tracing::info!(%id, %old, %new, "member renamed");
-                renamed =
-                    Some(Notice::MemberRenamed { id: id.0, key: hex(&key.0), old: old.clone(), new: new.clone() });
+                renamed = Some(Notice::MemberRenamed {
+                    id: id.0,
+                    key: hex::encode(key.0),
+                    old: old.clone(),
+                    new: new.clone(),
+                });
             }
         }
         let guard = self.names.read().unwrap_or_else(|p| p.into_inner());
@@ -1229,33 +1233,33 @@ impl Core {
             }
             Event::Joined { id, term, coordinator } => {
                 tracing::info!(%id, term, coordinator = %names.label(&coordinator), "joined the mesh");
-                Notice::Joined { id: id.0, term, coordinator: hex(&coordinator.0) }
+                Notice::Joined { id: id.0, term, coordinator: hex::encode(coordinator.0) }
             }
             Event::CoordinatorChanged { term, coordinator, id } => {
                 tracing::info!(term, coordinator = %names.label(&coordinator), "coordinator changed");
                 Notice::Coordinator {
                     term,
                     id: id.0,
-                    key: hex(&coordinator.0),
+                    key: hex::encode(coordinator.0),
                     name: names.name(&coordinator).map(|(_, n)| n.to_owned()),
                     me: coordinator == self.me,
                 }
             }
             Event::MemberJoined { id, key, name } => {
                 tracing::info!(%id, %name, "member joined");
-                Notice::MemberJoined { id: id.0, key: hex(&key.0), name }
+                Notice::MemberJoined { id: id.0, key: hex::encode(key.0), name }
             }
             Event::MemberLeft { id, key, name } => {
                 tracing::info!(%id, %name, "member left");
-                Notice::MemberLeft { id: id.0, key: hex(&key.0), name }
+                Notice::MemberLeft { id: id.0, key: hex::encode(key.0), name }
             }
             Event::MemberFailed { id, key, name } => {
                 tracing::warn!(%id, %name, "member failed");
-                Notice::MemberFailed { id: id.0, key: hex(&key.0), name }
+                Notice::MemberFailed { id: id.0, key: hex::encode(key.0), name }
             }
             Event::IdReassigned { key, old, new } => {
                 tracing::info!(key = %key, %old, %new, "ID reassigned");
-                Notice::IdReassigned { key: hex(&key.0), old: old.0, new: new.0 }
+                Notice::IdReassigned { key: hex::encode(key.0), old: old.0, new: new.0 }
             }
             Event::ElectionStarted { term } => {
                 tracing::info!(term, "election started");
@@ -1325,7 +1329,7 @@ impl Core {
         let view = self.node.view();
         let coordinator = self.node.coordinator().map(|k| CoordinatorView {
             id: view.and_then(|v| v.get(&k)).map_or(0, |m| m.id.0),
-            key: hex(&k.0),
+            key: hex::encode(k.0),
             name: names.name(&k).map(|(_, n)| n.to_owned()),
         });
         let members = view
@@ -1335,7 +1339,7 @@ impl Core {
                     .map(|m| MemberView {
                         id: m.id.0,
                         name: names.name(&m.key).map_or_else(|| m.name.clone(), |(_, n)| n.to_owned()),
-                        key: hex(&m.key.0),
+                        key: hex::encode(m.key.0),
                         addr: m.addr.to_string(),
                         state: state_name(m.state),
                         coordinator: m.key == v.coordinator,
@@ -1348,7 +1352,7 @@ impl Core {
         StatusView {
             id: self.node.my_id().map(|i| i.0),
             name: self.node.config().name.clone(),
-            key: hex(&self.me.0),
+            key: hex::encode(self.me.0),
             mesh: self.node.config().mesh.clone(),
             addr: self.node.config().addr.to_string(),
             role: match self.node.role() {
@@ -1362,7 +1366,7 @@ impl Core {
             coordinator,
             election_running: self.node.election_running(),
             members,
-            history: HistorySummary { count: h.count, digest: hex(&h.digest.0) },
+            history: HistorySummary { count: h.count, digest: hex::encode(h.digest.0) },
             pending_acks: self.node.pending_acks(),
             links: self.links.len(),
             rejected: self.node.stats().rejected_total(),
