@@ -206,17 +206,7 @@ impl Demo {
                 cmd.env_remove(k);
             }
         }
-        #[cfg(target_os = "linux")]
-        {
-            use std::os::unix::process::CommandExt;
-            // SAFETY: prctl is async-signal-safe; it makes the kernel kill the node if the demo dies.
-            unsafe {
-                cmd.pre_exec(|| {
-                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                    Ok(())
-                });
-            }
-        }
+        chatmesh_cluster::process::die_with_parent(&mut cmd);
         let mut child = cmd.spawn().map_err(|e| format!("cannot start {}: {e}", self.exe.display()))?;
         let stdout = child.stdout.take().ok_or("no stdout")?;
         let tx = self.events_tx.clone();

@@ -7,6 +7,7 @@
 //! if the bench dies (parent-death signal); dropping a `Cluster` kills its nodes and removes their data.
 
 use super::stats::num;
+use chatmesh_cluster::process::die_with_parent;
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::PathBuf;
@@ -538,20 +539,6 @@ pub mod hosts {
     /// Removes the network (at the end of the bench).
     pub fn disable() {
         *lock() = None;
-    }
-}
-
-pub fn die_with_parent(cmd: &mut Command) {
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::unix::process::CommandExt;
-        // SAFETY: prctl is async-signal-safe; the kernel kills the node if the bench dies.
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
     }
 }
 
