@@ -583,17 +583,12 @@ fn tcp_stalled(fd: i32) -> bool {
 }
 
 /// Makes closing the socket send a reset (`SO_LINGER` with a zero timeout) instead of queueing a FIN.
+/// The caller holds the link (its tasks own the socket), so `fd` is open for the call.
 fn reset_on_close(fd: i32) {
-    let linger = libc::linger { l_onoff: 1, l_linger: 0 };
-    // SAFETY: setsockopt reads `size_of::<linger>()` bytes from a live local; a closed fd only fails.
-    unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            &linger as *const _ as *const libc::c_void,
-            std::mem::size_of::<libc::linger>() as libc::socklen_t,
-        );
+    // SAFETY: the borrow lasts only for this call, while the link's tasks still own the socket.
+    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    if let Err(e) = socket2::SockRef::from(&fd).set_linger(Some(Duration::ZERO)) {
+        tracing::debug!("SO_LINGER not set: {e}");
     }
 }
 
