@@ -11,11 +11,13 @@ use crate::commands::fmt_time;
 use crate::demo_tui::{Narrator, NodeState};
 use clap::Args;
 use serde_json::Value;
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use std::io::{BufRead, BufReader, IsTerminal};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 const NAMES: [&str; 9] = ["ana", "bruno", "carla", "davi", "eva", "fabio", "gina", "hugo", "iris"];
@@ -44,11 +46,8 @@ pub struct DemoArgs {
     plain: bool,
 }
 
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    INTERRUPTED.store(true, Ordering::SeqCst);
-}
+/// Set by SIGINT, SIGTERM or SIGHUP.
+static INTERRUPTED: LazyLock<Arc<AtomicBool>> = LazyLock::new(Arc::default);
 
 pub fn main(args: DemoArgs) -> ExitCode {
     if args.simulated {
@@ -60,11 +59,9 @@ pub fn main(args: DemoArgs) -> ExitCode {
             }
         };
     }
-    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-    unsafe {
-        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
-        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
-        libc::signal(libc::SIGHUP, on_signal as *const () as libc::sighandler_t);
+    for signal in [SIGINT, SIGTERM, SIGHUP] {
+        signal_hook::flag::register(signal, Arc::clone(&INTERRUPTED))
+            .expect("SIGINT, SIGTERM and SIGHUP can be caught");
     }
     let base = std::env::temp_dir().join(format!("chatmesh-demo-{}", std::process::id()));
     let pace = if args.fast { Duration::ZERO } else { Duration::from_millis(1500) };
@@ -206,17 +203,7 @@ impl Demo {
                 cmd.env_remove(k);
             }
         }
-        #[cfg(target_os = "linux")]
-        {
-            use std::os::unix::process::CommandExt;
-            // SAFETY: prctl is async-signal-safe; it makes the kernel kill the node if the demo dies.
-            unsafe {
-                cmd.pre_exec(|| {
-                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                    Ok(())
-                });
-            }
-        }
+        chatmesh_cluster::process::die_with_parent(&mut cmd);
         let mut child = cmd.spawn().map_err(|e| format!("cannot start {}: {e}", self.exe.display()))?;
         let stdout = child.stdout.take().ok_or("no stdout")?;
         let tx = self.events_tx.clone();

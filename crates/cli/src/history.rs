@@ -6,7 +6,7 @@
 use crate::commands;
 use crate::config::{self, NodeArgs};
 use chatmesh_core::{key_of, Delivery, HistoryState, Message, NodeKey};
-use chatmesh_node::events::{hex, DeliveryView, MessageView, Names};
+use chatmesh_node::events::{DeliveryView, MessageView, Names};
 use chatmesh_node::{Store, StoreError};
 use clap::{Args, ValueEnum};
 use std::fmt;
@@ -211,7 +211,7 @@ fn verify(store: &Store, format: Format, out: &mut impl Write) -> Result<(), Fai
     store.for_each_message(|m: Message| -> Result<(), Failure> {
         m.verify().map_err(|e| {
             let at = state.count + 1;
-            invalid(format!("message {}/{} (number {at} in canonical order): {e}", hex(&m.author.0), m.seq))
+            invalid(format!("message {}/{} (number {at} in canonical order): {e}", hex::encode(m.author.0), m.seq))
         })?;
         state.apply(&m);
         Ok(())
@@ -220,13 +220,13 @@ fn verify(store: &Store, format: Format, out: &mut impl Write) -> Result<(), Fai
     if (state.digest, state.count) != (stored.digest, stored.count) {
         return Err(invalid(format!(
             "the messages give digest {} ({} messages), the stored summary says {} ({} messages)",
-            hex(&state.digest.0),
+            hex::encode(state.digest.0),
             state.count,
-            hex(&stored.digest.0),
+            hex::encode(stored.digest.0),
             stored.count
         )));
     }
-    let digest = hex(&state.digest.0);
+    let digest = hex::encode(state.digest.0);
     match format {
         Format::Text => writeln!(out, "digest {digest} ({} messages, all signatures valid)", state.count)?,
         Format::Json | Format::Jsonl => {

@@ -111,7 +111,7 @@ async fn run_async(settings: Settings, ui: Ui) -> ExitCode {
     let started = Started {
         // The configured name, or the `/nick` the data directory keeps under it.
         name: node.name().to_owned(),
-        key: chatmesh_node::events::hex(&node.key().0),
+        key: hex::encode(node.key().0),
         addr: node.addr(),
         http,
         data_dir: settings.node.data_dir.display().to_string(),

@@ -99,12 +99,7 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 fn key_of(status: &serde_json::Value) -> NodeKey {
-    let hex = status["key"].as_str().unwrap();
-    let mut k = [0u8; 32];
-    for (i, b) in k.iter_mut().enumerate() {
-        *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap();
-    }
-    NodeKey(k)
+    NodeKey(hex::FromHex::from_hex(status["key"].as_str().unwrap()).unwrap())
 }
 
 /// Links to node `i` as a holder of the network key with identity `secret`; returns the writer and reader.

@@ -31,17 +31,7 @@ fn quick_bench_reports_every_scenario_with_numbers() {
             cmd.env_remove(k);
         }
     }
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::unix::process::CommandExt;
-        // SAFETY: prctl is async-signal-safe; the bench (and through it its nodes) dies with this test.
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
-    }
+    chatmesh_cluster::process::die_with_parent(&mut cmd);
     let mut child = cmd.spawn().expect("start chatmesh bench");
     let mut stdout = child.stdout.take().unwrap();
     let mut stderr = child.stderr.take().unwrap();

@@ -169,7 +169,7 @@ fn a_stopped_nodes_store_is_read_without_a_write_and_a_tampered_one_fails_verifi
         rusqlite::params![forged, author, seq],
     )
     .unwrap();
-    let id = format!("{}/{seq}", author.iter().map(|b| format!("{b:02x}")).collect::<String>());
+    let id = format!("{}/{seq}", hex::encode(&author));
     let (code, out, err) = history_cli(&dir, &["--verify"]);
     assert_eq!(code, Some(1), "{out}{err}");
     assert!(err.contains(&id) && err.contains("signature does not verify"), "{err}");

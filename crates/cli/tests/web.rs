@@ -13,6 +13,7 @@
 
 mod common;
 
+use base64::Engine as _;
 use common::*;
 use serde_json::{json, Value};
 use std::fs::File;
@@ -234,7 +235,8 @@ impl Browser {
         for _ in 0..3 {
             match self.call("Page.captureScreenshot", json!({ "format": "png" })) {
                 Ok(r) => {
-                    let png = base64_decode(r["data"].as_str().unwrap_or_default());
+                    let data = r["data"].as_str().unwrap_or_default();
+                    let png = base64::engine::general_purpose::STANDARD.decode(data).expect("the screenshot is base64");
                     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "the screenshot is not a PNG");
                     std::fs::write(path, png).expect("write the screenshot");
                     println!("screenshot: {}", path.display());
@@ -263,28 +265,6 @@ const STATE_JS: &str = "({ conn: document.body.dataset.conn, name: document.getE
     banner: document.getElementById('banner-text').textContent + ' ' + document.getElementById('banner-detail').textContent, \
     error: document.getElementById('send-error').textContent, \
     chat: [...document.querySelectorAll('#chat .msg')].slice(-6).map(e => e.textContent) })";
-
-fn base64_decode(s: &str) -> Vec<u8> {
-    let val = |c: u8| match c {
-        b'A'..=b'Z' => Some(c - b'A'),
-        b'a'..=b'z' => Some(c - b'a' + 26),
-        b'0'..=b'9' => Some(c - b'0' + 52),
-        b'+' => Some(62),
-        b'/' => Some(63),
-        _ => None,
-    };
-    let mut out = Vec::with_capacity(s.len() * 3 / 4);
-    let (mut acc, mut bits) = (0u32, 0);
-    for v in s.bytes().filter_map(val) {
-        acc = (acc << 6) | v as u32;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-        }
-    }
-    out
-}
 
 // ---------------------------------------------------------------------------------------------------------
 // A node on a fixed HTTP port, so that the page can find it again after a restart.

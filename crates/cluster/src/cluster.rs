@@ -105,17 +105,7 @@ impl Cluster {
                 cmd.env_remove(k);
             }
         }
-        #[cfg(target_os = "linux")]
-        {
-            use std::os::unix::process::CommandExt;
-            // SAFETY: prctl is async-signal-safe; the node dies with the harness.
-            unsafe {
-                cmd.pre_exec(|| {
-                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                    Ok(())
-                });
-            }
-        }
+        crate::process::die_with_parent(&mut cmd);
         let child = cmd.spawn().map_err(|e| format!("cannot start {name}: {e}"))?;
         self.nodes[i].child = Some(child);
         self.nodes[i].state = NodeState::Running;

@@ -38,7 +38,7 @@ pub struct NodeKey(pub [u8; 32]);
 impl NodeKey {
     /// The first eight hex digits: enough to tell nodes apart in logs and UIs.
     pub fn short(&self) -> String {
-        self.0[..4].iter().map(|b| format!("{b:02x}")).collect()
+        hex::encode(&self.0[..4])
     }
 }
 

@@ -15,7 +15,7 @@
 //! before the writes that came before it are durable would not be, and never happens.
 
 use crate::events::{
-    hex, state_name, CoordinatorView, DeliveryView, HistorySummary, MemberView, MessageView, Names, Notice, StatusView,
+    state_name, CoordinatorView, DeliveryView, HistorySummary, MemberView, MessageView, Names, Notice, StatusView,
 };
 use crate::link::{self, LinkKeys, LinkReader, LinkWriter};
 use crate::metrics::count;
@@ -450,7 +450,13 @@ pub async fn start(opts: NodeOptions) -> Result<(Handle, tokio::task::JoinHandle
         saved_name: (name, opts.name.clone()),
         direct,
         group,
-        peers_udp: opts.peers.clone(),
+        peers_udp: opts
+            .peers
+            .iter()
+            .enumerate()
+            .filter(|(i, a)| !opts.peers[..*i].contains(a))
+            .map(|(_, a)| *a)
+            .collect(),
         peers_named: Vec::new(),
         keys,
         connect_timeout: opts.connect_timeout,
@@ -575,17 +581,12 @@ fn tcp_stalled(fd: i32) -> bool {
 }
 
 /// Makes closing the socket send a reset (`SO_LINGER` with a zero timeout) instead of queueing a FIN.
+/// The caller holds the link (its tasks own the socket), so `fd` is open for the call.
 fn reset_on_close(fd: i32) {
-    let linger = libc::linger { l_onoff: 1, l_linger: 0 };
-    // SAFETY: setsockopt reads `size_of::<linger>()` bytes from a live local; a closed fd only fails.
-    unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            &linger as *const _ as *const libc::c_void,
-            std::mem::size_of::<libc::linger>() as libc::socklen_t,
-        );
+    // SAFETY: the borrow lasts only for this call, while the link's tasks still own the socket.
+    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    if let Err(e) = socket2::SockRef::from(&fd).set_linger(Some(Duration::ZERO)) {
+        tracing::debug!("SO_LINGER not set: {e}");
     }
 }
 
@@ -1072,8 +1073,10 @@ impl Core {
             }
             Inbox::Connect(addr) => {
                 // A Discover sent straight to that address: a member answers with its coordinator.
-                self.peers_udp.push(addr);
-                self.peers_udp.dedup();
+                // Once each: `dedup` alone would keep an address given again after another one.
+                if !self.peers_udp.contains(&addr) {
+                    self.peers_udp.push(addr);
+                }
                 self.input(Input::Command(Command::RefreshView), outputs);
             }
             Inbox::Shutdown { graceful } => {
@@ -1223,8 +1226,12 @@ impl Core {
             }
             if let Body::Membership(MembershipEvent::Renamed { id, key, old, new }) = &message.body {
                 tracing::info!(%id, %old, %new, "member renamed");
-                renamed =
-                    Some(Notice::MemberRenamed { id: id.0, key: hex(&key.0), old: old.clone(), new: new.clone() });
+                renamed = Some(Notice::MemberRenamed {
+                    id: id.0,
+                    key: hex::encode(key.0),
+                    old: old.clone(),
+                    new: new.clone(),
+                });
             }
         }
         let guard = self.names.read().unwrap_or_else(|p| p.into_inner());
@@ -1236,33 +1243,33 @@ impl Core {
             }
             Event::Joined { id, term, coordinator } => {
                 tracing::info!(%id, term, coordinator = %names.label(&coordinator), "joined the mesh");
-                Notice::Joined { id: id.0, term, coordinator: hex(&coordinator.0) }
+                Notice::Joined { id: id.0, term, coordinator: hex::encode(coordinator.0) }
             }
             Event::CoordinatorChanged { term, coordinator, id } => {
                 tracing::info!(term, coordinator = %names.label(&coordinator), "coordinator changed");
                 Notice::Coordinator {
                     term,
                     id: id.0,
-                    key: hex(&coordinator.0),
+                    key: hex::encode(coordinator.0),
                     name: names.name(&coordinator).map(|(_, n)| n.to_owned()),
                     me: coordinator == self.me,
                 }
             }
             Event::MemberJoined { id, key, name } => {
                 tracing::info!(%id, %name, "member joined");
-                Notice::MemberJoined { id: id.0, key: hex(&key.0), name }
+                Notice::MemberJoined { id: id.0, key: hex::encode(key.0), name }
             }
             Event::MemberLeft { id, key, name } => {
                 tracing::info!(%id, %name, "member left");
-                Notice::MemberLeft { id: id.0, key: hex(&key.0), name }
+                Notice::MemberLeft { id: id.0, key: hex::encode(key.0), name }
             }
             Event::MemberFailed { id, key, name } => {
                 tracing::warn!(%id, %name, "member failed");
-                Notice::MemberFailed { id: id.0, key: hex(&key.0), name }
+                Notice::MemberFailed { id: id.0, key: hex::encode(key.0), name }
             }
             Event::IdReassigned { key, old, new } => {
                 tracing::info!(key = %key, %old, %new, "ID reassigned");
-                Notice::IdReassigned { key: hex(&key.0), old: old.0, new: new.0 }
+                Notice::IdReassigned { key: hex::encode(key.0), old: old.0, new: new.0 }
             }
             Event::ElectionStarted { term } => {
                 tracing::info!(term, "election started");
@@ -1332,7 +1339,7 @@ impl Core {
         let view = self.node.view();
         let coordinator = self.node.coordinator().map(|k| CoordinatorView {
             id: view.and_then(|v| v.get(&k)).map_or(0, |m| m.id.0),
-            key: hex(&k.0),
+            key: hex::encode(k.0),
             name: names.name(&k).map(|(_, n)| n.to_owned()),
         });
         let members = view
@@ -1342,7 +1349,7 @@ impl Core {
                     .map(|m| MemberView {
                         id: m.id.0,
                         name: names.name(&m.key).map_or_else(|| m.name.clone(), |(_, n)| n.to_owned()),
-                        key: hex(&m.key.0),
+                        key: hex::encode(m.key.0),
                         addr: m.addr.to_string(),
                         state: state_name(m.state),
                         coordinator: m.key == v.coordinator,
@@ -1355,7 +1362,7 @@ impl Core {
         StatusView {
             id: self.node.my_id().map(|i| i.0),
             name: self.node.config().name.clone(),
-            key: hex(&self.me.0),
+            key: hex::encode(self.me.0),
             mesh: self.node.config().mesh.clone(),
             addr: self.node.config().addr.to_string(),
             role: match self.node.role() {
@@ -1369,7 +1376,7 @@ impl Core {
             coordinator,
             election_running: self.node.election_running(),
             members,
-            history: HistorySummary { count: h.count, digest: hex(&h.digest.0) },
+            history: HistorySummary { count: h.count, digest: hex::encode(h.digest.0) },
             pending_acks: self.node.pending_acks(),
             links: self.links.len(),
             rejected: self.node.stats().rejected_total(),

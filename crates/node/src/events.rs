@@ -5,17 +5,6 @@ use chatmesh_core::{Body, MemberState, MembershipEvent, Message, NodeId, NodeKey
 use serde::Serialize;
 use std::collections::HashMap;
 
-/// Lowercase hex of bytes.
-pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(DIGITS[usize::from(b >> 4)] as char);
-        s.push(DIGITS[usize::from(b & 15)] as char);
-    }
-    s
-}
-
 /// `author-key-hex/seq` (without `format!`: a synced history makes one for every message and dependency).
 fn message_id(author_hex: &str, seq: u64) -> String {
     let mut digits = [0u8; 20];
@@ -191,7 +180,7 @@ impl Names {
             Body::Text(t) => ("text", t.clone()),
             Body::Membership(e) => ("event", self.describe(e)),
         };
-        let author = hex(&m.author.0);
+        let author = hex::encode(m.author.0);
         MessageView {
             id: message_id(&author, m.seq),
             author_label: self.display(&m.author),
@@ -200,7 +189,7 @@ impl Names {
             author_name,
             seq: m.seq,
             lamport: m.lamport,
-            deps: m.deps.iter().map(|d| message_id(&hex(&d.author.0), d.seq)).collect(),
+            deps: m.deps.iter().map(|d| message_id(&hex::encode(d.author.0), d.seq)).collect(),
             sent_at: m.sent_at,
             kind,
             text,
@@ -457,7 +446,7 @@ mod tests {
 
     #[test]
     fn message_ids_read_as_formatted() {
-        let author = hex(&[0xab; 32]);
+        let author = hex::encode([0xab; 32]);
         for seq in [0, 1, 9, 10, 99, 100, 12_345, u64::MAX / 4, u64::MAX] {
             assert_eq!(message_id(&author, seq), format!("{author}/{seq}"));
         }

@@ -50,6 +50,38 @@ async fn send_many_writes_all_in_one_batch_or_nothing() {
     assert_one_batch(&dir, 50);
 }
 
+/// `/connect` to an address already connected to adds nothing: every datagram to the group goes once to
+/// each address given, however often and in whatever order it was given (`connect(a)`, `connect(b)`,
+/// `connect(a)` must not send to `a` twice).
+#[tokio::test]
+async fn repeated_connect_addresses_get_each_datagram_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, task) = start(solo(&dir, 2)).await.expect("the node starts");
+    let a = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let b = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    for s in [&a, &b] {
+        s.set_nonblocking(true).unwrap();
+    }
+    for addr in [a.local_addr().unwrap(), b.local_addr().unwrap(), a.local_addr().unwrap()] {
+        assert!(node.connect(addr).await);
+    }
+    // The inbox is served in order: once the status is back, the connects are taken.
+    node.status().await.expect("the node answers");
+    let drain = |s: &std::net::UdpSocket| {
+        let mut buf = [0u8; 65_536];
+        std::iter::from_fn(|| s.recv(&mut buf).ok()).count()
+    };
+    drain(&a);
+    drain(&b);
+    // A lone node beacons or looks for a mesh every few hundred milliseconds, to the group and to each peer.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let (to_a, to_b) = (drain(&a), drain(&b));
+    assert!(to_b > 0, "the node sent nothing to its peers");
+    assert_eq!(to_a, to_b, "a peer given twice got each datagram twice");
+    node.shutdown(false).await;
+    task.await.unwrap().unwrap();
+}
+
 /// A lone node's options, its data in `dir`, on a port of its own (`k` tells this file's tests apart).
 fn solo(dir: &tempfile::TempDir, k: u32) -> NodeOptions {
     let port = 40_000 + ((std::process::id() + 7 * k) % 20_000) as u16;

@@ -397,13 +397,13 @@ fn commit_costs() {
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     for (stores, rate, n) in [(1, 10.0, 100), (1, 0.0, 2000), (4, 1000.0, 2000)] {
         let t = commits(stores, rate, n);
-        let at = |p: f64| ms(t[((t.len() - 1) as f64 * p) as usize]);
+        let at = |p: f64| ms(chatmesh_sim::percentile(&t, p).expect("commits"));
         let pace = if rate > 0.0 { format!("{rate} a second each") } else { "flat out".to_string() };
         println!(
             "{stores} store(s), {pace}: commit p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms ({} commits)",
-            at(0.5),
-            at(0.99),
-            ms(t[t.len() - 1]),
+            at(50.0),
+            at(99.0),
+            at(100.0),
             t.len()
         );
     }

@@ -8,11 +8,13 @@
 //! - `sim`: `Sim`, the event loop, the fault verbs, and the safety checks made while running.
 //! - `check`: the promise checkers run once faults stop.
 //! - `scenario`: randomized runs, failover measurement, helpers for named scenarios.
+//! - `stats`: `percentile` (nearest rank), the one definition the simulator and `chatmesh bench` share.
 
 mod check;
 mod net;
 mod scenario;
 mod sim;
+mod stats;
 mod store;
 
 pub use check::{connected_parts, history_problems, settled_problems};
@@ -22,6 +24,7 @@ pub use scenario::{
     stop_faults, Failure, Outcome, FAULT_PHASE, SETTLE_BOUND, STABLE_FOR,
 };
 pub use sim::{Observations, Sim, SimNode};
+pub use stats::percentile;
 pub use store::SimStore;
 
 /// The seeds a test should run: `CHATMESH_SIM_SEED=S` replays one, `CHATMESH_SIM_SEEDS=N` runs `0..N`,

@@ -298,9 +298,9 @@ pub fn failover_run(seed: u64, nodes: usize, failure: Failure) -> Result<Duratio
         .ok_or_else(|| vec![format!("no failover to {} within 10 s", sim.nodes[next].name)])
 }
 
-/// p50, p99 and max of a sample.
+/// p50, p99 (nearest rank, `crate::percentile`) and max of a sample; panics on an empty one.
 pub fn percentiles(mut xs: Vec<Duration>) -> (Duration, Duration, Duration) {
     xs.sort_unstable();
-    let at = |q: f64| xs[((xs.len() - 1) as f64 * q).round() as usize];
-    (at(0.5), at(0.99), *xs.last().expect("non-empty"))
+    let at = |p: f64| crate::percentile(&xs, p).expect("a non-empty sample");
+    (at(50.0), at(99.0), at(100.0))
 }

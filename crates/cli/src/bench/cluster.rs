@@ -7,7 +7,10 @@
 //! if the bench dies (parent-death signal); dropping a `Cluster` kills its nodes and removes their data.
 
 use super::stats::num;
+use chatmesh_cluster::process::die_with_parent;
+use serde::Deserialize;
 use serde_json::Value;
+use std::borrow::Cow;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -541,20 +544,6 @@ pub mod hosts {
     }
 }
 
-pub fn die_with_parent(cmd: &mut Command) {
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::unix::process::CommandExt;
-        // SAFETY: prctl is async-signal-safe; the kernel kills the node if the bench dies.
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
-    }
-}
-
 /// Reads a node's stdout: the `ready` line, the time of its `joined`/`founded` line, then discards the rest
 /// (it must be read, or the node's output would block).
 fn read_stdout(stdout: impl Read, ready: mpsc::Sender<Value>, id_at: Arc<Mutex<Option<(Instant, u64)>>>) {
@@ -568,14 +557,17 @@ fn read_stdout(stdout: impl Read, ready: mpsc::Sender<Value>, id_at: Arc<Mutex<O
             Ok(_) => {}
         }
         let at = Instant::now();
-        if line.contains("\"type\":\"ready\"") {
-            if let Ok(v) = serde_json::from_str::<Value>(&line) {
+        let Ok(v) = serde_json::from_str::<Value>(&line) else { continue };
+        match v["type"].as_str() {
+            Some("ready") => {
                 let _ = ready.send(v);
             }
-        } else if line.contains("\"type\":\"joined\"") || line.contains("\"type\":\"founded\"") {
-            let id = serde_json::from_str::<Value>(&line).ok().and_then(|v| v["id"].as_u64()).unwrap_or(0);
-            *id_at.lock().unwrap_or_else(|p| p.into_inner()) = Some((at, id));
-            have_id = true;
+            Some("joined" | "founded") => {
+                let id = v["id"].as_u64().unwrap_or(0);
+                *id_at.lock().unwrap_or_else(|p| p.into_inner()) = Some((at, id));
+                have_id = true;
+            }
+            _ => {}
         }
     }
     let mut buf = vec![0u8; 1 << 16];
@@ -587,8 +579,23 @@ fn read_stdout(stdout: impl Read, ready: mpsc::Sender<Value>, id_at: Arc<Mutex<O
     }
 }
 
-/// Reads a node's server-sent events, stamping each on arrival. Message events (most of the traffic) are
-/// picked apart without a full JSON parse, to keep the bench's own CPU use small.
+/// The fields of a `message` event the bench reads: the others are skipped unparsed (message events are
+/// most of the traffic; this keeps the bench's own CPU use small).
+#[derive(Deserialize)]
+struct MessageEvent<'a> {
+    #[serde(borrow)]
+    id: Cow<'a, str>,
+    #[serde(default)]
+    own: bool,
+}
+
+/// The answer to `POST /messages`.
+#[derive(Deserialize)]
+struct Posted {
+    id: String,
+}
+
+/// Reads a node's server-sent events, stamping each on arrival.
 fn read_events(node: usize, stream: impl Read, tx: mpsc::Sender<Ev>) {
     let mut r = BufReader::with_capacity(1 << 16, stream);
     let mut line = String::new();
@@ -609,8 +616,8 @@ fn read_events(node: usize, stream: impl Read, tx: mpsc::Sender<Ev>) {
         let data = data.trim_start();
         let kind = match event.as_str() {
             "message" => {
-                let Some(id) = str_field(data, "id") else { continue };
-                Kind::Message { id: id.to_string(), own: data.contains("\"own\":true") }
+                let Ok(m) = serde_json::from_str::<MessageEvent>(data) else { continue };
+                Kind::Message { id: m.id.into_owned(), own: m.own }
             }
             other => {
                 let v: Value = serde_json::from_str(data).unwrap_or(Value::Null);
@@ -677,14 +684,6 @@ pub fn metric_delta(
     after.get(k).copied().unwrap_or(f64::NAN) - before.get(k).copied().unwrap_or(0.0)
 }
 
-/// The string value of `"key":"..."` in compact JSON (the value holds no escapes: IDs are hex and digits).
-pub fn str_field<'a>(json: &'a str, key: &str) -> Option<&'a str> {
-    let pat = format!("\"{key}\":\"");
-    let start = json.find(&pat)? + pat.len();
-    let len = json[start..].find('"')?;
-    Some(&json[start..start + len])
-}
-
 pub fn get_json(agent: &ureq::Agent, url: &str) -> Res<Value> {
     agent.get(url).call().map_err(|e| e.to_string())?.into_json().map_err(|e| e.to_string())
 }
@@ -702,7 +701,7 @@ fn post_json(agent: &ureq::Agent, http: &str, path: &str, body: &Value) -> Res<S
 /// Sends a message through `POST /messages`; returns its ID once the node stored it.
 pub fn post(agent: &ureq::Agent, http: &str, text: &str) -> Res<String> {
     let s = post_json(agent, http, "/messages", &serde_json::json!({ "text": text }))?;
-    str_field(&s, "id").map(String::from).ok_or_else(|| format!("no id in {s}"))
+    serde_json::from_str::<Posted>(&s).map(|p| p.id).map_err(|e| format!("{e}: {s}"))
 }
 
 /// `POST /messages/batch`: the IDs of the messages written, in order.

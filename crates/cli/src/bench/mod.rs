@@ -21,9 +21,11 @@ mod throughput;
 
 use clap::{Args, ValueEnum};
 use serde_json::{json, Value};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use stats::Section;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -148,7 +150,8 @@ impl Ctx {
     }
 }
 
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+/// Set by SIGINT, SIGTERM or SIGHUP.
+static INTERRUPTED: LazyLock<Arc<AtomicBool>> = LazyLock::new(Arc::default);
 static KEEP: AtomicBool = AtomicBool::new(false);
 static NODE_LOG: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
@@ -165,16 +168,10 @@ pub fn keep() -> bool {
     KEEP.load(Ordering::Relaxed)
 }
 
-extern "C" fn on_signal(_: libc::c_int) {
-    INTERRUPTED.store(true, Ordering::SeqCst);
-}
-
 pub fn main(args: BenchArgs) -> ExitCode {
-    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-    unsafe {
-        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
-        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
-        libc::signal(libc::SIGHUP, on_signal as *const () as libc::sighandler_t);
+    for signal in [SIGINT, SIGTERM, SIGHUP] {
+        signal_hook::flag::register(signal, Arc::clone(&INTERRUPTED))
+            .expect("SIGINT, SIGTERM and SIGHUP can be caught");
     }
     KEEP.store(args.keep, Ordering::Relaxed);
     if args.netns {

@@ -3,15 +3,12 @@
 use serde_json::{json, Value};
 use std::time::Duration;
 
-/// The nearest-rank percentile `p` (0..=100) of `xs` (sorted here); NaN when empty.
+/// The nearest-rank percentile `p` (0..=100) of `xs` (sorted here; `chatmesh_sim::percentile`, the one
+/// definition the simulator uses too); NaN when empty.
 pub fn percentile(xs: &[f64], p: f64) -> f64 {
-    if xs.is_empty() {
-        return f64::NAN;
-    }
     let mut v: Vec<f64> = xs.to_vec();
     v.sort_by(|a, b| a.total_cmp(b));
-    let rank = ((p / 100.0) * v.len() as f64).ceil() as usize;
-    v[rank.clamp(1, v.len()) - 1]
+    chatmesh_sim::percentile(&v, p).unwrap_or(f64::NAN)
 }
 
 pub fn median(xs: &[f64]) -> f64 {

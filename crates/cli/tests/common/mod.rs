@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub use chatmesh_cluster::process::die_with_parent;
 use serde_json::Value;
 use std::io::Write as _;
 use std::io::{BufRead, BufReader};
@@ -247,20 +248,6 @@ fn extra_without_group(extra: &[String]) -> Vec<String> {
         }
     }
     out
-}
-
-pub fn die_with_parent(cmd: &mut Command) {
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::unix::process::CommandExt;
-        // SAFETY: prctl is async-signal-safe.
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
-    }
 }
 
 /// Every status shows one mesh of `n` alive members with unique IDs and one agreed coordinator.

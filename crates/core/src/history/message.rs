@@ -76,7 +76,7 @@ pub struct Sig(pub [[u8; 32]; 2]);
 
 impl fmt::Debug for Sig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Sig({:02x}{:02x}..)", self.0[0][0], self.0[0][1])
+        write!(f, "Sig({}..)", hex::encode(&self.0[0][..2]))
     }
 }
 
@@ -546,7 +546,7 @@ impl HistoryDigest {
 
     /// Sixteen hex digits: enough to compare by eye.
     pub fn short(&self) -> String {
-        self.0[..8].iter().map(|b| format!("{b:02x}")).collect()
+        hex::encode(&self.0[..8])
     }
 }
 
@@ -558,7 +558,7 @@ impl fmt::Debug for HistoryDigest {
 
 impl fmt::Display for HistoryDigest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0.iter().map(|b| format!("{b:02x}")).collect::<String>())
+        f.write_str(&hex::encode(self.0))
     }
 }
 
