@@ -5,6 +5,7 @@
 
 use crate::commands;
 use crate::config::{self, NodeArgs};
+use chatmesh_core::history::message::Verifier;
 use chatmesh_core::{key_of, Delivery, HistoryState, Message, NodeKey};
 use chatmesh_node::events::{DeliveryView, MessageView, Names};
 use chatmesh_node::{Store, StoreError};
@@ -208,8 +209,10 @@ fn verify(store: &Store, format: Format, out: &mut impl Write) -> Result<(), Fai
     let invalid = |detail: String| Failure::Invalid { path: store.path().to_path_buf(), detail };
     let stored = store.history_state()?;
     let mut state = HistoryState::default();
+    // The node's own checker: it keeps each author's key decompressed across their messages.
+    let mut verifier = Verifier::new([0; 32]);
     store.for_each_message(|m: Message| -> Result<(), Failure> {
-        m.verify().map_err(|e| {
+        verifier.verify(&m).map_err(|e| {
             let at = state.count + 1;
             invalid(format!("message {}/{} (number {at} in canonical order): {e}", hex::encode(m.author.0), m.seq))
         })?;
