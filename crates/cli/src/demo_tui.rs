@@ -524,7 +524,7 @@ impl Screen {
     pub fn start(view: DemoView, interrupted: &'static AtomicBool) -> std::io::Result<Screen> {
         use crossterm::{cursor, execute};
         // No mouse reporting: people select and copy the demo's text. Any panic gives the terminal back.
-        term::enter(false, false)?;
+        term::enter(term::Modes { mouse: false, focus: false, log_other_panics: false })?;
         let setup = execute!(std::io::stdout(), cursor::Hide)
             .and_then(|_| Terminal::new(CrosstermBackend::new(std::io::stdout())));
         let mut terminal = match setup {
@@ -593,8 +593,14 @@ fn draw_loop<B: ratatui::backend::Backend>(
     interrupted: &AtomicBool,
 ) {
     term::claim_ui_thread();
+    // Continued after a stop from outside (SIGSTOP, then `fg`): the terminal is taken again.
+    let continued = Arc::new(AtomicBool::new(false));
+    let _ = signal_hook::flag::register(signal_hook::consts::SIGCONT, continued.clone());
     let mut keys = true;
     while !stop.load(Ordering::SeqCst) {
+        if continued.swap(false, Ordering::SeqCst) {
+            term::resume();
+        }
         let drawn = {
             let mut v = lock(view);
             if interrupted.load(Ordering::SeqCst) {
@@ -623,7 +629,7 @@ fn draw_loop<B: ratatui::backend::Backend>(
             Ok(true) => match crossterm::event::read() {
                 Ok(Event::Key(k)) if is_stop_key(&k) => interrupted.store(true, Ordering::SeqCst),
                 // Ctrl-Z: the shell gets the terminal until `fg` (the demo's nodes are paused with it).
-                Ok(Event::Key(k)) if is_suspend_key(&k) => term::suspend(),
+                Ok(Event::Key(k)) if is_suspend_key(&k) => term::suspend(true),
                 Ok(_) => {}
                 Err(_) => keys = false,
             },

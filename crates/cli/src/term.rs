@@ -122,8 +122,10 @@ fn to_line(cells: &[(&str, Style, usize)]) -> Line<'static> {
 
 /// Whether this process has the terminal in raw mode and on the alternate screen.
 static ACTIVE: AtomicBool = AtomicBool::new(false);
-/// Whether mouse reporting was asked for (so that a resume asks again).
+/// Whether mouse reporting and focus reports were asked for (so that a resume asks again, and every way
+/// out turns them off).
 static MOUSE: AtomicBool = AtomicBool::new(false);
+static FOCUS: AtomicBool = AtomicBool::new(false);
 /// Set when the screen may hold something else (a panic's report, a suspension): the next frame clears first.
 static REPAINT: AtomicBool = AtomicBool::new(false);
 /// Held while a frame is drawn, so that the panic hook does not restore the terminal in the middle of one.
@@ -166,6 +168,9 @@ fn set_modes() -> std::io::Result<()> {
     if MOUSE.load(Ordering::SeqCst) {
         execute!(std::io::stdout(), event::EnableMouseCapture)?;
     }
+    if FOCUS.load(Ordering::SeqCst) {
+        execute!(std::io::stdout(), event::EnableFocusChange)?;
+    }
     Ok(())
 }
 
@@ -175,18 +180,33 @@ fn restore() {
     if MOUSE.load(Ordering::SeqCst) {
         let _ = execute!(std::io::stdout(), event::DisableMouseCapture);
     }
+    if FOCUS.load(Ordering::SeqCst) {
+        let _ = execute!(std::io::stdout(), event::DisableFocusChange);
+    }
     let _ = execute!(std::io::stdout(), event::DisableBracketedPaste, terminal::LeaveAlternateScreen, cursor::Show);
     let _ = terminal::disable_raw_mode();
 }
 
-/// Takes the terminal: raw mode, the alternate screen, bracketed paste, and mouse reporting if `mouse`. The
-/// drawing thread is the calling one; `log_other_panics` says what a panic on another thread does (see
-/// `LOG_OTHER_PANICS`).
-pub fn enter(mouse: bool, log_other_panics: bool) -> std::io::Result<()> {
+/// What `enter` asks of the terminal besides raw mode, the alternate screen and bracketed paste.
+#[derive(Clone, Copy)]
+pub struct Modes {
+    /// Mouse reporting (the wheel; people then select text with Shift held).
+    pub mouse: bool,
+    /// Focus reports (terminals that do not know them ignore the request).
+    pub focus: bool,
+    /// A panic off the drawing thread goes to the log instead of ending the screen (see `LOG_OTHER_PANICS`).
+    pub log_other_panics: bool,
+}
+
+/// Takes the terminal: raw mode, the alternate screen, bracketed paste, and the `modes` asked for. The
+/// drawing thread is the calling one.
+pub fn enter(modes: Modes) -> std::io::Result<()> {
+    let Modes { mouse, focus, log_other_panics } = modes;
     install_panic_hook();
     *lock(&UI_THREAD) = Some(std::thread::current().id());
     LOG_OTHER_PANICS.store(log_other_panics, Ordering::SeqCst);
     MOUSE.store(mouse, Ordering::SeqCst);
+    FOCUS.store(focus, Ordering::SeqCst);
     ACTIVE.store(true, Ordering::SeqCst);
     if let Err(e) = set_modes() {
         leave();
@@ -208,9 +228,10 @@ pub fn leave() {
     }
 }
 
-/// Ctrl-Z: gives the terminal back and stops this process, as the shell expects of a job; when the shell
-/// continues it (`fg`), takes the terminal again and repaints.
-pub fn suspend() {
+/// Ctrl-Z: gives the terminal back and stops this process (with `group`, its whole process group, as a ^Z
+/// typed in a cooked terminal does: the demo's nodes stop with it), as the shell expects of a job; when the
+/// shell continues it (`fg`), takes the terminal again and repaints.
+pub fn suspend(group: bool) {
     if !ACTIVE.load(Ordering::SeqCst) {
         return;
     }
@@ -219,7 +240,12 @@ pub fn suspend() {
         restore();
     }
     // Stops here until SIGCONT (the default action: nothing of ours handles SIGTSTP).
-    let _ = signal_hook::low_level::raise(signal_hook::consts::SIGTSTP);
+    if group {
+        // SAFETY: kill(2) with pid 0 signals this process's group; no memory is involved.
+        unsafe { libc::kill(0, libc::SIGTSTP) };
+    } else {
+        let _ = signal_hook::low_level::raise(signal_hook::consts::SIGTSTP);
+    }
     resume();
 }
 

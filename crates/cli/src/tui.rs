@@ -9,6 +9,7 @@
 use crate::commands::{self, Cmd, Line as Input, Reply};
 use crate::run::Started;
 use crate::term::{self, text_width, wrap};
+use chatmesh_core::history::message::MAX_BODY_LEN;
 use chatmesh_node::events::{DeliveryView, MessageView, Notice, StatusView};
 use chatmesh_node::Handle;
 use crossterm::event::{Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseEvent, MouseEventKind};
@@ -42,6 +43,7 @@ const STATUS_EVERY: Duration = Duration::from_millis(300);
 const STOP_WAIT: Duration = Duration::from_secs(3);
 const PLACEHOLDER: &str = "type a message or /help; Alt-Enter new line; PgUp/PgDn scroll; Ctrl-C leaves";
 const UNREAD_MARK: &str = "── new ──";
+const INPUT_FULL: &str = "the input is full: a message holds at most 16,384 bytes";
 
 /// Colours for authors' names, chosen by a hash of the key.
 const AUTHOR_COLOURS: [Color; 8] = [
@@ -377,7 +379,26 @@ impl App {
         let text = text.replace("\r\n", "\n").replace('\r', "\n");
         let clean: String =
             text.chars().map(|c| if c == '\t' { ' ' } else { c }).filter(|&c| c == '\n' || !c.is_control()).collect();
-        self.input.insert_str(clean.trim_end_matches('\n'));
+        let clean = clean.trim_end_matches('\n');
+        // The input holds at most one message's worth: what does not fit is not taken (and said so).
+        let room = MAX_BODY_LEN.saturating_sub(self.input_len());
+        let mut cut = clean.len().min(room);
+        while !clean.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        if cut < clean.len() {
+            self.error(format!(
+                "pasted {} bytes: a message holds at most {MAX_BODY_LEN}; the first {cut} were taken",
+                clean.len()
+            ));
+        }
+        self.input.insert_str(&clean[..cut]);
+    }
+
+    /// Bytes in the input box, line breaks included.
+    fn input_len(&self) -> usize {
+        let lines = self.input.lines();
+        lines.iter().map(String::len).sum::<usize>() + lines.len().saturating_sub(1)
     }
 
     pub fn input_text(&self) -> String {
@@ -453,7 +474,11 @@ impl App {
         let (row, _) = self.input.cursor();
         match k.code {
             // Alt-Enter (or Shift-Enter where the terminal tells it apart) starts a new line of the message.
-            KeyCode::Enter if alt || k.modifiers.contains(KeyModifiers::SHIFT) => self.input.insert_newline(),
+            KeyCode::Enter if alt || k.modifiers.contains(KeyModifiers::SHIFT) => {
+                if self.input_len() < MAX_BODY_LEN {
+                    self.input.insert_newline();
+                }
+            }
             KeyCode::Enter => return self.submit(),
             // Readline's Ctrl-U (tui-textarea's is undo).
             KeyCode::Char('u') if ctrl => {
@@ -467,6 +492,12 @@ impl App {
             KeyCode::PageDown => self.scroll_down(page),
             // No tab stops in a chat line.
             KeyCode::Tab | KeyCode::BackTab => {}
+            // Full: one message's worth (a longer one could not be sent anyway).
+            KeyCode::Char(c) if !ctrl && !alt && self.input_len() + c.len_utf8() > MAX_BODY_LEN => {
+                if self.notes.back().is_none_or(|n| n.text != INPUT_FULL) {
+                    self.error(INPUT_FULL);
+                }
+            }
             _ => {
                 self.input.input(k);
             }
@@ -968,11 +999,10 @@ struct TerminalGuard;
 
 impl TerminalGuard {
     fn enter() -> anyhow::Result<(TerminalGuard, Terminal<CrosstermBackend<std::io::Stdout>>)> {
-        use crossterm::{event, execute};
-        term::enter(true, true).map_err(|e| anyhow::anyhow!("cannot use the terminal: {e} (try --ui plain)"))?;
+        // Focus reports mark what arrives while the user is away.
+        let modes = term::Modes { mouse: true, focus: true, log_other_panics: true };
+        term::enter(modes).map_err(|e| anyhow::anyhow!("cannot use the terminal: {e} (try --ui plain)"))?;
         let guard = TerminalGuard;
-        // Focus reports mark what arrives while the user is away; terminals that do not know them ignore this.
-        let _ = execute!(std::io::stdout(), event::EnableFocusChange);
         let mut terminal = Terminal::new(CrosstermBackend::new(std::io::stdout()))?;
         terminal.clear()?;
         Ok((guard, terminal))
@@ -981,9 +1011,6 @@ impl TerminalGuard {
 
 impl Drop for TerminalGuard {
     fn drop(&mut self) {
-        if term::active() {
-            let _ = crossterm::execute!(std::io::stdout(), crossterm::event::DisableFocusChange);
-        }
         term::leave();
     }
 }
@@ -1149,7 +1176,7 @@ fn on_event(
                 });
             }
             // Stops the whole process until SIGCONT; the node's peers see a pause, as with SIGSTOP.
-            Action::Suspend => term::suspend(),
+            Action::Suspend => term::suspend(false),
             Action::Repaint => term::request_repaint(),
             Action::Quit => flow.quit = Some(true),
             Action::QuitNow => flow.quit = Some(false),
@@ -1861,6 +1888,31 @@ mod tests {
         let b = draw(&mut app, 60, 30);
         let text = rows(&b).join(" ");
         assert!(text.contains("no network key given") && text.contains("CHATMESH_NETWORK_KEY"), "{text}");
+    }
+
+    /// The input box's widget counts columns in u16: a paste of 70,000 characters would overflow it. The
+    /// input holds one message's worth (16,384 bytes) and says what it left out.
+    #[test]
+    fn a_huge_paste_or_typing_stops_at_one_message() {
+        let mut app = App::new(started());
+        app.paste(&"x".repeat(70_000));
+        assert_eq!(app.input_len(), MAX_BODY_LEN);
+        assert!(app.notes.back().unwrap().text.contains("at most 16384"));
+        draw(&mut app, 80, 10);
+        type_str(&mut app, "more");
+        assert_eq!(app.input_len(), MAX_BODY_LEN);
+        assert_eq!(app.notes.back().unwrap().text, INPUT_FULL);
+        alt(&mut app, KeyCode::Enter);
+        assert_eq!(app.input_len(), MAX_BODY_LEN);
+        assert!(matches!(press(&mut app, KeyCode::Enter), Action::Send(t) if t.len() == MAX_BODY_LEN));
+        // Many lines too.
+        app.paste(&"a\n".repeat(70_000));
+        assert!(app.input_len() <= MAX_BODY_LEN);
+        draw(&mut app, 80, 10);
+        // A multi-byte character is never cut in half.
+        let mut app = App::new(started());
+        app.paste(&"é".repeat(10_000));
+        assert!(app.input_len() <= MAX_BODY_LEN && app.input_text().chars().all(|c| c == 'é'));
     }
 
     #[test]

@@ -34,7 +34,8 @@ pub struct Ready {
     /// Carry these out now, in this order.
     pub now: Vec<Output>,
     /// `Persist` and `Store` outputs, in order: make them durable, in one transaction; then call
-    /// `Pipeline::persisted(number)` (also when there are none, no call is needed: the round is durable).
+    /// `Pipeline::persisted(number)` (when there are none and the driver wrote nothing of its own with the
+    /// round, no call is needed: the round is durable).
     pub writes: Vec<Output>,
 }
 
@@ -72,8 +73,10 @@ impl<T> Pipeline<T> {
         self.rounds.len() < MAX_IN_FLIGHT
     }
 
-    /// Sorts a round's outputs (see the module's doc) and keeps what waits, with `extra`.
-    pub fn begin(&mut self, outputs: Vec<Output>, extra: T) -> Ready {
+    /// Sorts a round's outputs (see the module's doc) and keeps what waits, with `extra`. `own_writes`: the
+    /// driver writes something of its own with the round (the tokio driver: a `/nick` name), so the round
+    /// waits for its commit even without a `Persist` or `Store`.
+    pub fn begin(&mut self, outputs: Vec<Output>, extra: T, own_writes: bool) -> Ready {
         let number = self.next;
         self.next += 1;
         let earlier = self.rounds.len();
@@ -91,7 +94,7 @@ impl<T> Pipeline<T> {
                 o => after.push(o),
             }
         }
-        let durable = writes.is_empty();
+        let durable = writes.is_empty() && !own_writes;
         self.rounds.push_back(Round { number, after, extra, durable });
         Ready { number, now, writes }
     }
@@ -165,17 +168,17 @@ mod tests {
     fn what_follows_a_write_waits_for_it_and_rounds_complete_in_order() {
         let mut p: Pipeline<&str> = Pipeline::new();
         // Nothing in flight: the frame ahead of the write goes now, the one after it waits.
-        let r1 = p.begin(vec![frame(1), write(), frame(2)], "one");
+        let r1 = p.begin(vec![frame(1), write(), frame(2)], "one", false);
         assert_eq!(names(&r1.now), ["f1"]);
         assert_eq!(names(&r1.writes), ["w"]);
         // Round 1 still committing: round 2's outputs all wait, although it writes nothing, except a
         // FrameAhead (one round in flight).
-        let r2 = p.begin(vec![frame(3), ahead(4)], "two");
+        let r2 = p.begin(vec![frame(3), ahead(4)], "two", false);
         assert_eq!(names(&r2.now), ["a4"]);
         assert!(r2.writes.is_empty());
         assert_eq!(p.complete().len(), 0, "round 2 waits behind round 1");
         // Two rounds in flight: a FrameAhead waits too.
-        let r3 = p.begin(vec![ahead(5), write()], "three");
+        let r3 = p.begin(vec![ahead(5), write()], "three", false);
         assert!(r3.now.is_empty());
         assert_eq!(p.in_flight(), 3);
         assert_eq!(p.oldest_waiting(), Some(r1.number));
@@ -190,7 +193,7 @@ mod tests {
     #[test]
     fn a_round_without_writes_completes_at_once_when_nothing_is_ahead() {
         let mut p: Pipeline<()> = Pipeline::new();
-        let r = p.begin(vec![datagram(), frame(1)], ());
+        let r = p.begin(vec![datagram(), frame(1)], (), false);
         assert_eq!(names(&r.now), ["d", "f1"]);
         assert!(r.writes.is_empty());
         let done = p.complete();
@@ -199,14 +202,31 @@ mod tests {
         assert!(p.has_room());
     }
 
+    /// A round whose only write is the driver's own (a name) waits for its commit like any other.
+    #[test]
+    fn a_round_with_only_the_drivers_own_write_waits_for_it() {
+        let mut p: Pipeline<()> = Pipeline::new();
+        let r1 = p.begin(vec![write()], (), false);
+        let r2 = p.begin(vec![frame(1)], (), true);
+        assert!(r2.now.is_empty() && r2.writes.is_empty());
+        let done = p.persisted(r1.number);
+        assert_eq!(done.len(), 1, "round 1 completes, round 2 still waits for its own write");
+        assert_eq!(p.in_flight(), 1);
+        // And the next round counts it as in flight: nothing of it goes ahead.
+        let r3 = p.begin(vec![frame(2), write()], (), false);
+        assert!(r3.now.is_empty());
+        let done = p.persisted(r2.number);
+        assert_eq!(names(&done[0].0), ["f1"]);
+    }
+
     #[test]
     fn a_crash_forgets_the_rounds_in_flight() {
         let mut p: Pipeline<()> = Pipeline::new();
-        p.begin(vec![write(), frame(1)], ());
-        p.begin(vec![frame(2)], ());
+        p.begin(vec![write(), frame(1)], (), false);
+        p.begin(vec![frame(2)], (), false);
         assert_eq!(p.crash(), 2);
         assert_eq!(p.in_flight(), 0);
-        let r = p.begin(vec![frame(3)], ());
+        let r = p.begin(vec![frame(3)], (), false);
         assert_eq!(names(&r.now), ["f3"]);
     }
 }

@@ -854,7 +854,14 @@ impl Core {
         commits: &mut VecDeque<CommitWait>,
         outputs: Vec<Output>,
     ) -> Result<(), String> {
-        let ready = pipeline.begin(outputs, std::mem::take(&mut self.replies));
+        // `/nick`: the name outlives a restart (`Store::resolve_name`); written with the round, which then
+        // waits for that commit too.
+        let name = (self.node.config().name != self.saved_name.0).then(|| {
+            self.saved_name.0.clone_from(&self.node.config().name);
+            let (name, configured) = self.saved_name.clone();
+            Write::Name { name, configured }
+        });
+        let ready = pipeline.begin(outputs, std::mem::take(&mut self.replies), name.is_some());
         for o in ready.now {
             self.carry_out_one(o);
         }
@@ -867,12 +874,7 @@ impl Core {
                 _ => None,
             })
             .collect();
-        if self.node.config().name != self.saved_name.0 {
-            // `/nick`: the name outlives a restart (`Store::resolve_name`).
-            self.saved_name.0.clone_from(&self.node.config().name);
-            let (name, configured) = self.saved_name.clone();
-            writes.push(Write::Name { name, configured });
-        }
+        writes.extend(name);
         if writes.is_empty() {
             // Durable already: it completes as soon as the rounds before it do (perhaps now).
             for (outputs, replies) in pipeline.complete() {

@@ -35,7 +35,9 @@ pub struct SimOptions {
     pub round: Option<Duration>,
     /// How long a round's writes take to become durable, uniformly in this range (the driver's store
     /// thread commits them in order, while the node goes on; `chatmesh_core::Pipeline` holds back what
-    /// follows them). A crash loses the commits still in flight. `None`: durable at once.
+    /// follows them). A crash loses the commits still in flight. `None`: durable at once. (The simulated
+    /// process does not stop reading input at `MAX_IN_FLIGHT` rounds as the driver does: at most a few
+    /// rounds are in flight at these delays.)
     pub disk: Option<(Duration, Duration)>,
     /// Print every delivery and output to stderr (for replaying one seed).
     pub trace: bool,

@@ -343,6 +343,10 @@ impl Sim {
         }
         n.incarnation += 1;
         n.round_open = false;
+        // A fresh process: nothing of an earlier one is in flight (a leave may have stopped it with commits
+        // still landing; those are of the old incarnation and ignored).
+        n.pipeline = Pipeline::new();
+        n.commit_at = None;
         let mut cfg = n.cfg.clone();
         cfg.seed = self.opts.seed ^ ((i as u64) << 32) ^ n.incarnation.wrapping_mul(0x9E37_79B9_7F4A_7C15);
         n.core = Some(Node::new(cfg, n.durable.clone(), n.store.state.clone(), self.now));
@@ -418,7 +422,7 @@ impl Sim {
         }
         let next = core.poll_timeout();
         self.check_output_order(i, &outputs);
-        let ready = self.nodes[i].pipeline.begin(outputs, ());
+        let ready = self.nodes[i].pipeline.begin(outputs, (), false);
         let mut todo = ready.now;
         if ready.writes.is_empty() {
             for (held, ()) in self.nodes[i].pipeline.complete() {
