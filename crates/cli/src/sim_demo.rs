@@ -29,7 +29,7 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<()> {
     let coordinator = settle(&mut sim, LIMIT).map_err(problems)?;
     for i in sim.live() {
         let text = format!("olá, I am {}", name(&sim, i));
-        sim.command(i, Command::Send { text });
+        sim.command(i, Command::Send { text, token: 0 });
     }
     settle(&mut sim, LIMIT).map_err(problems)?;
     shown = show_events(&sim, shown);
@@ -41,7 +41,7 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<()> {
     println!("   and a live coordinator is never displaced: newcomers join without an election.\n");
 
     step("2. The coordinator says something, then is killed (SIGKILL): its links reset, survivors notice at once");
-    sim.command(coordinator, Command::Send { text: "last words before the crash".into() });
+    sim.command(coordinator, Command::Send { text: "last words before the crash".into(), token: 0 });
     let t = fail_and_measure(&mut sim, coordinator, true)?;
     settle(&mut sim, LIMIT).map_err(problems)?;
     shown = show_events(&sim, shown);
@@ -70,7 +70,7 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<()> {
     settle(&mut sim, LIMIT).map_err(problems)?;
     for &i in a.iter().chain(b) {
         let text = format!("{} talking during the split", name(&sim, i));
-        sim.command(i, Command::Send { text });
+        sim.command(i, Command::Send { text, token: 0 });
     }
     settle(&mut sim, LIMIT).map_err(problems)?;
     shown = show_events(&sim, shown);

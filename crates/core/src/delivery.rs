@@ -79,7 +79,8 @@ impl Node {
     /// Refused (with the reason) only for a body over the limit; never because of an election. Inside a
     /// round the message waits, unsigned, for the round's other own messages: `sign_own` signs them as one
     /// batch before anything else happens (any input or output but a push, an ack or another own message).
-    pub(crate) fn author(&mut self, now: Instant, body: Body) -> Result<MessageId, MessageError> {
+    /// `token`: the driver's, for the `Sent` (0 for the node's own messages).
+    pub(crate) fn author(&mut self, now: Instant, body: Body, token: u64) -> Result<MessageId, MessageError> {
         if let Body::Text(t) = &body {
             if t.len() > MAX_BODY_LEN {
                 return Err(MessageError::BodyTooLong);
@@ -103,6 +104,7 @@ impl Node {
         let m = Message::unsigned(me, seq, lamport, deps, self.wall_ms(now), body);
         let id = m.id();
         self.history.round.unsigned.push(m);
+        self.history.round.tokens.push(token);
         if !self.history.round.open {
             self.sign_own();
         }
@@ -116,13 +118,14 @@ impl Node {
             return;
         }
         let mut batch = std::mem::take(&mut self.history.round.unsigned);
+        let tokens = std::mem::take(&mut self.history.round.tokens);
         Message::sign_batch(&self.signing, &mut batch);
         for m in &batch {
             self.history.state.apply(m);
         }
         self.store(batch.clone());
-        for m in batch {
-            self.event(Event::Sent { message: m.clone() });
+        for (m, token) in batch.into_iter().zip(tokens) {
+            self.event(Event::Sent { message: m.clone(), token });
             self.push_to_members(&m);
         }
     }
@@ -138,7 +141,7 @@ impl Node {
 
     /// Coordinator: records a membership change in the history, so every node shows it at one place.
     pub(crate) fn record(&mut self, now: Instant, event: MembershipEvent) {
-        if let Err(e) = self.author(now, Body::Membership(event)) {
+        if let Err(e) = self.author(now, Body::Membership(event), 0) {
             tracing::error!(node = %self.cfg.key, "membership event not recorded: {e}");
         }
     }

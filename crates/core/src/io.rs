@@ -31,8 +31,10 @@ pub enum Input {
 /// User commands that reach the protocol. None is refused because an election is running.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub enum Command {
-    /// Send a chat message.
-    Send { text: String },
+    /// Send a chat message. `token` is the driver's: it comes back in the `Sent` of the message written, or
+    /// in the `SendRefused` (so a driver pairs each send with its outcome without counting; 0 if it does not
+    /// care).
+    Send { text: String, token: u64 },
     /// `/quit`: leave the mesh gracefully, then stop.
     Leave,
     /// `/elect`: start a Bully election now.
@@ -168,9 +170,11 @@ pub enum Event {
     ElectionStarted {
         term: Term,
     },
-    /// A message this node wrote is durable: show it as sent (stored).
+    /// A message this node wrote is durable: show it as sent (stored). `token`: the `Command::Send`'s; 0 for
+    /// a message the node wrote itself (the coordinator's membership events).
     Sent {
         message: Message,
+        token: u64,
     },
     /// A message from someone else is causally delivered: show it. It follows the `Store` that makes it
     /// durable; a driver may show it before that write completes (acknowledgements still wait for it).
@@ -182,9 +186,10 @@ pub enum Event {
         member: NodeKey,
         upto: u64,
     },
-    /// `Command::Send` was refused; nothing was stored or sent.
+    /// `Command::Send` (the one with `token`) was refused; nothing was stored or sent.
     SendRefused {
         reason: MessageError,
+        token: u64,
     },
     /// Input from outside was refused; the node's state is unchanged.
     Rejected {

@@ -66,7 +66,7 @@
 //!     }
 //! }
 //! assert_eq!(node.role(), Role::Coordinator);
-//! node.handle_input(later, Input::Command(Command::Send { text: "olá".into() }));
+//! node.handle_input(later, Input::Command(Command::Send { text: "olá".into(), token: 1 }));
 //! assert_eq!(node.history().count, 1);
 //! ```
 

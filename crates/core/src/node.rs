@@ -376,9 +376,9 @@ impl Node {
 
     fn on_command(&mut self, now: Instant, command: Command) {
         match command {
-            Command::Send { text } => {
-                if let Err(reason) = self.author(now, Body::Text(text)) {
-                    self.event(Event::SendRefused { reason });
+            Command::Send { text, token } => {
+                if let Err(reason) = self.author(now, Body::Text(text), token) {
+                    self.event(Event::SendRefused { reason, token });
                 }
             }
             Command::Leave => self.leave(now),

@@ -464,7 +464,8 @@ pub async fn start(opts: NodeOptions) -> Result<(Handle, tokio::task::JoinHandle
         links: HashMap::new(),
         dialing: HashSet::new(),
         pending: VecDeque::new(),
-        sending: VecDeque::new(),
+        sending: HashMap::new(),
+        next_token: 0,
         replies: Vec::new(),
         acks,
         started: now,
@@ -626,9 +627,11 @@ struct Core {
     dialing: HashSet<NodeKey>,
     /// Inputs the driver itself produced while carrying out outputs (a link it had to close).
     pending: VecDeque<Input>,
-    /// Sends of this round that the core wrote, in order, each with the reply waiting for its message
-    /// (none for a send given as a plain command): answered at the round's end (`answer_sends`).
-    sending: VecDeque<Option<SendReply>>,
+    /// Sends of this round waiting for their message, by the token given to the core (`Command::Send`):
+    /// answered at the round's end (`answer_sends`).
+    sending: HashMap<u64, SendReply>,
+    /// The last send token given out.
+    next_token: u64,
     /// Send replies waiting for this round's commit.
     replies: Vec<(SendReply, Result<MessageView, SendError>)>,
     /// Own messages not yet acknowledged by every member: seq -> the status last shown `(acked, members)`.
@@ -949,40 +952,39 @@ impl Core {
 
     /// A chat message to write (`reply`: the `POST` or typed line waiting for it). The core refuses it at
     /// once (`SendRefused`, among the outputs of this input) or writes it and shows it as `Sent` when the
-    /// round's own messages are signed, by the round's end (`answer_sends`).
+    /// round's own messages are signed, by the round's end (`answer_sends`); either carries the send's token.
     fn send(&mut self, text: String, reply: Option<SendReply>, outputs: &mut Vec<Output>) {
+        self.next_token += 1;
+        let token = self.next_token;
         let before = outputs.len();
-        self.input(Input::Command(Command::Send { text }), outputs);
+        self.input(Input::Command(Command::Send { text, token }), outputs);
         let refused = outputs[before..].iter().find_map(|o| match o {
-            Output::Event(Event::SendRefused { reason }) => Some(reason.to_string()),
+            Output::Event(Event::SendRefused { reason, token: t }) if *t == token => Some(reason.to_string()),
             _ => None,
         });
         match (refused, reply) {
             (Some(reason), Some(reply)) => self.replies.push((reply, Err(SendError::Refused(reason)))),
-            (Some(_), None) => {}
-            (None, reply) => self.sending.push_back(reply),
+            (None, Some(reply)) => {
+                self.sending.insert(token, reply);
+            }
+            (_, None) => {}
         }
     }
 
-    /// Pairs the round's sends that were not refused with their messages: the core shows one text `Sent`
-    /// per send it wrote, in the order of the sends (and writes no text message otherwise). A send left
-    /// without one found the node stopped.
+    /// Answers the round's sends with their messages, by token. A send the core neither refused nor wrote
+    /// by the round's end found the node stopped.
     fn answer_sends(&mut self, outputs: &[Output]) {
         for o in outputs {
-            let Output::Event(Event::Sent { message }) = o else { continue };
-            if !matches!(message.body, Body::Text(_)) {
+            let Output::Event(Event::Sent { message, token }) = o else { continue };
+            if *token == 0 {
                 continue;
             }
-            match self.sending.pop_front() {
-                Some(Some(reply)) => {
-                    let view = self.own_message(message);
-                    self.replies.push((reply, Ok(view)));
-                }
-                Some(None) => {}
-                None => tracing::error!(message = %message.id(), "a text message no send asked for"),
+            if let Some(reply) = self.sending.remove(token) {
+                let view = self.own_message(message);
+                self.replies.push((reply, Ok(view)));
             }
         }
-        for reply in std::mem::take(&mut self.sending).into_iter().flatten() {
+        for (_, reply) in std::mem::take(&mut self.sending) {
             self.replies.push((reply, Err(SendError::Stopped)));
         }
     }
@@ -1050,7 +1052,7 @@ impl Core {
                     self.send(text, Some(reply), outputs);
                 }
             }
-            Inbox::Command(Command::Send { text }) => self.send(text, None, outputs),
+            Inbox::Command(Command::Send { text, .. }) => self.send(text, None, outputs),
             Inbox::Command(c) => self.input(Input::Command(c), outputs),
             Inbox::Status(reply) => {
                 let _ = reply.send(self.status());
@@ -1200,7 +1202,7 @@ impl Core {
                 self.delivery_notices();
                 return;
             }
-            Event::Sent { message } if matches!(message.body, Body::Text(_)) => {
+            Event::Sent { message, .. } if matches!(message.body, Body::Text(_)) => {
                 let st = self.node.delivery_status(message.seq);
                 self.acks.insert(message.seq, (st.acked, st.members));
             }
@@ -1221,7 +1223,7 @@ impl Core {
                 | Event::MemberFailed { .. }
         );
         let mut renamed = None;
-        if let Event::Sent { message } | Event::Delivered { message } = &e {
+        if let Event::Sent { message, .. } | Event::Delivered { message } = &e {
             // Only membership events name anyone: chat does not take the lock.
             if matches!(message.body, Body::Membership(_)) {
                 self.names.write().unwrap_or_else(|p| p.into_inner()).learn(message);
@@ -1277,7 +1279,7 @@ impl Core {
                 tracing::info!(term, "election started");
                 Notice::ElectionStarted { term }
             }
-            Event::Sent { message } => {
+            Event::Sent { message, .. } => {
                 tracing::debug!(seq = message.seq, "sent");
                 count("chatmesh_messages_sent_total", 1);
                 Notice::Message(own_message(names, &self.node, &message))
@@ -1288,7 +1290,7 @@ impl Core {
                 Notice::Message(names.message(&message, &self.me))
             }
             Event::Acked { .. } => return,
-            Event::SendRefused { reason } => Notice::SendRefused { reason: reason.to_string() },
+            Event::SendRefused { reason, .. } => Notice::SendRefused { reason: reason.to_string() },
             Event::Rejected { reason } => {
                 tracing::debug!(%reason, "input rejected");
                 Notice::Rejected { reason: reason.to_string() }

@@ -15,7 +15,7 @@ async fn sends_of_one_round_each_get_their_own_answer() {
     let (first, refused, plain, second) = tokio::join!(
         node.send("first".into()),
         node.send(too_long),
-        node.command(Command::Send { text: "plain".into() }),
+        node.command(Command::Send { text: "plain".into(), token: 0 }),
         node.send("second".into()),
     );
     let first = first.expect("the first is written");

@@ -66,7 +66,7 @@ fn a_restarted_node_comes_back_with_its_identity_id_and_whole_history() {
         let mut node = boot(&mut store, 1, t0);
         let now = found(&mut node, &mut store, t0);
         for k in 0..500 {
-            node.handle_input(now, Input::Command(Command::Send { text: format!("message {k}") }));
+            node.handle_input(now, Input::Command(Command::Send { text: format!("message {k}"), token: 0 }));
             drain(&mut node, &mut store);
         }
         (node.key(), node.my_id(), node.history().clone())
@@ -296,9 +296,9 @@ fn child_writes_until_killed() {
     let mut k = 0u64;
     loop {
         k += 1;
-        node.handle_input(start, Input::Command(Command::Send { text: format!("durable {k}") }));
+        node.handle_input(start, Input::Command(Command::Send { text: format!("durable {k}"), token: 0 }));
         for e in drain(&mut node, &mut store) {
-            if let Event::Sent { message } = e {
+            if let Event::Sent { message, .. } = e {
                 println!("acked {}", message.seq);
             }
         }
@@ -379,7 +379,7 @@ fn commit_costs() {
                                 std::thread::sleep(next.saturating_duration_since(Instant::now()));
                             }
                             let text = format!("{k:0>200}");
-                            node.handle_input(Instant::now(), Input::Command(Command::Send { text }));
+                            node.handle_input(Instant::now(), Input::Command(Command::Send { text, token: 0 }));
                             let (writes, _) = outputs(&mut node);
                             let began = Instant::now();
                             store.commit(&writes).unwrap();

@@ -66,7 +66,7 @@ pub fn chat(sim: &mut Sim, rng: &mut ChaCha8Rng, n: &mut u64) {
     if let Some(&i) = running.choose(rng) {
         *n += 1;
         let text = format!("message {n} from {}", sim.nodes[i].name);
-        sim.command(i, Command::Send { text });
+        sim.command(i, Command::Send { text, token: 0 });
     }
 }
 

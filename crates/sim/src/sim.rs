@@ -544,7 +544,7 @@ impl Sim {
             Output::Persist(snapshot) => self.persist(i, snapshot),
             Output::Store { messages, state } => self.store(i, messages, state),
             Output::Load(request) => self.load(i, request),
-            Output::Event(Event::Sent { message }) => {
+            Output::Event(Event::Sent { message, .. }) => {
                 self.obs.sent.push(message.id());
             }
             Output::Event(Event::Delivered { .. }) => self.obs.deliveries += 1,

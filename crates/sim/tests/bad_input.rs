@@ -207,7 +207,7 @@ fn a_forged_or_altered_chat_message_is_never_stored() {
     let mut m = settled_mesh();
     let member = m.member;
     let author = m.coordinator;
-    m.sim.command(author, Command::Send { text: "genuine".into() });
+    m.sim.command(author, Command::Send { text: "genuine".into(), token: 0 });
     m.sim.run_for(Duration::from_secs(1));
     let from = m.sim.nodes[author].key;
     let genuine = m.sim.nodes[member].store.by_author[&from].values().last().unwrap().clone();

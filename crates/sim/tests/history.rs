@@ -23,7 +23,7 @@ fn mesh_with(opts: SimOptions, n: usize) -> Sim {
 }
 
 fn say(sim: &mut Sim, i: usize, text: &str) {
-    sim.command(i, Command::Send { text: text.into() });
+    sim.command(i, Command::Send { text: text.into(), token: 0 });
 }
 
 /// Every live node holds the same history, nothing was violated, nothing shown as sent was lost.

@@ -106,7 +106,7 @@ fn paused_coordinator_run(seed: u64, pause: Duration) -> Result<(), String> {
     while sim.now() < end {
         sim.run_for(Duration::from_millis(250));
         said += 1;
-        sim.command(others[said % others.len()], Command::Send { text: format!("while paused {said}") });
+        sim.command(others[said % others.len()], Command::Send { text: format!("while paused {said}"), token: 0 });
     }
     let successor = coordinator_of(&sim).ok_or("no coordinator while the old one is stopped")?;
     sim.resume(c);
@@ -230,7 +230,7 @@ fn a_newcomer_that_takes_over_at_once_writes_after_its_own_join() {
     for seed in 0..10 {
         let (mut sim, _) = mesh(SimOptions::quiet(seed), 3);
         for k in 0..20 {
-            sim.command(k % 3, Command::Send { text: format!("before {k}") });
+            sim.command(k % 3, Command::Send { text: format!("before {k}"), token: 0 });
         }
         sim.run_for(secs(1));
         let newcomer = sim.add_node(Duration::ZERO);

@@ -247,6 +247,8 @@ pub(crate) struct Round {
     pub incoming: Vec<(NodeKey, Message)>,
     /// Our new messages written in the round, not yet signed (`Node::sign_own`).
     pub unsigned: Vec<Message>,
+    /// The driver's token of each of them (`Command::Send`), for its `Sent`.
+    pub tokens: Vec<u64>,
     /// Our new messages, signed, each with the members it goes to.
     pub outgoing: Vec<(Message, Vec<NodeKey>)>,
     /// author -> the seq to acknowledge to it (stored before the acknowledgement goes out).
