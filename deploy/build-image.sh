@@ -154,25 +154,14 @@ passwd: files
 group:  files
 hosts:  files dns
 EOF
+# The one user the image runs as (numeric in the Dockerfile; named here for tools that look it up).
 if [ "$PROM" = 1 ]; then
-    cat >"$ROOTFS/etc/passwd" <<EOF
-root:x:0:0:root:/root:/nonexistent
-nobody:x:$PROM_UID:$PROM_UID:nobody:/prometheus:/nonexistent
-EOF
-    cat >"$ROOTFS/etc/group" <<EOF
-root:x:0:
-nogroup:x:$PROM_UID:
-EOF
+    USER_LINE="nobody:x:$PROM_UID:$PROM_UID:nobody:/prometheus:/nonexistent" GROUP_LINE="nogroup:x:$PROM_UID:"
 else
-    cat >"$ROOTFS/etc/passwd" <<EOF
-root:x:0:0:root:/root:/nonexistent
-chatmesh:x:$UID_GID:$UID_GID:ChatMesh:/data:/nonexistent
-EOF
-    cat >"$ROOTFS/etc/group" <<EOF
-root:x:0:
-chatmesh:x:$UID_GID:
-EOF
+    USER_LINE="chatmesh:x:$UID_GID:$UID_GID:ChatMesh:/data:/nonexistent" GROUP_LINE="chatmesh:x:$UID_GID:"
 fi
+printf 'root:x:0:0:root:/root:/nonexistent\n%s\n' "$USER_LINE" >"$ROOTFS/etc/passwd"
+printf 'root:x:0:\n%s\n' "$GROUP_LINE" >"$ROOTFS/etc/group"
 chmod 0644 "$ROOTFS/etc/nsswitch.conf" "$ROOTFS/etc/passwd" "$ROOTFS/etc/group"
 
 if [ "$PROM" = 1 ]; then

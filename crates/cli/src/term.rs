@@ -16,11 +16,7 @@ use unicode_width::UnicodeWidthStr;
 
 /// Columns a string takes on a terminal, counted as ratatui draws it (grapheme by grapheme).
 pub fn text_width(s: &str) -> usize {
-    s.graphemes(true).map(grapheme_width).sum()
-}
-
-fn grapheme_width(g: &str) -> usize {
-    g.width()
+    s.graphemes(true).map(UnicodeWidthStr::width).sum()
 }
 
 /// A grapheme as it may be drawn: text from the network must not drive the terminal, so control characters
@@ -64,7 +60,7 @@ pub fn wrap(spans: &[Span<'_>], width: usize, indent: usize) -> Vec<Line<'static
                 continue;
             }
             let g = drawable(g);
-            let w = grapheme_width(g);
+            let w = g.width();
             if row_width + w > width && row.len() > lead {
                 // Carry the word being written (after the last space) to the next row, if it has a space; a
                 // space that overflows is the break itself, and carries nothing.

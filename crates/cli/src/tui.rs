@@ -248,17 +248,15 @@ impl App {
             return;
         }
         let key: Key = (m.lamport, m.author.clone(), m.seq);
-        let mut rows = 0;
+        let unread = !m.own && m.kind != "event" && self.unread_from.is_none() && (self.scroll > 0 || !self.focused);
+        if unread {
+            self.unread_from = Some(key.clone());
+        }
         if self.scroll > 0 {
-            // Keep the view where it is: the new rows are (nearly always) below it.
-            rows += self.message_rows(&m, self.history_width.max(1)).len();
+            // Keep the view where it is: the new rows (and the marker line) are (nearly always) below it.
+            self.scroll += self.message_rows(&m, self.history_width.max(1)).len() + usize::from(unread);
             self.unseen += 1;
         }
-        if !m.own && m.kind != "event" && self.unread_from.is_none() && (self.scroll > 0 || !self.focused) {
-            self.unread_from = Some(key.clone());
-            rows += usize::from(self.scroll > 0);
-        }
-        self.scroll += if self.scroll > 0 { rows } else { 0 };
         self.ids.insert(m.id.clone(), key.clone());
         self.messages.insert(key, m);
         while self.messages.len() > MAX_MESSAGES {
@@ -486,7 +484,8 @@ impl App {
             }
             KeyCode::Up if k.modifiers.is_empty() && row == 0 => self.history_up(),
             KeyCode::Down if k.modifiers.is_empty() && row + 1 >= self.input.lines().len() => self.history_down(),
-            KeyCode::PageUp if alt => self.scroll_notes_up(NOTE_ROWS),
+            // Clamped by the next render.
+            KeyCode::PageUp if alt => self.notes_scroll += NOTE_ROWS,
             KeyCode::PageDown if alt => self.notes_scroll = self.notes_scroll.saturating_sub(NOTE_ROWS),
             KeyCode::PageUp => self.scroll_up(page),
             KeyCode::PageDown => self.scroll_down(page),
@@ -510,7 +509,7 @@ impl App {
         let at = Position { x: m.column, y: m.row };
         let over_notes = self.notes_area.contains(at);
         match m.kind {
-            MouseEventKind::ScrollUp if over_notes => self.scroll_notes_up(WHEEL_ROWS),
+            MouseEventKind::ScrollUp if over_notes => self.notes_scroll += WHEEL_ROWS,
             MouseEventKind::ScrollDown if over_notes => {
                 self.notes_scroll = self.notes_scroll.saturating_sub(WHEEL_ROWS)
             }
@@ -542,11 +541,6 @@ impl App {
         if self.scroll == 0 {
             self.unseen = 0;
         }
-    }
-
-    fn scroll_notes_up(&mut self, rows: usize) {
-        // Clamped by the next render.
-        self.notes_scroll += rows;
     }
 
     fn history_up(&mut self) {

@@ -120,11 +120,6 @@ impl<T> Pipeline<T> {
         done
     }
 
-    /// The oldest round still waiting for its writes, if any.
-    pub fn oldest_waiting(&self) -> Option<u64> {
-        self.rounds.iter().find(|r| !r.durable).map(|r| r.number)
-    }
-
     /// A crash: every round not yet complete is forgotten, held outputs with it (their writes never become
     /// durable, or become durable with nobody left to carry out what followed them). Answers how many.
     pub fn crash(&mut self) -> usize {
@@ -181,7 +176,6 @@ mod tests {
         let r3 = p.begin(vec![ahead(5), write()], "three", false);
         assert!(r3.now.is_empty());
         assert_eq!(p.in_flight(), 3);
-        assert_eq!(p.oldest_waiting(), Some(r1.number));
         // Round 3's write lands first: nothing completes until round 1's does.
         assert!(p.persisted(r3.number).is_empty());
         let done = p.persisted(r1.number);
