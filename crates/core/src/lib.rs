@@ -28,6 +28,9 @@
 //! - `history::holdback`: messages waiting for their dependencies, indexed by what each waits for.
 //! - `wire`: frames (links) and datagrams (multicast), versioned `postcard`, size limits, typed errors.
 //! - `io`: `Input`, `Output`, `Event`, `Command`, `Snapshot`.
+//! - `connections`: which connection carries the link to each peer, and the tie-break of a simultaneous
+//!   dial (both ends keep the connection dialled by the higher key); shared by the tokio driver and the
+//!   simulator.
 //! - `pipeline`: the commit pipeline: which outputs of a driver round go at once, which wait for its writes
 //!   (and earlier rounds') to be durable; shared by the tokio driver and the simulator.
 //!
@@ -72,6 +75,7 @@
 
 mod ballot;
 mod config;
+pub mod connections;
 mod delivery;
 mod discovery;
 mod election;
@@ -90,6 +94,7 @@ mod view;
 mod wire;
 
 pub use config::{key_of, Config, Timing};
+pub use connections::{Arrival, Connections, Dial};
 pub use ed25519_dalek::SigningKey;
 pub use history::{
     AuthorState, Body, Delivery, DeliveryStatus, Frontier, HistoryDigest, HistoryState, MembershipEvent, Message,

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 ///   node and its behaviour modules can hold and use them without a cycle.
 /// - The node: `Node` and its driving API; it holds the data.
 /// - Behaviour: every other module, each an `impl Node` for one job.
-const DATA: &[&str] = &["types", "config", "stats", "timer", "view", "ballot", "history", "wire", "io"];
+const DATA: &[&str] = &["types", "config", "stats", "timer", "view", "ballot", "history", "wire", "io", "connections"];
 const NODE: &str = "node";
 
 /// 0 for data, 1 for the node, 2 for behaviour.

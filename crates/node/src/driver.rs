@@ -22,8 +22,8 @@ use crate::metrics::count;
 use crate::net::{self, NetError, Sockets};
 use crate::store::{Store, StoreError, Write};
 use chatmesh_core::{
-    Body, Command, Config, Datagram, DatagramBody, Delivery, Destination, Event, Input, LoadRequest, MembershipEvent,
-    Message, Node, NodeKey, Output, Pipeline, Role, Timing, MAX_DATAGRAM_LEN,
+    Arrival, Body, Command, Config, Connections, Datagram, DatagramBody, Delivery, Destination, Dial, Event, Input,
+    LoadRequest, MembershipEvent, Message, Node, NodeKey, Output, Pipeline, Role, Timing, MAX_DATAGRAM_LEN,
 };
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fmt;
@@ -35,10 +35,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::{broadcast, mpsc, oneshot, Semaphore};
 use tokio::task::AbortHandle;
-
-/// Two links to one peer that came up within this of each other are a simultaneous dial (both sides keep
-/// the one dialled by the higher key); a new link replaces one older than this.
-const SIMULTANEOUS_DIAL: Duration = Duration::from_secs(1);
 
 /// Inputs taken from the inbox in one round before the outputs are carried out (and committed together);
 /// a batch of sends counts as the number of its sends.
@@ -461,8 +457,7 @@ pub async fn start(opts: NodeOptions) -> Result<(Handle, tokio::task::JoinHandle
         keys,
         connect_timeout: opts.connect_timeout,
         handshake_timeout: opts.handshake_timeout,
-        links: HashMap::new(),
-        dialing: HashSet::new(),
+        links: Connections::new(),
         pending: VecDeque::new(),
         sending: HashMap::new(),
         next_token: 0,
@@ -530,11 +525,8 @@ fn unix_ms() -> u64 {
 
 static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
 
+/// A connection's writer and tasks; which connection carries each peer's link is `Connections`'.
 struct LinkHandle {
-    conn: u64,
-    /// When the core task took it up.
-    since: Instant,
-    dialer: NodeKey,
     tx: mpsc::Sender<Vec<u8>>,
     tasks: Vec<AbortHandle>,
     fd: i32,
@@ -623,8 +615,7 @@ struct Core {
     keys: Arc<LinkKeys>,
     connect_timeout: Duration,
     handshake_timeout: Duration,
-    links: HashMap<NodeKey, LinkHandle>,
-    dialing: HashSet<NodeKey>,
+    links: Connections<LinkHandle>,
     /// Inputs the driver itself produced while carrying out outputs (a link it had to close).
     pending: VecDeque<Input>,
     /// Sends of this round waiting for their message, by the token given to the core (`Command::Send`):
@@ -779,7 +770,7 @@ impl Core {
                 // A dial answered at once by the link we held: that link may have been closed since (a
                 // `Disconnect` right after the `Connect`), and then it is down, not up.
                 let input = match input {
-                    Input::LinkUp { peer } if !self.links.contains_key(&peer) => Input::LinkDown { peer },
+                    Input::LinkUp { peer } if !self.links.contains(&peer) => Input::LinkDown { peer },
                     input => input,
                 };
                 self.input(input, &mut outputs);
@@ -905,7 +896,7 @@ impl Core {
     }
 
     fn close_all(&mut self) {
-        for (_, l) in self.links.drain() {
+        for l in self.links.take_all() {
             l.close();
         }
     }
@@ -931,8 +922,9 @@ impl Core {
         if !self.links.get(&peer).is_some_and(|l| tcp_stalled(l.fd)) {
             return false;
         }
+        let conn = self.links.conn(&peer);
         let Some(l) = self.links.remove(&peer) else { return false };
-        tracing::info!(peer = %peer, conn = l.conn, "link stuck retransmitting while {evidence}: reconnecting");
+        tracing::info!(peer = %peer, conn, "link stuck retransmitting while {evidence}: reconnecting");
         count("chatmesh_links_stalled_total", 1);
         reset_on_close(l.fd);
         l.close();
@@ -1002,48 +994,35 @@ impl Core {
                 Err(why) => self.dropped_datagram(from, why),
             },
             Inbox::LinkReady { conn, peer, dialer, tx, tasks, fd } => {
-                self.dialing.remove(&peer);
-                let new = LinkHandle { conn, since: Instant::now(), dialer, tx, tasks, fd };
-                let keep_new = match self.links.get(&peer) {
-                    None => true,
-                    // The same side dialling again means the old connection is stale (the peer restarted,
-                    // or its end of the old one is gone).
-                    Some(old) if old.dialer == new.dialer => true,
-                    // A link older than any dial in flight: the peer dialled because it gave the old one up
-                    // (for example one stuck retransmitting after a partition), so the new one replaces it.
-                    Some(old) if old.since.elapsed() >= SIMULTANEOUS_DIAL => true,
-                    // Both sides dialled at once: both keep the connection dialled by the higher key.
-                    Some(old) => new.dialer > old.dialer,
-                };
-                if keep_new {
-                    if let Some(old) = self.links.insert(peer, new) {
-                        old.close();
+                let handle = LinkHandle { tx, tasks, fd };
+                match self.links.arrived(Instant::now(), peer, conn, dialer, handle) {
+                    Arrival::Up { replaced } => {
+                        if let Some(old) = replaced {
+                            old.close();
+                        }
+                        tracing::debug!(peer = %peer, conn, "link up");
+                        self.input(Input::LinkUp { peer }, outputs);
                     }
-                    tracing::debug!(peer = %peer, conn, "link up");
-                    self.input(Input::LinkUp { peer }, outputs);
-                } else {
-                    new.close();
+                    Arrival::Refused(new) => new.close(),
                 }
             }
             Inbox::LinkFrame { conn, peer, bytes, .. } => {
                 count("chatmesh_frames_in_total", 1);
                 count("chatmesh_bytes_in_total", bytes.len() as u64);
                 trace_frame("in", &peer, &bytes);
-                if self.links.get(&peer).is_some_and(|l| l.conn == conn) {
+                if self.links.carries(&peer, conn) {
                     self.input(Input::Frame { from: peer, bytes }, outputs);
                 }
             }
             Inbox::LinkClosed { conn, peer } => {
-                if self.links.get(&peer).is_some_and(|l| l.conn == conn) {
-                    if let Some(l) = self.links.remove(&peer) {
-                        l.close();
-                    }
+                if let Some(l) = self.links.closed(&peer, conn) {
+                    l.close();
                     tracing::debug!(peer = %peer, conn, "link down");
                     self.input(Input::LinkDown { peer }, outputs);
                 }
             }
             Inbox::DialFailed { peer } => {
-                self.dialing.remove(&peer);
+                self.links.dial_failed(peer);
                 self.input(Input::ConnectFailed { peer }, outputs);
             }
             Inbox::Send { text, reply } => self.send(text, Some(reply), outputs),
@@ -1098,10 +1077,10 @@ impl Core {
         match o {
             Output::Persist(_) | Output::Store { .. } => {}
             Output::Datagram { to, bytes } => self.send_datagram(to, bytes),
-            Output::Connect { peer, addr } => {
-                if self.links.contains_key(&peer) {
-                    self.pending.push_back(Input::LinkUp { peer });
-                } else if self.dialing.insert(peer) {
+            Output::Connect { peer, addr } => match self.links.connect(peer) {
+                Dial::Up => self.pending.push_back(Input::LinkUp { peer }),
+                Dial::InFlight => {}
+                Dial::Start => {
                     tokio::spawn(dial(
                         self.me,
                         peer,
@@ -1112,7 +1091,7 @@ impl Core {
                         self.inbox_tx.clone(),
                     ));
                 }
-            }
+            },
             Output::Disconnect { peer } => {
                 if let Some(l) = self.links.remove(&peer) {
                     l.close();
@@ -1357,7 +1336,7 @@ impl Core {
                         addr: m.addr.to_string(),
                         state: state_name(m.state),
                         coordinator: m.key == v.coordinator,
-                        linked: self.links.contains_key(&m.key),
+                        linked: self.links.contains(&m.key),
                     })
                     .collect()
             })

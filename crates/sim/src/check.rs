@@ -107,6 +107,22 @@ fn check_part(sim: &Sim, part: &[usize], problems: &mut Vec<String>) {
                 cview.order()
             ));
         }
+        // Both ends of a link carry it on one connection, and it is open (a simultaneous dial settled on
+        // the same one at both ends).
+        for &j in part.iter().filter(|&&j| j > i) {
+            let (a, b) = (sim.nodes[i].link_conn(&sim.nodes[j].key), sim.nodes[j].link_conn(&sim.nodes[i].key));
+            if let (Some(a), Some(b)) = (a, b) {
+                if a != b || !sim.conn_open(a) {
+                    let open = if sim.conn_open(a) { "open" } else { "closed" };
+                    problems.push(format!(
+                        "{} carries its link to {} on connection {a} ({open}), {} on {b}",
+                        name(i),
+                        name(j),
+                        name(j)
+                    ));
+                }
+            }
+        }
         let (mine, theirs) = (node.history(), core(c).history());
         if i != c && (mine.digest, mine.count) != (theirs.digest, theirs.count) {
             problems.push(format!(

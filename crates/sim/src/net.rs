@@ -1,8 +1,11 @@
 //! The simulated network: one-way latency with jitter, loss, duplication, reordering, partitions and cut
-//! links. Links are TCP-like: established by a dial, torn down by a close, a crash or a reset; frames on a
-//! link arrive in order or not at all (a frame of a replaced link is dropped); across a partition a link
-//! goes silent without either side being told, as real TCP does. Loss and duplication of frames are
-//! harsher than TCP on purpose: the core must not rely on a link for anything a reconnect could lose.
+//! links. Links are TCP-like connections: each dial makes one, a close, a crash or a reset tears it down;
+//! frames on a connection arrive in order or not at all. Each process's driver decides which connection
+//! carries its link to a peer with the tokio driver's own `chatmesh_core::Connections` (so a simultaneous
+//! dial and its tie-break happen here as on real sockets), and drops frames of any other. Across a
+//! partition a link goes silent without either side being told, as real TCP does. Loss and duplication
+//! of frames are harsher than TCP on purpose: the core must not rely on a link for anything a reconnect
+//! could lose.
 
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -81,8 +84,9 @@ pub(crate) struct Network {
     /// Partition group of each node; nodes talk only within their group.
     pub groups: Vec<usize>,
     pub cut: BTreeSet<Pair>,
-    /// Established links and their generation: a frame or link event of an older generation is dropped.
-    pub links: BTreeMap<Pair, u64>,
+    /// Open connections, by ID: (dialler, acceptor). Each dial makes its own; a close, a crash or a reset
+    /// removes it.
+    pub conns: BTreeMap<u64, (usize, usize)>,
     pub next_gen: u64,
 }
 

@@ -1,10 +1,10 @@
 //! The simulator: many `Node`s on one virtual clock and one simulated network. Same seed, same run.
 
-use crate::net::{delay, pair, Network, Pair, SimOptions};
+use crate::net::{delay, pair, Network, SimOptions};
 use crate::store::SimStore;
 use chatmesh_core::{
-    Command, Config, Destination, Event, HistoryState, Input, LoadRequest, Message, MessageId, Node, NodeId, NodeKey,
-    Output, Pipeline, Role, Snapshot, Timing,
+    Arrival, Command, Config, Connections, Destination, Dial, Event, HistoryState, Input, LoadRequest, Message,
+    MessageId, Node, NodeId, NodeKey, Output, Pipeline, Role, Snapshot, Timing,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -31,7 +31,11 @@ pub struct SimNode {
     /// Added, but its start is still to come.
     pub pending_start: bool,
     pub udp: SocketAddr,
-    buffered: Vec<Input>,
+    /// What arrived while the process was stopped (SIGSTOP), read when it is continued.
+    buffered: Vec<Arrived>,
+    /// The driver's table of which connection carries the link to each peer (`chatmesh_core::Connections`,
+    /// the tokio driver's own), with each connection's ID as its handle.
+    links: Connections<u64>,
     timer_at: Option<Instant>,
     /// The highest `next_id` in any view this process persisted, across incarnations.
     max_next_id: NodeId,
@@ -51,6 +55,11 @@ pub struct SimNode {
 }
 
 impl SimNode {
+    /// The connection that carries this process's link to `peer`, as its driver sees it.
+    pub fn link_conn(&self, peer: &NodeKey) -> Option<u64> {
+        self.links.conn(peer)
+    }
+
     /// Running, not stopped by a signal, and still in the mesh.
     pub fn is_live(&self) -> bool {
         self.core.as_ref().is_some_and(|c| c.role() != Role::Stopped) && !self.paused && !self.left
@@ -90,6 +99,35 @@ pub struct Observations {
     pub claimed: BTreeMap<(NodeKey, NodeKey), u64>,
 }
 
+/// What the simulated driver reads about a connection to `peer`, as the tokio driver's inbox gets it
+/// (`LinkReady`, `LinkFrame`, `LinkClosed`, `DialFailed`), before `Connections` decides what the core hears.
+#[derive(Debug)]
+enum ConnEv {
+    /// Connection `conn`, dialled by `dialer`, finished its handshake.
+    Ready {
+        conn: u64,
+        dialer: NodeKey,
+    },
+    Frame {
+        conn: u64,
+        bytes: Vec<u8>,
+    },
+    /// The other side closed `conn`, or it was reset.
+    Closed {
+        conn: u64,
+    },
+    DialFailed,
+    /// A `Connect` answered at once by the link this process holds: `LinkUp`, or `LinkDown` if it closed
+    /// meanwhile (the driver's `pending` answer).
+    AlreadyUp,
+}
+
+/// Input waiting for a stopped process.
+enum Arrived {
+    Input(Input),
+    Conn(NodeKey, ConnEv),
+}
+
 enum Ev {
     Start {
         node: usize,
@@ -98,7 +136,12 @@ enum Ev {
         node: usize,
         inc: u64,
         input: Input,
-        link: Option<(Pair, u64)>,
+    },
+    Conn {
+        node: usize,
+        inc: u64,
+        peer: NodeKey,
+        ev: ConnEv,
     },
     Timer {
         node: usize,
@@ -233,6 +276,7 @@ impl Sim {
             pending_start: true,
             udp: SocketAddr::V4(SocketAddrV4::new(ip, 40000)),
             buffered: Vec::new(),
+            links: Connections::new(),
             timer_at: None,
             max_next_id: NodeId(0),
             round_open: false,
@@ -298,7 +342,8 @@ impl Sim {
     fn process(&mut self, ev: Ev) {
         match ev {
             Ev::Start { node } => self.boot(node),
-            Ev::Deliver { node, inc, input, link } => self.deliver(node, inc, input, link),
+            Ev::Deliver { node, inc, input } => self.deliver(node, inc, Arrived::Input(input)),
+            Ev::Conn { node, inc, peer, ev } => self.deliver(node, inc, Arrived::Conn(peer, ev)),
             Ev::Timer { node, inc } => self.fire_timer(node, inc),
             Ev::Dial { from, inc, to, started } => self.resolve_dial(from, inc, to, started),
             Ev::EndRound { node, inc, round } => self.end_round(node, inc, round),
@@ -347,6 +392,7 @@ impl Sim {
         // still landing; those are of the old incarnation and ignored).
         n.pipeline = Pipeline::new();
         n.commit_at = None;
+        n.links = Connections::new();
         let mut cfg = n.cfg.clone();
         cfg.seed = self.opts.seed ^ ((i as u64) << 32) ^ n.incarnation.wrapping_mul(0x9E37_79B9_7F4A_7C15);
         n.core = Some(Node::new(cfg, n.durable.clone(), n.store.state.clone(), self.now));
@@ -359,25 +405,16 @@ impl Sim {
         self.drain(i);
     }
 
-    fn deliver(&mut self, i: usize, inc: u64, input: Input, link: Option<(Pair, u64)>) {
+    fn deliver(&mut self, i: usize, inc: u64, arrived: Arrived) {
         let n = &self.nodes[i];
         if n.incarnation != inc || n.core.is_none() {
             return;
         }
-        if let Some((p, gen)) = link {
-            let current = self.net.links.get(&p).copied();
-            let stale = match input {
-                Input::LinkDown { .. } => current.is_some_and(|g| g > gen),
-                _ => current != Some(gen),
-            };
-            if stale {
-                return;
-            }
-        }
         if self.nodes[i].paused {
-            self.nodes[i].buffered.push(input);
+            self.nodes[i].buffered.push(arrived);
             return;
         }
+        let Some(input) = self.driver_reads(i, arrived) else { return };
         if self.opts.trace {
             self.trace(i, &format!("<- {}", describe(&input)));
         }
@@ -386,6 +423,42 @@ impl Sim {
         let now = self.now;
         self.nodes[i].core.as_mut().expect("checked").handle_input(now, input);
         self.drain(i);
+    }
+
+    /// What the driver of process `i` makes of what arrived: the input for the core, if any. Connection
+    /// events go through its `Connections`, as in the tokio driver: a new connection may replace the link's
+    /// or lose the tie-break (the loser is closed), and frames or closes of a connection that does not carry
+    /// the link are dropped.
+    fn driver_reads(&mut self, i: usize, arrived: Arrived) -> Option<Input> {
+        let (peer, ev) = match arrived {
+            Arrived::Input(input) => return Some(input),
+            Arrived::Conn(peer, ev) => (peer, ev),
+        };
+        let links = &mut self.nodes[i].links;
+        match ev {
+            ConnEv::Ready { conn, dialer } => match links.arrived(self.now, peer, conn, dialer, conn) {
+                Arrival::Up { replaced } => {
+                    if let Some(old) = replaced {
+                        self.close_conn(i, old);
+                    }
+                    Some(Input::LinkUp { peer })
+                }
+                Arrival::Refused(new) => {
+                    self.trace(i, &format!("connection {new} from {peer} loses the tie-break"));
+                    self.close_conn(i, new);
+                    None
+                }
+            },
+            ConnEv::Frame { conn, bytes } => links.carries(&peer, conn).then_some(Input::Frame { from: peer, bytes }),
+            ConnEv::Closed { conn } => links.closed(&peer, conn).map(|_| Input::LinkDown { peer }),
+            ConnEv::DialFailed => {
+                links.dial_failed(peer);
+                Some(Input::ConnectFailed { peer })
+            }
+            ConnEv::AlreadyUp => {
+                Some(if links.contains(&peer) { Input::LinkUp { peer } } else { Input::LinkDown { peer } })
+            }
+        }
     }
 
     fn fire_timer(&mut self, i: usize, inc: u64) {
@@ -557,13 +630,20 @@ impl Sim {
                 self.obs.events.push((self.elapsed(), i, e));
             }
             Output::Datagram { to, bytes } => self.send_datagram(i, to, bytes),
-            Output::Connect { peer, addr } => {
-                *self.obs.dials.entry(i).or_default() += 1;
-                self.dial(i, peer, addr)
-            }
+            Output::Connect { peer, addr } => match self.nodes[i].links.connect(peer) {
+                Dial::Up => {
+                    let inc = self.nodes[i].incarnation;
+                    self.schedule(self.now, Ev::Conn { node: i, inc, peer, ev: ConnEv::AlreadyUp });
+                }
+                Dial::InFlight => {}
+                Dial::Start => {
+                    *self.obs.dials.entry(i).or_default() += 1;
+                    self.dial(i, peer, addr)
+                }
+            },
             Output::Disconnect { peer } => {
-                if let Some(j) = self.index_of(&peer) {
-                    self.close_link(i, j);
+                if let Some(conn) = self.nodes[i].links.remove(&peer) {
+                    self.close_conn(i, conn);
                 }
             }
             Output::Frame { to, bytes } | Output::FrameAhead { to, bytes } => {
@@ -698,7 +778,7 @@ impl Sim {
         let (messages, more) = self.nodes[i].store.load(&request);
         let inc = self.nodes[i].incarnation;
         let input = Input::Loaded { id: request.id, messages, more };
-        self.schedule(self.now, Ev::Deliver { node: i, inc, input, link: None });
+        self.schedule(self.now, Ev::Deliver { node: i, inc, input });
     }
 
     pub(crate) fn violation(&mut self, what: String) {
@@ -738,24 +818,23 @@ impl Sim {
                 let direct = matches!(to, Destination::Addr(_));
                 let input = Input::Datagram { from, bytes: bytes.clone(), direct };
                 let inc = self.nodes[j].incarnation;
-                self.schedule(self.now + d, Ev::Deliver { node: j, inc, input, link: None });
+                self.schedule(self.now + d, Ev::Deliver { node: j, inc, input });
             }
         }
     }
 
+    /// Sends a frame on the connection that carries `i`'s link to `to` (dropped if none does, as the driver
+    /// drops it). Data on a connection the other side closed draws a reset, if it gets through.
     fn send_frame(&mut self, i: usize, to: NodeKey, bytes: Vec<u8>) {
+        let Some(conn) = self.nodes[i].links.conn(&to) else { return };
         let Some(j) = self.index_of(&to) else { return };
-        let p = pair(i, j);
-        let Some(gen) = self.net.links.get(&p).copied() else {
-            // Data on a connection the other side closed draws a reset, if it gets through.
+        if !self.net.conns.contains_key(&conn) {
             if self.net.reachable(i, j) {
-                let (peer, inc, gen) = (to, self.nodes[i].incarnation, self.net.next_gen);
-                let d = delay(&self.opts, &mut self.rng) * 2;
-                let ev = Ev::Deliver { node: i, inc, input: Input::LinkDown { peer }, link: Some((p, gen)) };
-                self.schedule(self.now + d, ev);
+                let (inc, d) = (self.nodes[i].incarnation, delay(&self.opts, &mut self.rng) * 2);
+                self.schedule(self.now + d, Ev::Conn { node: i, inc, peer: to, ev: ConnEv::Closed { conn } });
             }
             return;
-        };
+        }
         if !self.net.reachable(i, j) {
             return;
         }
@@ -763,13 +842,20 @@ impl Sim {
         self.obs.frames += 1;
         self.obs.frame_bytes += bytes.len() as u64;
         for d in self.net.deliveries(&self.opts, &mut self.rng) {
-            let last = self.fifo.entry((i, j, gen)).or_insert(self.now);
-            let at = (self.now + d).max(*last);
-            *last = at;
-            let input = Input::Frame { from, bytes: bytes.clone() };
+            let at = self.in_order(i, j, conn, self.now + d);
+            let ev = ConnEv::Frame { conn, bytes: bytes.clone() };
             let inc = self.nodes[j].incarnation;
-            self.schedule(at, Ev::Deliver { node: j, inc, input, link: Some((p, gen)) });
+            self.schedule(at, Ev::Conn { node: j, inc, peer: from, ev });
         }
+    }
+
+    /// The time at which something sent from `i` to `j` on `conn` arrives if its delay says `at`: not before
+    /// what was sent before it on that connection (TCP keeps order).
+    fn in_order(&mut self, i: usize, j: usize, conn: u64, at: Instant) -> Instant {
+        let last = self.fifo.entry((i, j, conn)).or_insert(at);
+        let at = at.max(*last);
+        *last = at;
+        at
     }
 
     fn dial(&mut self, i: usize, peer: NodeKey, addr: SocketAddr) {
@@ -782,59 +868,51 @@ impl Sim {
             }
             None => {
                 let at = self.now + self.opts.connect_timeout;
-                self.schedule(at, Ev::Deliver { node: i, inc, input: Input::ConnectFailed { peer }, link: None });
+                self.schedule(at, Ev::Conn { node: i, inc, peer, ev: ConnEv::DialFailed });
             }
         }
     }
 
+    /// A dial from `i` reaches `j`: a new connection, unless `j` refuses or cannot answer. Every dial makes
+    /// its own connection, so both sides dialling at once hold two until their `Connections` settle on one.
     fn resolve_dial(&mut self, i: usize, inc: u64, j: usize, started: Instant) {
         if self.nodes[i].incarnation != inc || self.nodes[i].core.is_none() {
             return;
         }
-        let p = pair(i, j);
         let peer = self.nodes[j].key;
-        if let Some(gen) = self.net.links.get(&p).copied() {
-            self.schedule(self.now, Ev::Deliver { node: i, inc, input: Input::LinkUp { peer }, link: Some((p, gen)) });
-            return;
-        }
+        let failed = Ev::Conn { node: i, inc, peer, ev: ConnEv::DialFailed };
         let refused = self.nodes[j].core.is_none() || self.nodes[j].left;
         let reachable = self.net.reachable(i, j);
         if reachable && refused {
             let d = delay(&self.opts, &mut self.rng);
-            self.schedule(self.now + d, Ev::Deliver { node: i, inc, input: Input::ConnectFailed { peer }, link: None });
+            self.schedule(self.now + d, failed);
         } else if !reachable || self.nodes[j].paused {
             let at = (started + self.opts.connect_timeout).max(self.now);
-            self.schedule(at, Ev::Deliver { node: i, inc, input: Input::ConnectFailed { peer }, link: None });
+            self.schedule(at, failed);
         } else {
             self.net.next_gen += 1;
-            let gen = self.net.next_gen;
-            self.net.links.insert(p, gen);
+            let conn = self.net.next_gen;
+            self.net.conns.insert(conn, (i, j));
             let me = self.nodes[i].key;
             let jinc = self.nodes[j].incarnation;
-            self.schedule(
-                self.now,
-                Ev::Deliver { node: j, inc: jinc, input: Input::LinkUp { peer: me }, link: Some((p, gen)) },
-            );
-            let d = delay(&self.opts, &mut self.rng);
-            self.schedule(
-                self.now + d,
-                Ev::Deliver { node: i, inc, input: Input::LinkUp { peer }, link: Some((p, gen)) },
-            );
+            let ready = ConnEv::Ready { conn, dialer: me };
+            self.schedule(self.now, Ev::Conn { node: j, inc: jinc, peer: me, ev: ready });
+            // The dialler learns a round trip later; what `j` sends meanwhile arrives after that.
+            let at = self.now + delay(&self.opts, &mut self.rng);
+            self.in_order(j, i, conn, at);
+            self.schedule(at, Ev::Conn { node: i, inc, peer, ev: ConnEv::Ready { conn, dialer: me } });
         }
     }
 
-    /// Closes the link between `i` and `j` from `i`'s side; `j` hears of it if the network lets it.
-    fn close_link(&mut self, i: usize, j: usize) {
-        let p = pair(i, j);
-        let Some(gen) = self.net.links.remove(&p) else { return };
-        if self.net.reachable(i, j) && self.nodes[j].core.is_some() {
-            let d = delay(&self.opts, &mut self.rng);
-            let peer = self.nodes[i].key;
-            let inc = self.nodes[j].incarnation;
-            self.schedule(
-                self.now + d,
-                Ev::Deliver { node: j, inc, input: Input::LinkDown { peer }, link: Some((p, gen)) },
-            );
+    /// Closes connection `conn` from `i`'s side; the other side hears of it if the network lets it.
+    fn close_conn(&mut self, i: usize, conn: u64) {
+        let Some((a, b)) = self.net.conns.remove(&conn) else { return };
+        let other = if a == i { b } else { a };
+        if self.net.reachable(i, other) && self.nodes[other].core.is_some() {
+            let at = self.now + delay(&self.opts, &mut self.rng);
+            let at = self.in_order(i, other, conn, at);
+            let (peer, inc) = (self.nodes[i].key, self.nodes[other].incarnation);
+            self.schedule(at, Ev::Conn { node: other, inc, peer, ev: ConnEv::Closed { conn } });
         }
     }
 
@@ -846,7 +924,7 @@ impl Sim {
             return;
         }
         self.trace(i, "crash");
-        let links: Vec<Pair> = self.net.links.keys().filter(|(a, b)| *a == i || *b == i).copied().collect();
+        let conns: Vec<u64> = self.net.conns.iter().filter(|(_, (a, b))| *a == i || *b == i).map(|(c, _)| *c).collect();
         let n = &mut self.nodes[i];
         n.core = None;
         n.paused = false;
@@ -858,17 +936,10 @@ impl Sim {
         // The commits in flight never land (or land with nobody to carry out what waited for them).
         n.pipeline.crash();
         n.commit_at = None;
-        for (a, b) in links {
-            let other = if a == i { b } else { a };
-            // The kernel resets the dead process's connections: the peer learns at once if it can hear.
-            let gen = self.net.links.remove(&(a, b)).expect("listed");
-            if self.net.reachable(i, other) && self.nodes[other].core.is_some() {
-                let d = delay(&self.opts, &mut self.rng);
-                let peer = self.nodes[i].key;
-                let inc = self.nodes[other].incarnation;
-                let ev = Ev::Deliver { node: other, inc, input: Input::LinkDown { peer }, link: Some(((a, b), gen)) };
-                self.schedule(self.now + d, ev);
-            }
+        n.links = Connections::new();
+        // The kernel resets the dead process's connections: each peer learns at once if it can hear.
+        for conn in conns {
+            self.close_conn(i, conn);
         }
     }
 
@@ -918,7 +989,8 @@ impl Sim {
             self.drain(i);
         }
         let buffered = std::mem::take(&mut self.nodes[i].buffered);
-        for input in buffered {
+        for arrived in buffered {
+            let Some(input) = self.driver_reads(i, arrived) else { continue };
             if let Some(core) = self.nodes[i].core.as_mut() {
                 core.handle_input(now, input);
             }
@@ -965,13 +1037,18 @@ impl Sim {
         self.net.heal();
     }
 
+    /// Whether connection `conn` is open (neither side closed it, no crash reset it).
+    pub fn conn_open(&self, conn: u64) -> bool {
+        self.net.conns.contains_key(&conn)
+    }
+
     pub fn reachable(&self, a: usize, b: usize) -> bool {
         self.net.reachable(a, b)
     }
 
     pub fn command(&mut self, i: usize, c: Command) {
         if self.nodes[i].paused {
-            self.nodes[i].buffered.push(Input::Command(c));
+            self.nodes[i].buffered.push(Arrived::Input(Input::Command(c)));
             return;
         }
         self.open_round(i);
