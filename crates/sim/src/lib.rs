@@ -4,10 +4,14 @@
 //! is the bug report, replayed with `CHATMESH_SIM_SEED=<seed>` (add `CHATMESH_SIM_TRACE=1` for a trace).
 //!
 //! # Layout
-//! - `net`: `SimOptions` and the network model (latency, loss, duplication, reordering, partitions, links).
-//! - `sim`: `Sim`, the event loop, the fault verbs, and the safety checks made while running.
+//! - `net`: `SimOptions` and the network model (latency, loss, duplication, reordering, partitions,
+//!   connections; the disk's delay and stalls).
+//! - `sim`: `Sim`, the event loop, the fault verbs, each process's driver (the tokio driver's own
+//!   `Connections` and `Pipeline`, a disk that lands commits in order and, at a crash, a prefix of those in
+//!   flight), and the safety checks made while running.
 //! - `check`: the promise checkers run once faults stop.
 //! - `scenario`: randomized runs, failover measurement, helpers for named scenarios.
+//! - `store`: a process's durable message store.
 //! - `stats`: `percentile` (nearest rank), the one definition the simulator and `chatmesh bench` share.
 
 mod check;

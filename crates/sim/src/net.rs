@@ -42,6 +42,11 @@ pub struct SimOptions {
     /// process does not stop reading input at `MAX_IN_FLIGHT` rounds as the driver does: at most a few
     /// rounds are in flight at these delays.)
     pub disk: Option<(Duration, Duration)>,
+    /// Probability that a commit's fsync stalls, for up to `disk_stall_max` more (only with `disk`). A
+    /// process with `MAX_IN_FLIGHT` rounds committing stops reading input until one lands, as the driver
+    /// does; its timers fire meanwhile.
+    pub disk_stalls: f64,
+    pub disk_stall_max: Duration,
     /// Print every delivery and output to stderr (for replaying one seed).
     pub trace: bool,
 }
@@ -60,6 +65,8 @@ impl SimOptions {
             crash_mid_output: 0.0,
             round: None,
             disk: None,
+            disk_stalls: 0.0,
+            disk_stall_max: Duration::from_millis(300),
             trace: crate::trace_from_env(),
         }
     }

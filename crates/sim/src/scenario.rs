@@ -56,6 +56,9 @@ pub fn random_options(seed: u64, rng: &mut ChaCha8Rng) -> SimOptions {
     opts.disk = *[None, Some((Duration::from_micros(20), Duration::from_micros(300))), Some((ms(1), ms(8)))]
         .choose(&mut disk)
         .expect("non-empty");
+    if opts.disk.is_some() {
+        opts.disk_stalls = *[0.0, 0.0, 0.002, 0.02].choose(&mut disk).expect("non-empty");
+    }
     opts
 }
 

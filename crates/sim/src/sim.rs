@@ -9,7 +9,7 @@ use chatmesh_core::{
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
@@ -52,6 +52,9 @@ pub struct SimNode {
     pipeline: Pipeline<()>,
     /// When the last commit handed to the disk lands (they land in order).
     commit_at: Option<Instant>,
+    /// The writes handed to the disk and not yet landed, oldest first, with their round: a crash lands a
+    /// prefix of them (durable, but the process never heard) and loses the rest.
+    committing: VecDeque<(u64, Vec<Output>)>,
 }
 
 impl SimNode {
@@ -92,6 +95,14 @@ pub struct Observations {
     pub sync_requests: BTreeMap<usize, u64>,
     /// Dials (`Output::Connect`), per node.
     pub dials: BTreeMap<usize, u64>,
+    /// New connections that lost a tie-break with the one already carrying the link (simultaneous dials).
+    pub refused_conns: u64,
+    /// Commits in flight at a crash that landed (durable, though the process never heard), and that were
+    /// lost.
+    pub commits_landed_at_crash: u64,
+    pub commits_lost_at_crash: u64,
+    /// Times a process stopped reading input because every commit slot (`MAX_IN_FLIGHT`) was taken.
+    pub input_waits: u64,
     pub rejected: u64,
     pub delivered: u64,
     /// (claimer, author) -> the highest seq of the author the claimer ever claimed to hold (in an `Ack`, a
@@ -163,7 +174,6 @@ enum Ev {
         node: usize,
         inc: u64,
         round: u64,
-        writes: Vec<Output>,
     },
 }
 
@@ -285,6 +295,7 @@ impl Sim {
             resumes: 0,
             pipeline: Pipeline::new(),
             commit_at: None,
+            committing: VecDeque::new(),
         });
         self.net.groups.push(0);
         self.schedule(self.now + after, Ev::Start { node: i });
@@ -347,7 +358,7 @@ impl Sim {
             Ev::Timer { node, inc } => self.fire_timer(node, inc),
             Ev::Dial { from, inc, to, started } => self.resolve_dial(from, inc, to, started),
             Ev::EndRound { node, inc, round } => self.end_round(node, inc, round),
-            Ev::Committed { node, inc, round, writes } => self.committed(node, inc, round, writes),
+            Ev::Committed { node, inc, round } => self.committed(node, inc, round),
         }
     }
 
@@ -392,6 +403,7 @@ impl Sim {
         // still landing; those are of the old incarnation and ignored).
         n.pipeline = Pipeline::new();
         n.commit_at = None;
+        n.committing.clear();
         n.links = Connections::new();
         let mut cfg = n.cfg.clone();
         cfg.seed = self.opts.seed ^ ((i as u64) << 32) ^ n.incarnation.wrapping_mul(0x9E37_79B9_7F4A_7C15);
@@ -410,7 +422,11 @@ impl Sim {
         if n.incarnation != inc || n.core.is_none() {
             return;
         }
-        if self.nodes[i].paused {
+        if !self.reads_input(i) || !self.nodes[i].buffered.is_empty() {
+            if !self.nodes[i].paused && self.nodes[i].buffered.is_empty() {
+                self.obs.input_waits += 1;
+                self.trace(i, "input waits: every commit slot is taken");
+            }
             self.nodes[i].buffered.push(arrived);
             return;
         }
@@ -444,6 +460,7 @@ impl Sim {
                     Some(Input::LinkUp { peer })
                 }
                 Arrival::Refused(new) => {
+                    self.obs.refused_conns += 1;
                     self.trace(i, &format!("connection {new} from {peer} loses the tie-break"));
                     self.close_conn(i, new);
                     None
@@ -502,11 +519,16 @@ impl Sim {
                 todo.extend(held);
             }
         } else if let Some((lo, hi)) = self.opts.disk {
-            let d = self.disk_rng.gen_range(lo..=hi);
+            let mut d = self.disk_rng.gen_range(lo..=hi);
+            // Now and then an fsync stalls (a busy or failing disk, a full device cache).
+            if self.opts.disk_stalls > 0.0 && self.disk_rng.gen_bool(self.opts.disk_stalls) {
+                d += self.opts.disk_stall_max.mul_f64(self.disk_rng.gen::<f64>());
+            }
             let n = &mut self.nodes[i];
             let at = (self.now + d).max(n.commit_at.unwrap_or(self.now));
             n.commit_at = Some(at);
-            let ev = Ev::Committed { node: i, inc: n.incarnation, round: ready.number, writes: ready.writes };
+            n.committing.push_back((ready.number, ready.writes));
+            let ev = Ev::Committed { node: i, inc: n.incarnation, round: ready.number };
             self.schedule(at, ev);
         } else {
             todo.extend(ready.writes);
@@ -537,28 +559,56 @@ impl Sim {
 
     /// Round `round`'s writes reach the disk: they are durable, and what waited for them (and for no
     /// earlier round still committing) is carried out. A commit of an earlier incarnation was lost with the
-    /// crash; a stopped (paused) process carries nothing out until it is continued.
-    fn committed(&mut self, i: usize, inc: u64, round: u64, writes: Vec<Output>) {
+    /// crash (or landed at it); a stopped (paused) process carries nothing out until it is continued. A
+    /// process that stopped reading input because `MAX_IN_FLIGHT` rounds were committing reads again.
+    fn committed(&mut self, i: usize, inc: u64, round: u64) {
         let n = &self.nodes[i];
         if n.incarnation != inc || n.core.is_none() {
             return;
         }
         if n.paused {
             let at = self.now + Duration::from_millis(1);
-            self.schedule(at, Ev::Committed { node: i, inc, round, writes });
+            self.schedule(at, Ev::Committed { node: i, inc, round });
             return;
         }
         if self.opts.trace {
             self.trace(i, &format!("round {round} durable"));
         }
+        let n = &mut self.nodes[i];
+        let Some((landed, writes)) = n.committing.pop_front() else { return };
+        debug_assert_eq!(landed, round, "commits land in the order they were handed to the disk");
         let mut todo = writes;
-        for (held, ()) in self.nodes[i].pipeline.persisted(round) {
+        for (held, ()) in n.pipeline.persisted(round) {
             todo.extend(held);
         }
         for o in todo {
             self.carry_out(i, o);
         }
         self.update_steady(i);
+        if !self.nodes[i].buffered.is_empty() && self.reads_input(i) {
+            let now = self.now;
+            self.open_round(i);
+            self.read_buffered(i, now);
+        }
+    }
+
+    /// Whether the process reads its sockets: not stopped, and (as the driver) fewer than `MAX_IN_FLIGHT`
+    /// rounds committing. Timers fire either way.
+    fn reads_input(&self, i: usize) -> bool {
+        let n = &self.nodes[i];
+        !n.paused && n.pipeline.has_room()
+    }
+
+    /// Reads what waited in the process's buffers, in order, while it reads input at all.
+    fn read_buffered(&mut self, i: usize, now: Instant) {
+        while !self.nodes[i].buffered.is_empty() && self.reads_input(i) {
+            let arrived = self.nodes[i].buffered.remove(0);
+            let Some(input) = self.driver_reads(i, arrived) else { continue };
+            if let Some(core) = self.nodes[i].core.as_mut() {
+                core.handle_input(now, input);
+            }
+            self.drain(i);
+        }
     }
 
     /// Keeps `steady_since`: live and a member or coordinator, without a break since then.
@@ -933,9 +983,24 @@ impl Sim {
         n.buffered.clear();
         n.timer_at = None;
         n.incarnation += 1;
-        // The commits in flight never land (or land with nobody to carry out what waited for them).
+        // The commits in flight: SQLite commits them one at a time, in order, each atomically (a torn WAL
+        // write fails its checksum and is rolled back), so a prefix of them lands, durable though the
+        // process never heard, and the rest is lost. What waited for any of them never goes out.
         n.pipeline.crash();
         n.commit_at = None;
+        let in_flight = std::mem::take(&mut n.committing);
+        let landed = if in_flight.is_empty() { 0 } else { self.disk_rng.gen_range(0..=in_flight.len()) };
+        if self.opts.trace && !in_flight.is_empty() {
+            self.trace(i, &format!("{landed} of {} commits in flight land at the crash", in_flight.len()));
+        }
+        self.obs.commits_landed_at_crash += landed as u64;
+        self.obs.commits_lost_at_crash += (in_flight.len() - landed) as u64;
+        for (_, writes) in in_flight.into_iter().take(landed) {
+            for o in writes {
+                self.carry_out(i, o);
+            }
+        }
+        let n = &mut self.nodes[i];
         n.links = Connections::new();
         // The kernel resets the dead process's connections: each peer learns at once if it can hear.
         for conn in conns {
@@ -988,14 +1053,7 @@ impl Sim {
             }
             self.drain(i);
         }
-        let buffered = std::mem::take(&mut self.nodes[i].buffered);
-        for arrived in buffered {
-            let Some(input) = self.driver_reads(i, arrived) else { continue };
-            if let Some(core) = self.nodes[i].core.as_mut() {
-                core.handle_input(now, input);
-            }
-            self.drain(i);
-        }
+        self.read_buffered(i, now);
         let n = &mut self.nodes[i];
         if let Some(core) = n.core.as_mut() {
             core.handle_timeout(now);
@@ -1047,7 +1105,7 @@ impl Sim {
     }
 
     pub fn command(&mut self, i: usize, c: Command) {
-        if self.nodes[i].paused {
+        if !self.reads_input(i) || !self.nodes[i].buffered.is_empty() {
             self.nodes[i].buffered.push(Arrived::Input(Input::Command(c)));
             return;
         }

@@ -99,6 +99,47 @@ fn kills_in_the_middle_of_a_step_lose_nothing_that_was_shown_or_acknowledged() {
     }
 }
 
+/// A slow disk: commits take 1-8 ms and now and then stall for up to 300 ms, so rounds pile up, a process
+/// stops reading input while every commit slot is taken (as the driver does), and crashes come while
+/// commits are in flight: a prefix of them lands (durable, but the process never heard, so nothing that
+/// waited for them went out), the rest is lost. Nothing shown as sent or acknowledged may be lost, and
+/// the history converges.
+#[test]
+fn crashes_while_commits_are_in_flight_on_a_stalling_disk_lose_nothing_shown() {
+    let (mut landed, mut lost, mut waits) = (0, 0, 0);
+    for seed in 0..40 {
+        let mut opts = SimOptions::quiet(seed);
+        opts.round = Some(Duration::from_micros(200));
+        opts.disk = Some((Duration::from_millis(1), Duration::from_millis(8)));
+        opts.disk_stalls = 0.05;
+        let mut sim = Sim::new(opts, Timing::default());
+        for _ in 0..4 {
+            sim.add_node(Duration::ZERO);
+        }
+        for k in 0..300 {
+            sim.run_for(Duration::from_millis(3));
+            let i = k % 4;
+            if sim.nodes[i].core.is_none() {
+                sim.restart(i);
+            } else if k % 23 == 0 {
+                sim.crash(i);
+            } else {
+                say(&mut sim, i, &format!("message {k}"));
+            }
+        }
+        for i in 0..4 {
+            sim.restart(i);
+        }
+        settle(&mut sim, secs(30)).unwrap_or_else(|p| panic!("seed {seed}: {p:?}"));
+        assert_converged(&sim);
+        landed += sim.obs.commits_landed_at_crash;
+        lost += sim.obs.commits_lost_at_crash;
+        waits += sim.obs.input_waits;
+    }
+    // The faults happened: commits both landed and were lost at crashes, and input waited for the disk.
+    assert!(landed > 0 && lost > 0 && waits > 0, "landed {landed}, lost {lost}, input waits {waits}");
+}
+
 #[test]
 fn both_sides_of_a_partition_chat_and_converge_after_the_heal() {
     let mut sim = mesh(23, 6);
