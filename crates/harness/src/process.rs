@@ -1,5 +1,6 @@
 //! One `chatmesh` node process: its command line, its stdout (JSON lines, `--ui json`), its signals.
 
+use chatmesh_node::events::Notice;
 use serde::Deserialize;
 use serde_json::Value;
 use std::ffi::OsString;
@@ -162,7 +163,7 @@ impl NodeArgs {
 }
 
 /// The `ready` line a node prints first in `--ui json`.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 pub struct Ready {
     pub name: String,
     pub key: String,
@@ -172,6 +173,26 @@ pub struct Ready {
     pub http: Option<String>,
     pub data_dir: String,
     pub log_dir: String,
+}
+
+/// A stdout line, typed: the `ready` line, an event (`Notice`), or another line (a command's `reply`, an
+/// `error`, `info`, `lagged`).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Line {
+    Ready(Ready),
+    Notice(Notice),
+    Other,
+}
+
+impl Line {
+    pub fn of(v: &Value) -> Line {
+        if let Ok(r) = Startup::deserialize(v) {
+            if let Startup::Ready(r) = r {
+                return Line::Ready(r);
+            }
+        }
+        Notice::deserialize(v).map_or(Line::Other, Line::Notice)
+    }
 }
 
 /// The stdout lines that tell a harness where a node stands.

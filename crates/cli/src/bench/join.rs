@@ -78,7 +78,7 @@ fn measure(ctx: &Ctx, sec: &mut Section) -> Res<()> {
                 Duration::from_secs(600),
                 Duration::from_millis(5),
                 |s| {
-                    if count_of(&s[0]) == count_of(&s[1]) && s[0]["history"]["digest"] == s[1]["history"]["digest"] {
+                    if count_of(&s[0]) == count_of(&s[1]) && s[0].history.digest == s[1].history.digest {
                         Ok(())
                     } else {
                         Err(format!("{} of {} messages", count_of(&s[0]), count_of(&s[1])))

@@ -108,7 +108,7 @@ fn large(ctx: &Ctx, sec: &mut Section) -> Res<()> {
         Duration::from_secs(1800),
         Duration::from_millis(50),
         |s| {
-            if count_of(&s[0]) == count_of(&s[1]) && s[0]["history"]["digest"] == s[1]["history"]["digest"] {
+            if count_of(&s[0]) == count_of(&s[1]) && s[0].history.digest == s[1].history.digest {
                 Ok(())
             } else {
                 Err(format!("{} of {}", count_of(&s[0]), count_of(&s[1])))
