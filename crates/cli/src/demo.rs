@@ -190,8 +190,14 @@ impl Demo {
     /// Starts node `i` (a new one, or again after a kill with the same data directory).
     fn spawn(&mut self, i: usize) -> Res<()> {
         let name = NAMES[i].to_string();
-        let mut args =
-            NodeArgs::loopback(&self.exe, &name, &self.mesh, &self.group, &self.base.join(&name), &self.base.join("logs"));
+        let mut args = NodeArgs::loopback(
+            &self.exe,
+            &name,
+            &self.mesh,
+            &self.group,
+            &self.base.join(&name),
+            &self.base.join("logs"),
+        );
         args.stdout = Stdout::Lines { keep: false, forward: Some((i, self.events_tx.clone())) };
         let p = Proc { name, process: Some(NodeProcess::spawn(args)?), http: None };
         if i < self.procs.len() {
@@ -463,8 +469,7 @@ impl Demo {
         // The history tells the truth: one coordinator change (the kill), and nobody but the killed node
         // recorded as failed.
         let victim_name = self.procs[victim].name.clone();
-        let events: Vec<String> =
-            self.history(n)?.into_iter().filter(|m| m.kind == "event").map(|m| m.text).collect();
+        let events: Vec<String> = self.history(n)?.into_iter().filter(|m| m.kind == "event").map(|m| m.text).collect();
         let changes = events.iter().filter(|t| t.contains("coordinates from term")).count();
         if changes != 1 {
             return Err(format!("the history holds {changes} coordinator changes, not 1 (the kill): {events:?}"));

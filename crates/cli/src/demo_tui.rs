@@ -7,6 +7,7 @@
 //! pure methods that the tests drive on a `TestBackend`.
 
 use crate::term::{self, wrap};
+use chatmesh_node::events::StatusView;
 use crossterm::event::{Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use ratatui::backend::CrosstermBackend;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -14,7 +15,6 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Paragraph};
 use ratatui::{Frame, Terminal};
-use chatmesh_node::events::StatusView;
 use serde_json::Value;
 use std::cell::Cell;
 use std::collections::VecDeque;

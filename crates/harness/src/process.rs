@@ -186,10 +186,8 @@ pub enum Line {
 
 impl Line {
     pub fn of(v: &Value) -> Line {
-        if let Ok(r) = Startup::deserialize(v) {
-            if let Startup::Ready(r) = r {
-                return Line::Ready(r);
-            }
+        if let Ok(Startup::Ready(r)) = Startup::deserialize(v) {
+            return Line::Ready(r);
         }
         Notice::deserialize(v).map_or(Line::Other, Line::Notice)
     }
@@ -289,6 +287,11 @@ impl NodeProcess {
     /// Not killed, terminated or reaped by the harness (it may still have exited by itself).
     pub fn is_running(&self) -> bool {
         self.child.is_some()
+    }
+
+    /// The process has ended (by itself: a `/quit`, a crash); reaps it.
+    pub fn has_exited(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))))
     }
 
     pub fn is_paused(&self) -> bool {

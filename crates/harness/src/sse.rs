@@ -6,6 +6,7 @@ use std::io::{BufRead, BufReader, Read};
 
 /// One event of the stream.
 #[derive(Clone, Debug, PartialEq)]
+#[allow(clippy::large_enum_variant)] // one event at a time, matched by value: a box would only get in the way
 pub enum Event {
     Notice(Notice),
     /// The stream skipped this many events (the reader was too slow): re-read `/status` and `/history`.

@@ -7,8 +7,8 @@
 //! if the bench dies (parent-death signal); dropping a `Cluster` kills its nodes and removes their data.
 
 use super::stats::num;
-pub use chatmesh_harness::check::{coordinator_id, one_mesh, same_history};
 use chatmesh_harness::check::all_acked;
+pub use chatmesh_harness::check::{coordinator_id, one_mesh, same_history};
 use chatmesh_harness::{Client, Event, EventStream, NodeArgs, NodeProcess, Notice, StatusView, Stdout};
 use serde::Deserialize;
 use serde_json::Value;

@@ -3,10 +3,10 @@
 //! bench on arrival); and spurious elections in a steady 16-node run with both cores kept busy.
 
 use super::cluster::{coordinator_id, one_mesh, Cluster, Kind, Res};
-use chatmesh_harness::StatusView;
 use super::load;
 use super::stats::{dist, max, ms, percentile, Cmp, Section};
 use super::{jitter, Ctx, Hog};
+use chatmesh_harness::StatusView;
 use serde_json::json;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -109,8 +109,7 @@ fn one_failover(ctx: &Ctx, cl: &mut Cluster, n: usize, silent: bool) -> Res<f64>
     let victim_id = st[ci].id.unwrap_or(0);
     let survivors: Vec<usize> = all.iter().copied().filter(|i| *i != victim).collect();
     // Seniority: the survivor with the lowest ID takes over.
-    let expected =
-        st.iter().enumerate().filter(|(k, _)| *k != ci).filter_map(|(_, s)| s.id).min().unwrap_or(0);
+    let expected = st.iter().enumerate().filter(|(k, _)| *k != ci).filter_map(|(_, s)| s.id).min().unwrap_or(0);
     // Fail at a random point between heartbeats.
     ctx.sleep(Duration::from_millis(200) + jitter(Duration::from_millis(100)))?;
     cl.drain();
