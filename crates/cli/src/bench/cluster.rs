@@ -570,6 +570,11 @@ pub fn count_of(s: &StatusView) -> u64 {
     s.history.count
 }
 
+/// The first node holds the second's history (equal counts and digests): a newcomer caught up.
+pub fn caught_up(s: &[StatusView]) -> Res<()> {
+    same_history(s).map_err(|_| format!("{} of {} messages", count_of(&s[0]), count_of(&s[1])))
+}
+
 // ---- /proc ----
 
 /// Clock ticks per second of /proc/<pid>/stat.
