@@ -6,15 +6,17 @@
 //! control APIs, narrates what their event streams say, and removes every process it started, also on
 //! Ctrl-C, on failure, and (through the kernel's parent-death signal) if the demo itself is killed.
 
-use crate::bench::cluster::{one_mesh, same_history};
 use crate::commands::fmt_time;
 use crate::demo_tui::{Narrator, NodeState};
+use chatmesh_harness::check::{all_acked, coordinator_id, one_mesh, same_history};
+use chatmesh_harness::process::{terminate_all, Line};
+use chatmesh_harness::{Client, MessageView, NodeArgs, NodeProcess, Notice, StatusView, Stdout};
 use clap::Args;
 use serde_json::Value;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-use std::io::{BufRead, BufReader, IsTerminal};
+use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, LazyLock};
@@ -128,7 +130,8 @@ fn say(line: &str) {
 /// One node process.
 struct Proc {
     name: String,
-    child: Option<Child>,
+    process: Option<NodeProcess>,
+    /// Its control API, from its `ready` line.
     http: Option<String>,
 }
 
@@ -187,37 +190,16 @@ impl Demo {
     /// Starts node `i` (a new one, or again after a kill with the same data directory).
     fn spawn(&mut self, i: usize) -> Res<()> {
         let name = NAMES[i].to_string();
-        let data_dir = self.base.join(&name);
-        let mut cmd = Command::new(&self.exe);
-        cmd.args(["--ui", "json", "--name", &name, "--mesh", &self.mesh, "--group", &self.group])
-            .args(["--iface", "127.0.0.1", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--log", "debug"])
-            .arg("--data-dir")
-            .arg(&data_dir)
-            .arg("--log-dir")
-            .arg(self.base.join("logs"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null());
-        for (k, _) in std::env::vars() {
-            if k.starts_with("CHATMESH_") {
-                cmd.env_remove(k);
-            }
-        }
-        chatmesh_cluster::process::die_with_parent(&mut cmd);
-        let mut child = cmd.spawn().map_err(|e| format!("cannot start {}: {e}", self.exe.display()))?;
-        let stdout = child.stdout.take().ok_or("no stdout")?;
-        let tx = self.events_tx.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                    if tx.send((i, v)).is_err() {
-                        break;
-                    }
-                }
-            }
-        });
-        let p = Proc { name, child: Some(child), http: None };
+        let mut args = NodeArgs::loopback(
+            &self.exe,
+            &name,
+            &self.mesh,
+            &self.group,
+            &self.base.join(&name),
+            &self.base.join("logs"),
+        );
+        args.stdout = Stdout::Lines { keep: false, forward: Some((i, self.events_tx.clone())) };
+        let p = Proc { name, process: Some(NodeProcess::spawn(args)?), http: None };
         if i < self.procs.len() {
             self.procs[i] = p;
             self.out.state(i, NodeState::Restarting);
@@ -245,24 +227,25 @@ impl Demo {
 
     fn narrate(&mut self, i: usize, v: &Value) {
         let name = self.procs.get(i).map_or("?".to_string(), |p| p.name.clone());
-        let kind = v["type"].as_str().unwrap_or("");
         let t = self.started.elapsed().as_secs_f64();
-        if kind == "ready" {
-            if let Some(p) = self.procs.get_mut(i) {
-                p.http = v["http"].as_str().map(String::from);
+        let line = match Line::of(v) {
+            Line::Ready(r) => {
+                if let Some(p) = self.procs.get_mut(i) {
+                    p.http.clone_from(&r.http);
+                }
+                Some(format!(
+                    "process started, listening on {}; live page: http://{}/",
+                    r.addr,
+                    r.http.as_deref().unwrap_or("?")
+                ))
             }
-        }
-        let line = match kind {
-            "ready" => Some(format!(
-                "process started, listening on {}; live page: http://{}/",
-                v["addr"].as_str().unwrap_or("?"),
-                v["http"].as_str().unwrap_or("?")
-            )),
-            "founded" => Some(format!("nobody answered: founded the mesh as #{}", v["id"])),
-            "joined" => Some(format!("joined through multicast, got ID #{}", v["id"])),
-            "election_started" => Some(format!("election started (term {})", v["term"])),
-            "coordinator" if v["me"] == true => Some(format!("I am the coordinator (term {})", v["term"])),
-            "id_reassigned" => Some(format!("ID #{} is now #{}", v["old"], v["new"])),
+            Line::Notice(Notice::Founded { id, .. }) => Some(format!("nobody answered: founded the mesh as #{id}")),
+            Line::Notice(Notice::Joined { id, .. }) => Some(format!("joined through multicast, got ID #{id}")),
+            Line::Notice(Notice::ElectionStarted { term }) => Some(format!("election started (term {term})")),
+            Line::Notice(Notice::Coordinator { me: true, term, .. }) => {
+                Some(format!("I am the coordinator (term {term})"))
+            }
+            Line::Notice(Notice::IdReassigned { old, new, .. }) => Some(format!("ID #{old} is now #{new}")),
             _ => None,
         };
         self.out.node_event(i, v, line.map(|line| format!("   {t:6.2}s [{name:<5}] {line}")));
@@ -280,29 +263,20 @@ impl Demo {
         Ok(self.procs[i].http.clone().unwrap_or_default())
     }
 
-    fn status(&mut self, i: usize) -> Res<Value> {
-        let url = format!("http://{}/status", self.http(i)?);
-        let s: Value = self
-            .agent
-            .get(&url)
-            .call()
-            .map_err(|e| format!("{}: {e}", self.procs[i].name))?
-            .into_json()
-            .map_err(|e| e.to_string())?;
+    fn client(&mut self, i: usize) -> Res<Client> {
+        let http = self.http(i)?;
+        Ok(Client::new(&self.agent, &http))
+    }
+
+    fn status(&mut self, i: usize) -> Res<StatusView> {
+        let s = self.client(i)?.status().map_err(|e| format!("{}: {e}", self.procs[i].name))?;
         self.out.status(i, &s);
         Ok(s)
     }
 
-    fn send(&mut self, i: usize, text: &str) -> Res<Value> {
-        let url = format!("http://{}/messages", self.http(i)?);
-        let m: Value = self
-            .agent
-            .post(&url)
-            .send_json(serde_json::json!({ "text": text }))
-            .map_err(|e| format!("{} could not send: {e}", self.procs[i].name))?
-            .into_json()
-            .map_err(|e| e.to_string())?;
-        self.sent.push(m["id"].as_str().unwrap_or("").to_string());
+    fn send(&mut self, i: usize, text: &str) -> Res<MessageView> {
+        let m = self.client(i)?.send(text).map_err(|e| format!("{} could not send: {e}", self.procs[i].name))?;
+        self.sent.push(m.id.clone());
         Ok(m)
     }
 
@@ -311,8 +285,7 @@ impl Demo {
         let start = Instant::now();
         loop {
             self.wait_for(what, nodes, same_history)?;
-            let held: std::collections::HashSet<String> =
-                self.history(nodes[0])?.iter().filter_map(|m| m["id"].as_str().map(String::from)).collect();
+            let held: std::collections::HashSet<String> = self.history(nodes[0])?.into_iter().map(|m| m.id).collect();
             let missing = self.sent.iter().filter(|id| !held.contains(*id)).count();
             if missing == 0 {
                 return Ok(start.elapsed());
@@ -324,13 +297,12 @@ impl Demo {
         }
     }
 
-    fn history(&mut self, i: usize) -> Res<Vec<Value>> {
-        let url = format!("http://{}/history", self.http(i)?);
-        self.agent.get(&url).call().map_err(|e| e.to_string())?.into_json().map_err(|e| e.to_string())
+    fn history(&mut self, i: usize) -> Res<Vec<MessageView>> {
+        Ok(self.client(i)?.history()?)
     }
 
     fn live(&self) -> Vec<usize> {
-        (0..self.procs.len()).filter(|i| self.procs[*i].child.is_some()).collect()
+        (0..self.procs.len()).filter(|i| self.procs[*i].process.is_some()).collect()
     }
 
     /// Polls until `check` holds over the statuses of `nodes`; returns how long it took.
@@ -338,13 +310,13 @@ impl Demo {
         &mut self,
         what: &str,
         nodes: &[usize],
-        check: impl Fn(&[Value]) -> Result<(), String>,
+        check: impl Fn(&[StatusView]) -> Result<(), String>,
     ) -> Res<Duration> {
         let start = Instant::now();
         let mut last;
         loop {
             self.check_interrupt()?;
-            let statuses: Result<Vec<Value>, String> = nodes.iter().map(|i| self.status(*i)).collect();
+            let statuses: Res<Vec<StatusView>> = nodes.iter().map(|i| self.status(*i)).collect();
             match statuses.and_then(|s| check(&s)) {
                 Ok(()) => return Ok(start.elapsed()),
                 Err(e) => last = e,
@@ -357,38 +329,16 @@ impl Demo {
     }
 
     fn kill(&mut self, i: usize) {
-        if let Some(mut c) = self.procs[i].child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
+        if let Some(mut p) = self.procs[i].process.take() {
+            p.kill();
             self.out.state(i, NodeState::Killed);
         }
     }
 
+    /// SIGTERM to every node (they leave the mesh), SIGKILL to those still there after 3 s.
     fn stop_all(&mut self) {
-        for p in &mut self.procs {
-            if let Some(c) = &p.child {
-                // SAFETY: plain kill(2) on our own child's pid.
-                unsafe {
-                    libc::kill(c.id() as libc::pid_t, libc::SIGTERM);
-                }
-            }
-        }
-        let deadline = Instant::now() + Duration::from_secs(3);
-        for p in &mut self.procs {
-            if let Some(mut c) = p.child.take() {
-                loop {
-                    match c.try_wait() {
-                        Ok(Some(_)) => break,
-                        Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
-                        _ => {
-                            let _ = c.kill();
-                            let _ = c.wait();
-                            break;
-                        }
-                    }
-                }
-            }
-        }
+        let mut procs: Vec<NodeProcess> = self.procs.iter_mut().filter_map(|p| p.process.take()).collect();
+        terminate_all(&mut procs, Duration::from_secs(3));
     }
 
     fn play(&mut self, n: usize) -> Res<()> {
@@ -408,7 +358,7 @@ impl Demo {
         }
         let all: Vec<usize> = (0..n).collect();
         let t = self.wait_for("one mesh with every node", &all, |s| one_mesh(s, n))?;
-        let statuses: Vec<Value> = all.iter().map(|i| self.status(*i)).collect::<Res<_>>()?;
+        let statuses: Vec<StatusView> = all.iter().map(|i| self.status(*i)).collect::<Res<_>>()?;
         self.out.table(&table(&statuses));
         let coordinator = index_of_coordinator(&statuses).ok_or("no coordinator")?;
         self.out.ok(&format!(
@@ -429,7 +379,7 @@ impl Demo {
 
         self.pause()?;
         let victim = coordinator;
-        let victim_id = statuses[victim]["id"].as_u64().unwrap_or(0);
+        let victim_id = statuses[victim].id.unwrap_or(0);
         self.out.step(&format!(
             "3. The coordinator {} (#{victim_id}) is killed with SIGKILL while the others keep chatting",
             self.procs[victim].name
@@ -449,9 +399,9 @@ impl Demo {
             }
         }
         // Bully by seniority: the survivor with the lowest ID takes over.
-        let expected = survivors.iter().map(|i| statuses[*i]["id"].as_u64().unwrap_or(0)).min().unwrap_or(0);
+        let expected = survivors.iter().map(|i| statuses[*i].id.unwrap_or(0)).min().unwrap_or(0);
         self.wait_for("a new coordinator followed by all survivors", &survivors, |s| {
-            let c: Vec<u64> = s.iter().map(|x| x["coordinator"]["id"].as_u64().unwrap_or(0)).collect();
+            let c: Vec<u32> = s.iter().map(coordinator_id).collect();
             if c.iter().all(|x| *x == expected) {
                 Ok(())
             } else {
@@ -476,8 +426,8 @@ impl Demo {
         self.wait_for("the restarted node is back", &everyone, |s| one_mesh(s, n))?;
         self.same_coordinator(victim, expected)?;
         let st = self.status(victim)?;
-        if st["id"].as_u64() != Some(victim_id) {
-            return Err(format!("{} came back as #{} instead of #{victim_id}", self.procs[victim].name, st["id"]));
+        if st.id != Some(victim_id) {
+            return Err(format!("{} came back as #{:?} instead of #{victim_id}", self.procs[victim].name, st.id));
         }
         let t = self.wait_synced("the restarted node caught up", &everyone)?;
         self.out.ok(&format!(
@@ -498,9 +448,9 @@ impl Demo {
         self.out.ok(&format!(
             "{} got ID #{} in {} and holds all {} messages {} later",
             NAMES[n],
-            newcomer["id"],
+            newcomer.id.unwrap_or(0),
             secs(t),
-            newcomer["history"]["count"],
+            newcomer.history.count,
             secs(t2)
         ));
         self.send(n, "obrigado, I have read everything")?;
@@ -511,24 +461,15 @@ impl Demo {
         let t = self.wait_for("final agreement", &everyone, |s| {
             one_mesh(s, n + 1)?;
             same_history(s)?;
-            let pending: u64 = s.iter().map(|x| x["pending_acks"].as_u64().unwrap_or(0)).sum();
-            if pending > 0 {
-                return Err(format!("{pending} messages still waiting for acknowledgement"));
-            }
-            Ok(())
+            all_acked(s)
         })?;
-        let statuses: Vec<Value> = everyone.iter().map(|i| self.status(*i)).collect::<Res<_>>()?;
+        let statuses: Vec<StatusView> = everyone.iter().map(|i| self.status(*i)).collect::<Res<_>>()?;
         self.out.table(&table(&statuses));
         self.show_history(n, 100)?;
         // The history tells the truth: one coordinator change (the kill), and nobody but the killed node
         // recorded as failed.
         let victim_name = self.procs[victim].name.clone();
-        let events: Vec<String> = self
-            .history(n)?
-            .iter()
-            .filter(|m| m["kind"] == "event")
-            .map(|m| m["text"].as_str().unwrap_or("").to_string())
-            .collect();
+        let events: Vec<String> = self.history(n)?.into_iter().filter(|m| m.kind == "event").map(|m| m.text).collect();
         let changes = events.iter().filter(|t| t.contains("coordinates from term")).count();
         if changes != 1 {
             return Err(format!("the history holds {changes} coordinator changes, not 1 (the kill): {events:?}"));
@@ -540,19 +481,19 @@ impl Demo {
         self.out.ok(&format!(
             "{} nodes, one coordinator, every message acknowledged by all, one history digest {} ({})",
             n + 1,
-            statuses[0]["history"]["digest"].as_str().unwrap_or("").get(..16).unwrap_or(""),
+            statuses[0].history.digest.get(..16).unwrap_or(""),
             secs(t)
         ));
         Ok(())
     }
 
     /// Node `i` follows the coordinator `#id` (the one elected after the kill): joins and restarts do not move it.
-    fn same_coordinator(&mut self, i: usize, id: u64) -> Res<()> {
+    fn same_coordinator(&mut self, i: usize, id: u32) -> Res<()> {
         let st = self.status(i)?;
-        match st["coordinator"]["id"].as_u64() {
-            Some(c) if c == id => Ok(()),
+        match coordinator_id(&st) {
+            c if c == id => Ok(()),
             c => Err(format!(
-                "{} follows #{c:?}, expected #{id}: a join or restart moved the coordinator",
+                "{} follows #{c}, expected #{id}: a join or restart moved the coordinator",
                 self.procs[i].name
             )),
         }
@@ -567,12 +508,11 @@ impl Demo {
             last.min(h.len())
         ));
         for m in h.iter().skip(h.len().saturating_sub(last)) {
-            let who = m["author_label"].as_str().unwrap_or("?");
-            let at = fmt_time(m["sent_at"].as_u64().unwrap_or(0));
-            if m["kind"] == "event" {
-                self.out.detail(&format!("     {at}  * {}", m["text"].as_str().unwrap_or("")));
+            let at = fmt_time(m.sent_at);
+            if m.kind == "event" {
+                self.out.detail(&format!("     {at}  * {}", m.text));
             } else {
-                self.out.detail(&format!("     {at}  {who}: {}", m["text"].as_str().unwrap_or("")));
+                self.out.detail(&format!("     {at}  {}: {}", m.author_label, m.text));
             }
         }
         Ok(())
@@ -612,22 +552,22 @@ fn ms(d: Duration) -> String {
     format!("{} ms", d.as_millis())
 }
 
-fn index_of_coordinator(s: &[Value]) -> Option<usize> {
-    s.iter().position(|x| x["role"] == "coordinator")
+fn index_of_coordinator(s: &[StatusView]) -> Option<usize> {
+    s.iter().position(|x| x.role == "coordinator")
 }
 
-fn table(s: &[Value]) -> Vec<String> {
+fn table(s: &[StatusView]) -> Vec<String> {
     let mut lines =
         vec![format!("   {:<7} {:>4}  {:<12} {:>5}  {:>8}  digest", "node", "ID", "role", "term", "messages")];
     for x in s {
         lines.push(format!(
             "   {:<7} {:>4}  {:<12} {:>5}  {:>8}  {}",
-            x["name"].as_str().unwrap_or("?"),
-            format!("#{}", x["id"]),
-            x["role"].as_str().unwrap_or("?"),
-            x["term"].to_string(),
-            x["history"]["count"].to_string(),
-            x["history"]["digest"].as_str().unwrap_or("").get(..16).unwrap_or("")
+            x.name,
+            format!("#{}", x.id.map_or("null".into(), |id| id.to_string())),
+            x.role,
+            x.term,
+            x.history.count,
+            x.history.digest.get(..16).unwrap_or("")
         ));
     }
     lines

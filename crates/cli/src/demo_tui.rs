@@ -7,6 +7,7 @@
 //! pure methods that the tests drive on a `TestBackend`.
 
 use crate::term::{self, wrap};
+use chatmesh_node::events::StatusView;
 use crossterm::event::{Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use ratatui::backend::CrosstermBackend;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -152,13 +153,13 @@ impl DemoView {
     }
 
     /// Takes a node's `/status`; a restarting node that is a member again is running.
-    pub fn set_status(&mut self, i: usize, s: &Value) {
+    pub fn set_status(&mut self, i: usize, s: &StatusView) {
         let Some(p) = self.panes.get_mut(i) else { return };
         let st = NodeStatus {
-            id: s["id"].as_u64(),
-            role: s["role"].as_str().unwrap_or("?").to_string(),
-            term: s["term"].as_u64().unwrap_or(0),
-            digest: s["history"]["digest"].as_str().unwrap_or("").chars().take(8).collect(),
+            id: s.id.map(u64::from),
+            role: s.role.to_string(),
+            term: s.term,
+            digest: s.history.digest.chars().take(8).collect(),
         };
         if p.state == NodeState::Restarting && (st.role == "member" || st.role == "coordinator") {
             p.state = NodeState::Running;
@@ -466,7 +467,7 @@ impl Narrator {
         }
     }
 
-    pub fn status(&self, i: usize, s: &Value) {
+    pub fn status(&self, i: usize, s: &StatusView) {
         if let Some(mut v) = self.view() {
             v.set_status(i, s);
         }
@@ -660,8 +661,12 @@ mod tests {
             .join("\n")
     }
 
-    fn status(name: &str, id: u64, role: &str) -> Value {
-        json!({"name": name, "id": id, "role": role, "term": 3, "history": {"count": 4, "digest": "0123456789abcdef"}})
+    fn status(name: &str, id: u64, role: &str) -> StatusView {
+        serde_json::from_value(json!({"name": name, "id": id, "role": role, "term": 3,
+            "history": {"count": 4, "digest": "0123456789abcdef"}, "key": "ab", "mesh": "m", "addr": "a",
+            "coordinator": null, "election_running": false, "members": [], "pending_acks": 0, "links": 0,
+            "rejected": 0, "datagrams_dropped": 0, "uptime_ms": 0}))
+        .unwrap()
     }
 
     /// A view of `n` nodes in the middle of a demo: statuses, chat, a killed coordinator, narration.

@@ -5,6 +5,7 @@
 mod common;
 
 use chatmesh_core::{Contact, Datagram, DatagramBody, NodeId, NodeKey};
+use chatmesh_harness::StatusView;
 use common::*;
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::time::{Duration, Instant};
@@ -49,7 +50,7 @@ fn forged_foreign_and_replayed_datagrams_are_dropped_counted_and_logged_once() {
     }
     .encode()
     .unwrap();
-    let before: u64 = all.iter().map(|i| mesh.status(*i).unwrap()["datagrams_dropped"].as_u64().unwrap()).sum();
+    let before: u64 = all.iter().map(|i| mesh.status(*i).unwrap().datagrams_dropped).sum();
     let start = Instant::now();
     let mut sent = 0;
     while start.elapsed() < Duration::from_millis(1500) {
@@ -63,14 +64,14 @@ fn forged_foreign_and_replayed_datagrams_are_dropped_counted_and_logged_once() {
         std::thread::sleep(Duration::from_millis(5));
     }
     std::thread::sleep(Duration::from_millis(300));
-    let after: u64 = all.iter().map(|i| mesh.status(*i).unwrap()["datagrams_dropped"].as_u64().unwrap()).sum();
+    let after: u64 = all.iter().map(|i| mesh.status(*i).unwrap().datagrams_dropped).sum();
     // Each node hears every datagram on the group: at least most of them must have been dropped by each.
     assert!(after - before >= (sent as u64) * 3 / 2, "dropped {} of {sent}×3", after - before);
     // The mesh did not move: same coordinator, no stranger, term far below the forged one, still chatting.
     for i in all {
         let s = mesh.status(i).unwrap();
-        assert!(s["term"].as_u64().unwrap() < 1000, "{s}");
-        let keys: Vec<&str> = s["members"].as_array().unwrap().iter().filter_map(|m| m["key"].as_str()).collect();
+        assert!(s.term < 1000, "{s:?}");
+        let keys: Vec<&str> = s.members.iter().map(|m| m.key.as_str()).collect();
         assert!(!keys.contains(&"ee".repeat(32).as_str()));
     }
     mesh.wait_for("still one mesh", &all, LIMIT, |s| one_mesh(s, 3));
@@ -98,8 +99,8 @@ fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
 }
 
-fn key_of(status: &serde_json::Value) -> NodeKey {
-    NodeKey(hex::FromHex::from_hex(status["key"].as_str().unwrap()).unwrap())
+fn key_of(status: &StatusView) -> NodeKey {
+    NodeKey(hex::FromHex::from_hex(&status.key).unwrap())
 }
 
 /// Links to node `i` as a holder of the network key with identity `secret`; returns the writer and reader.
@@ -112,8 +113,8 @@ async fn attach(
     link::LinkReader<tokio::io::ReadHalf<tokio::net::TcpStream>>,
 ) {
     let s = mesh.status(i).unwrap();
-    let addr: std::net::SocketAddr = s["addr"].as_str().unwrap().parse().unwrap();
-    let keys = LinkKeys::new(DEMO_NETWORK_KEY, SigningKey::from_bytes(&secret), s["mesh"].as_str().unwrap());
+    let addr: std::net::SocketAddr = s.addr.parse().unwrap();
+    let keys = LinkKeys::new(DEMO_NETWORK_KEY, SigningKey::from_bytes(&secret), &s.mesh);
     let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let (reader, writer, _) =
         link::establish(stream, &keys, Role::Initiator { expected: key_of(&s) }, Duration::from_secs(3)).await.unwrap();
@@ -121,7 +122,7 @@ async fn attach(
 }
 
 fn history_ids(mesh: &Mesh, i: usize) -> std::collections::HashSet<String> {
-    mesh.history(i).iter().filter_map(|m| m["id"].as_str().map(String::from)).collect()
+    mesh.history(i).into_iter().map(|m| m.id).collect()
 }
 
 #[test]
@@ -133,10 +134,10 @@ fn a_key_holder_cannot_forge_authors_replay_welcomes_or_starve_the_mesh() {
     let all = [0, 1, 2];
     mesh.wait_for("one mesh of 3", &all, LIMIT, |s| one_mesh(s, 3));
     let statuses: Vec<_> = all.iter().map(|i| mesh.status(*i).unwrap()).collect();
-    let member = statuses.iter().position(|s| s["role"] == "member").unwrap();
+    let member = statuses.iter().position(|s| s.role == "member").unwrap();
     let victim = key_of(&statuses[(member + 1) % 3]);
     let before = history_ids(&mesh, member);
-    let term_before = statuses[member]["term"].as_u64().unwrap();
+    let term_before = statuses[member].term;
     let rt = runtime();
 
     // 1. A message signed by the attacker that names another member as its author.
@@ -180,10 +181,10 @@ fn a_key_holder_cannot_forge_authors_replay_welcomes_or_starve_the_mesh() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     });
     let s = mesh.status(member).unwrap();
-    assert_eq!(s["coordinator"], statuses[member]["coordinator"], "the replayed welcome changed nothing");
-    assert!(s["term"].as_u64().unwrap() < term_before + 1000);
+    assert_eq!(s.coordinator, statuses[member].coordinator, "the replayed welcome changed nothing");
+    assert!(s.term < term_before + 1000);
     for i in all {
-        let texts: Vec<String> = mesh.history(i).iter().filter_map(|m| m["text"].as_str().map(String::from)).collect();
+        let texts: Vec<String> = mesh.history(i).into_iter().map(|m| m.text).collect();
         assert!(!texts.iter().any(|t| t == "I am someone else"), "a forged message was stored on node {i}");
     }
     assert!(before.iter().all(|id| history_ids(&mesh, member).contains(id)), "nothing held was lost");
@@ -193,9 +194,9 @@ fn a_key_holder_cannot_forge_authors_replay_welcomes_or_starve_the_mesh() {
     let target = member;
     let flood = std::thread::spawn({
         let api_status = mesh.status(target).unwrap();
-        let addr: std::net::SocketAddr = api_status["addr"].as_str().unwrap().parse().unwrap();
+        let addr: std::net::SocketAddr = api_status.addr.parse().unwrap();
         let node_key = key_of(&api_status);
-        let mesh_name = api_status["mesh"].as_str().unwrap().to_string();
+        let mesh_name = api_status.mesh.clone();
         move || {
             runtime().block_on(async move {
                 let keys = LinkKeys::new(DEMO_NETWORK_KEY, SigningKey::from_bytes(&[0x44; 32]), &mesh_name);
@@ -251,7 +252,7 @@ fn strangers_on_the_tcp_port_are_cut_off_and_the_mesh_goes_on() {
     }
     let all = [0, 1, 2];
     mesh.wait_for("one mesh of 3", &all, LIMIT, |s| one_mesh(s, 3));
-    let addr: std::net::SocketAddr = mesh.status(0).unwrap()["addr"].as_str().unwrap().parse().unwrap();
+    let addr: std::net::SocketAddr = mesh.status(0).unwrap().addr.parse().unwrap();
     // Garbage, an endless handshake message (a length prefix, then a trickle), and silence (slowloris).
     let mut garbage = std::net::TcpStream::connect(addr).unwrap();
     let _ = garbage.write_all(&[0xAB; 4096]);
@@ -303,7 +304,7 @@ fn rotating_the_network_key_shuts_a_removed_member_out_and_keeps_the_history() {
     mesh.wait_for("one mesh of 4", &[0, 1, 2, 3], LIMIT, |s| one_mesh(s, 4));
     let before = mesh.send(0, "before the rotation");
     mesh.wait_for("equal digests", &[0, 1, 2, 3], LIMIT, same_digest);
-    let removed_key = mesh.status(3).unwrap()["key"].as_str().unwrap().to_string();
+    let removed_key = mesh.status(3).unwrap().key;
     // Rotate r1..r3 one at a time (a restart each, same data directory, new key).
     for (i, name) in ["r1", "r2", "r3"].iter().enumerate() {
         mesh.kill(i);
@@ -311,15 +312,9 @@ fn rotating_the_network_key_shuts_a_removed_member_out_and_keeps_the_history() {
     }
     mesh.wait_for("the three with the new key are one mesh", &[0, 1, 2], LIMIT, |s| {
         for x in s {
-            let alive: Vec<&str> = x["members"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .filter(|m| m["state"] == "alive")
-                .filter_map(|m| m["key"].as_str())
-                .collect();
+            let alive: Vec<&str> = x.members.iter().filter(|m| m.state == "alive").map(|m| m.key.as_str()).collect();
             if alive.len() != 3 || alive.contains(&removed_key.as_str()) {
-                return Err(format!("{} sees {alive:?}", x["name"]));
+                return Err(format!("{} sees {alive:?}", x.name));
             }
         }
         same_digest(s)
@@ -334,5 +329,5 @@ fn rotating_the_network_key_shuts_a_removed_member_out_and_keeps_the_history() {
         assert!(!held.contains(&outside), "the removed member's message reached r{}", i + 1);
     }
     assert!(!history_ids(&mesh, 3).contains(&inside), "the removed member read a message after the rotation");
-    assert_eq!(mesh.status(3).unwrap()["links"].as_u64(), Some(0));
+    assert_eq!(mesh.status(3).unwrap().links, 0);
 }

@@ -167,7 +167,7 @@ fn bad_api_requests_get_json_errors_and_change_nothing() {
     mesh.start("api1", &[], &[]);
     mesh.wait_for("founded", &[0], T, |s| one_mesh(s, 1));
     let base = format!("http://{}", mesh.http(0));
-    let before = mesh.status(0).unwrap()["history"].clone();
+    let before = mesh.status(0).unwrap().history;
     let post = |body: &str, ctype: &str| match mesh
         .agent()
         .post(&format!("{base}/messages"))
@@ -232,18 +232,18 @@ fn bad_api_requests_get_json_errors_and_change_nothing() {
         Err(ureq::Error::Status(400, _)) => {}
         other => panic!("{other:?}"),
     }
-    assert_eq!(mesh.status(0).unwrap()["history"], before, "nothing was stored");
+    assert_eq!(mesh.status(0).unwrap().history, before, "nothing was stored");
     // And it still works.
     mesh.send(0, "fine");
     let h = mesh.history(0);
-    assert_eq!(h.last().unwrap()["text"], "fine");
+    assert_eq!(h.last().unwrap().text, "fine");
     let (got, reply) = batch("{\"texts\": [\"one\", \"two\", \"three\"]}");
     assert_eq!(got, 201, "{reply}");
     let v: serde_json::Value = serde_json::from_str(&reply).unwrap();
     let texts: Vec<&str> = v["messages"].as_array().unwrap().iter().map(|m| m["text"].as_str().unwrap()).collect();
     assert_eq!(texts, ["one", "two", "three"]);
     let h = mesh.history(0);
-    let last: Vec<&str> = h[h.len() - 3..].iter().map(|m| m["text"].as_str().unwrap()).collect();
+    let last: Vec<&str> = h[h.len() - 3..].iter().map(|m| m.text.as_str()).collect();
     assert_eq!(last, ["one", "two", "three"], "stored in order");
     // Batches are allowed far more than a single message's 64 KiB request.
     let (got, reply) = batch(&serde_json::json!({ "texts": vec!["z".repeat(16_000); 40] }).to_string());

@@ -31,7 +31,7 @@ fn quick_bench_reports_every_scenario_with_numbers() {
             cmd.env_remove(k);
         }
     }
-    chatmesh_cluster::process::die_with_parent(&mut cmd);
+    chatmesh_harness::die_with_parent(&mut cmd);
     let mut child = cmd.spawn().expect("start chatmesh bench");
     let mut stdout = child.stdout.take().unwrap();
     let mut stderr = child.stderr.take().unwrap();

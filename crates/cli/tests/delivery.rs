@@ -3,22 +3,18 @@
 
 mod common;
 
+use chatmesh_harness::MessageView;
 use common::*;
-use serde_json::Value;
 use std::time::Duration;
 
 const LIMIT: Duration = Duration::from_secs(20);
 
 /// The delivery status of each own text message in a `GET /history`: `(acked, members)`.
-fn own_statuses(history: &[Value]) -> Vec<(u64, Option<(u64, u64)>)> {
+fn own_statuses(history: &[MessageView]) -> Vec<(u64, Option<(usize, usize)>)> {
     history
         .iter()
-        .filter(|m| m["own"] == true && m["kind"] == "text")
-        .map(|m| {
-            let d = &m["delivery"];
-            let status = d["acked"].as_u64().zip(d["members"].as_u64());
-            (m["seq"].as_u64().unwrap(), status)
-        })
+        .filter(|m| m.own && m.kind == "text")
+        .map(|m| (m.seq, m.delivery.map(|d| (d.acked, d.members))))
         .collect()
 }
 
@@ -32,13 +28,13 @@ fn an_author_restarted_after_every_member_acknowledged_shows_its_messages_held_b
     let all = [0, 1, 2];
     mesh.wait_for("one mesh of 3", &all, LIMIT, |s| one_mesh(s, 3));
     // A member, so that its restart starts no election.
-    let author = all.into_iter().find(|i| mesh.status(*i).unwrap()["role"] == "member").expect("a member");
+    let author = all.into_iter().find(|i| mesh.status(*i).unwrap().role == "member").expect("a member");
     for k in 0..5 {
         mesh.send(author, &format!("to be held by all {k}"));
     }
-    mesh.wait_for("acknowledged by all", &[author], LIMIT, |s| match s[0]["pending_acks"].as_u64() {
-        Some(0) => Ok(()),
-        p => Err(format!("pending_acks {p:?}")),
+    mesh.wait_for("acknowledged by all", &[author], LIMIT, |s| match s[0].pending_acks {
+        0 => Ok(()),
+        p => Err(format!("pending_acks {p}")),
     });
     let before = own_statuses(&mesh.history(author));
     assert_eq!(before.len(), 5);
@@ -51,10 +47,10 @@ fn an_author_restarted_after_every_member_acknowledged_shows_its_messages_held_b
     // As soon as the API answers: the history first, then the status.
     let after = own_statuses(&mesh.history(author));
     let status = mesh.status(author).unwrap();
-    eprintln!("after the restart ({}): {after:?}", status["role"]);
+    eprintln!("after the restart ({}): {after:?}", status.role);
     assert_eq!(after.len(), 5);
-    assert!(after.iter().all(|(_, d)| *d == Some((2, 2))), "after the restart ({}): {after:?}", status["role"]);
-    assert_eq!(status["pending_acks"].as_u64(), Some(0), "{status}");
+    assert!(after.iter().all(|(_, d)| *d == Some((2, 2))), "after the restart ({}): {after:?}", status.role);
+    assert_eq!(status.pending_acks, 0, "{status:?}");
     mesh.wait_for("all three again", &all, LIMIT, |s| {
         one_mesh(s, 3)?;
         same_digest(s)
@@ -70,15 +66,15 @@ fn an_author_restarted_after_every_member_acknowledged_shows_its_messages_held_b
     let first = mesh.status(author).unwrap();
     let alone = own_statuses(&mesh.history(author));
     let status = mesh.status(author).unwrap();
-    let roles = (first["role"].as_str().unwrap_or("?"), status["role"].as_str().unwrap_or("?"));
+    let roles = (first.role, status.role);
     eprintln!("restarted alone {roles:?}: {alone:?}");
-    let expected: &[Option<(u64, u64)>] = match roles {
+    let expected: &[Option<(usize, usize)>] = match roles {
         ("discovering", "discovering") => &[Some((2, 2))],
         ("discovering", _) => &[Some((2, 2)), Some((0, 0))],
         _ => &[Some((0, 0))],
     };
     assert!(alone.iter().all(|(_, d)| expected.contains(d)), "restarted alone {roles:?}: {alone:?}");
     assert_eq!(alone.len(), 5);
-    assert_eq!(first["pending_acks"].as_u64(), Some(0), "{first}");
-    assert_eq!(status["pending_acks"].as_u64(), Some(0), "{status}");
+    assert_eq!(first.pending_acks, 0, "{first:?}");
+    assert_eq!(status.pending_acks, 0, "{status:?}");
 }

@@ -3,14 +3,16 @@
 
 mod common;
 
+use chatmesh_harness::check::coordinator_id;
+use chatmesh_harness::MessageView;
 use common::*;
 use std::collections::HashSet;
 use std::time::Duration;
 
 const LIMIT: Duration = Duration::from_secs(20);
 
-fn ids_of(history: &[serde_json::Value]) -> HashSet<String> {
-    history.iter().filter_map(|m| m["id"].as_str().map(String::from)).collect()
+fn ids_of(history: &[MessageView]) -> HashSet<String> {
+    history.iter().map(|m| m.id.clone()).collect()
 }
 
 #[test]
@@ -34,18 +36,18 @@ fn four_nodes_form_one_mesh_elect_after_sigkill_and_agree_on_history() {
     }
 
     let statuses: Vec<_> = all.iter().map(|i| mesh.status(*i).unwrap()).collect();
-    let c = statuses.iter().position(|s| s["role"] == "coordinator").expect("a coordinator");
-    let old_id = statuses[c]["id"].as_u64().unwrap();
+    let c = statuses.iter().position(|s| s.role == "coordinator").expect("a coordinator");
+    let old_id = statuses[c].id.unwrap();
     let survivors: Vec<usize> = all.iter().copied().filter(|i| *i != c).collect();
     // Seniority: the survivor with the lowest ID takes over.
-    let expected = survivors.iter().map(|i| statuses[*i]["id"].as_u64().unwrap()).min().unwrap();
+    let expected = survivors.iter().map(|i| statuses[*i].id.unwrap()).min().unwrap();
     mesh.kill(c);
     // Chat goes on during the election.
     for i in &survivors {
         sent.push(mesh.send(*i, &format!("during the election, from {i}")));
     }
     let took = mesh.wait_for("survivors follow the most senior survivor", &survivors, LIMIT, |s| {
-        let c: Vec<_> = s.iter().map(|x| x["coordinator"]["id"].as_u64().unwrap_or(0)).collect();
+        let c: Vec<_> = s.iter().map(coordinator_id).collect();
         if c.iter().all(|x| *x == expected) {
             Ok(())
         } else {
@@ -64,7 +66,7 @@ fn four_nodes_form_one_mesh_elect_after_sigkill_and_agree_on_history() {
         one_mesh(s, 4)?;
         same_digest(s)
     });
-    assert_eq!(mesh.status(c).unwrap()["id"].as_u64(), Some(old_id), "a restarted node keeps its ID");
+    assert_eq!(mesh.status(c).unwrap().id, Some(old_id), "a restarted node keeps its ID");
     for i in all {
         let held = ids_of(&mesh.history(i));
         for id in &sent {
@@ -73,12 +75,7 @@ fn four_nodes_form_one_mesh_elect_after_sigkill_and_agree_on_history() {
     }
     // The history is in canonical order on every node: (lamport, author, seq) ascending.
     let h = mesh.history(0);
-    let keys: Vec<(u64, String, u64)> = h
-        .iter()
-        .map(|m| {
-            (m["lamport"].as_u64().unwrap(), m["author"].as_str().unwrap().to_string(), m["seq"].as_u64().unwrap())
-        })
-        .collect();
+    let keys: Vec<(u64, &str, u64)> = h.iter().map(|m| (m.lamport, m.author.as_str(), m.seq)).collect();
     let mut sorted = keys.clone();
     sorted.sort();
     assert_eq!(keys, sorted);
@@ -94,7 +91,7 @@ fn a_node_with_another_network_key_never_appears_and_receives_nothing() {
     let all = [0, 1, 2];
     mesh.wait_for("one mesh of 3", &all, LIMIT, |s| one_mesh(s, 3));
     let intruder = mesh.start("intruder", &[("CHATMESH_NETWORK_KEY", "a wrong key")], &[]);
-    let intruder_key = mesh.status(intruder).unwrap()["key"].as_str().unwrap().to_string();
+    let intruder_key = mesh.status(intruder).unwrap().key;
     let secret = mesh.send(0, "only for those with the key");
     let spam = mesh.send(intruder, "let me in");
     // Several beacon and discovery rounds: the intruder hears the coordinator and keeps trying to link.
@@ -102,14 +99,14 @@ fn a_node_with_another_network_key_never_appears_and_receives_nothing() {
         std::thread::sleep(Duration::from_millis(250));
         for i in all {
             let s = mesh.status(i).unwrap();
-            let keys: Vec<&str> = s["members"].as_array().unwrap().iter().filter_map(|m| m["key"].as_str()).collect();
-            assert!(!keys.contains(&intruder_key.as_str()), "the intruder appears in {}'s members", s["name"]);
+            let keys: Vec<&str> = s.members.iter().map(|m| m.key.as_str()).collect();
+            assert!(!keys.contains(&intruder_key.as_str()), "the intruder appears in {}'s members", s.name);
             assert!(!ids_of(&mesh.history(i)).contains(&spam), "the intruder's message reached a member");
         }
         assert!(!ids_of(&mesh.history(intruder)).contains(&secret), "the intruder read a member's message");
     }
     let s = mesh.status(intruder).unwrap();
-    assert_eq!(s["links"].as_u64(), Some(0), "no link was ever established: {s}");
+    assert_eq!(s.links, 0, "no link was ever established: {s:?}");
     mesh.wait_for("the mesh is intact", &all, LIMIT, |s| {
         one_mesh(s, 3)?;
         same_digest(s)
@@ -122,8 +119,8 @@ fn a_node_joins_through_peer_where_multicast_does_not_reach() {
     mesh.start("p1", &[], &[]);
     mesh.start("p2", &[], &[]);
     mesh.wait_for("one mesh of 2", &[0, 1], LIMIT, |s| one_mesh(s, 2));
-    let member = (0..2).find(|i| mesh.status(*i).unwrap()["role"] == "member").unwrap();
-    let addr = mesh.status(member).unwrap()["addr"].as_str().unwrap().to_string();
+    let member = (0..2).find(|i| mesh.status(*i).unwrap().role == "member").unwrap();
+    let addr = mesh.status(member).unwrap().addr;
     // Another group port: this node hears none of the mesh's multicast, only what --peer gives it.
     let other = format!("239.255.77.77:{}", port_for("peer-elsewhere"));
     mesh.start("p3", &[], &["--group", &other, "--peer", &addr]);

@@ -7,9 +7,10 @@
 
 mod common;
 
-use chatmesh_node::metrics::{Family, Kind, FAMILIES};
+use chatmesh_harness::metrics::{Family, Scrape};
+use chatmesh_node::metrics::{Kind, FAMILIES};
 use common::*;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::io::Write as _;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -17,8 +18,7 @@ use std::time::Duration;
 const LIMIT: Duration = Duration::from_secs(20);
 
 fn scrape(mesh: &Mesh, i: usize) -> String {
-    let url = format!("http://{}/metrics", mesh.http(i));
-    mesh.agent().get(&url).call().expect("GET /metrics").into_string().expect("the metrics text")
+    mesh.client(i).get_text("/metrics").expect("GET /metrics")
 }
 
 /// What `promtool check metrics` says about `text` (given on stdin): its exit code and everything it printed.
@@ -52,65 +52,32 @@ fn assert_promtool_accepts(what: &str, text: &str) {
     );
 }
 
-/// The scrape's families by name: the `# HELP` text, the `# TYPE`, and the samples (name with labels,
-/// value). A sample counts under its family's name (a histogram's `_bucket`, `_sum` and `_count` too).
-#[derive(Default, Debug)]
-struct Scraped {
-    help: BTreeMap<String, String>,
-    kind: BTreeMap<String, String>,
-    samples: BTreeMap<String, Vec<(String, String)>>,
-}
-
-fn parse(text: &str) -> Scraped {
-    let mut s = Scraped::default();
-    for line in text.lines().filter(|l| !l.is_empty()) {
-        if let Some(rest) = line.strip_prefix("# HELP ") {
-            let (name, help) = rest.split_once(' ').unwrap_or((rest, ""));
-            s.help.insert(name.into(), help.into());
-        } else if let Some(rest) = line.strip_prefix("# TYPE ") {
-            let (name, kind) = rest.split_once(' ').unwrap_or((rest, ""));
-            s.kind.insert(name.into(), kind.into());
-        } else {
-            let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("not a sample line: {line}"));
-            let name = series.split('{').next().unwrap();
-            let family = ["_bucket", "_sum", "_count"]
-                .iter()
-                .filter_map(|suffix| name.strip_suffix(suffix))
-                .find(|base| s.kind.get(*base).is_some_and(|k| k == "histogram"))
-                .unwrap_or(name);
-            s.samples.entry(family.into()).or_default().push((series.into(), value.into()));
-        }
-    }
-    s
+fn parse(text: &str) -> Scrape {
+    Scrape::parse(text).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Every family in the scrape has HELP and TYPE lines, each one listed in `FAMILIES` with that text and type.
-fn assert_every_family_is_described(what: &str, s: &Scraped, text: &str) {
-    let sampled: BTreeSet<&String> = s.samples.keys().collect();
-    assert_eq!(
-        sampled,
-        s.kind.keys().collect::<BTreeSet<_>>(),
-        "{what}: families with samples and with a TYPE line differ"
-    );
-    assert_eq!(
-        sampled,
-        s.help.keys().collect::<BTreeSet<_>>(),
-        "{what}: families with samples and with a HELP line differ"
-    );
+fn assert_every_family_is_described(what: &str, s: &Scrape, text: &str) {
+    let having = |has: fn(&Family) -> bool| -> BTreeSet<&String> {
+        s.families.iter().filter(|(_, f)| has(f)).map(|(name, _)| name).collect()
+    };
+    let sampled = having(|f| !f.samples.is_empty());
+    assert_eq!(sampled, having(|f| f.kind.is_some()), "{what}: families with samples and with a TYPE line differ");
+    assert_eq!(sampled, having(|f| f.help.is_some()), "{what}: families with samples and with a HELP line differ");
     for name in sampled {
         let f = family(name).unwrap_or_else(|| panic!("{what}: {name} is not in FAMILIES:\n{text}"));
-        assert_eq!(s.help[name], f.help, "{what}: {name}'s HELP");
-        assert_eq!(s.kind[name], f.kind.as_str(), "{what}: {name}'s TYPE");
+        assert_eq!(s.families[name].help.as_deref(), Some(f.help), "{what}: {name}'s HELP");
+        assert_eq!(s.families[name].kind.as_deref(), Some(f.kind.as_str()), "{what}: {name}'s TYPE");
     }
 }
 
-fn family(name: &str) -> Option<&'static Family> {
+fn family(name: &str) -> Option<&'static chatmesh_node::metrics::Family> {
     FAMILIES.iter().find(|f| f.name == name)
 }
 
 /// The value of the unlabelled series `name`.
-fn value(s: &Scraped, name: &str) -> Option<f64> {
-    s.samples.get(name)?.iter().find(|(series, _)| series == name).map(|(_, v)| v.parse().expect("a number"))
+fn value(s: &Scrape, name: &str) -> Option<f64> {
+    s.value(name)
 }
 
 #[test]
@@ -124,7 +91,10 @@ fn a_lone_node_shows_every_unlabelled_family_from_the_first_scrape_with_its_coun
     for f in FAMILIES.iter().filter(|f| f.label.is_none() && f.kind != Kind::Histogram) {
         assert!(value(&s, f.name).is_some(), "{} missing from a lone node's first scrape:\n{text}", f.name);
     }
-    assert!(s.samples.contains_key("chatmesh_store_commit_seconds"), "the commit histogram is missing:\n{text}");
+    assert!(
+        s.families.get("chatmesh_store_commit_seconds").is_some_and(|f| !f.samples.is_empty()),
+        "the commit histogram is missing:\n{text}"
+    );
     // Nothing arrived from a peer on a node that has none: these stay at 0, and are there at 0.
     let silent = [
         "chatmesh_messages_delivered_total",

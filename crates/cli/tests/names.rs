@@ -3,6 +3,7 @@
 
 mod common;
 
+use chatmesh_harness::MessageView;
 use common::*;
 use serde_json::Value;
 use std::time::{Duration, Instant};
@@ -10,7 +11,7 @@ use std::time::{Duration, Instant};
 const LIMIT: Duration = Duration::from_secs(20);
 
 fn key_of(mesh: &Mesh, i: usize) -> String {
-    mesh.status(i).unwrap()["key"].as_str().unwrap().to_string()
+    mesh.status(i).unwrap().key
 }
 
 /// Polls `check` over what node `i` printed until it holds (or panics after `LIMIT`).
@@ -24,8 +25,8 @@ fn wait_lines(mesh: &Mesh, i: usize, what: &str, check: impl Fn(&[Value]) -> boo
 
 /// Node `i`'s `GET /history` once it holds `count` messages: a status shows a message before its commit, the
 /// history read from the store after it.
-fn history_of(mesh: &Mesh, i: usize) -> Vec<Value> {
-    let count = mesh.status(i).unwrap()["history"]["count"].as_u64().unwrap() as usize;
+fn history_of(mesh: &Mesh, i: usize) -> Vec<MessageView> {
+    let count = mesh.status(i).unwrap().history.count as usize;
     let start = Instant::now();
     loop {
         let h = mesh.history(i);
@@ -38,16 +39,16 @@ fn history_of(mesh: &Mesh, i: usize) -> Vec<Value> {
 }
 
 /// `(author_name, author_label, text)` of every message of a history, for comparing nodes.
-fn named(history: &[Value]) -> Vec<(Value, Value, Value)> {
-    history.iter().map(|m| (m["author_name"].clone(), m["author_label"].clone(), m["text"].clone())).collect()
+fn named(history: &[MessageView]) -> Vec<(Option<&str>, &str, &str)> {
+    history.iter().map(|m| (m.author_name.as_deref(), m.author_label.as_str(), m.text.as_str())).collect()
 }
 
 /// Every message names its author, and no event line falls back to a short key.
-fn assert_all_named(history: &[Value], who: &str, keys: &[String]) {
+fn assert_all_named(history: &[MessageView], who: &str, keys: &[String]) {
     for m in history {
-        assert!(m["author_name"].is_string(), "{who}: a message without its author's name: {m}");
-        let text = m["text"].as_str().unwrap();
-        if m["kind"] == "event" {
+        assert!(m.author_name.is_some(), "{who}: a message without its author's name: {m:?}");
+        let text = &m.text;
+        if m.kind == "event" {
             for k in keys {
                 assert!(!text.contains(&k[..8]), "{who}: an event line names a key, not a name: {text:?}");
             }
@@ -65,9 +66,8 @@ fn a_nick_is_one_rename_event_seen_by_everyone_kept_by_a_late_joiner_and_across_
     mesh.send(bruno, "before the nick");
     mesh.type_line(bruno, "/nick Bruno Silva");
     mesh.wait_for("the nick reaches the view", &[ana, bruno], LIMIT, |s| {
-        let names: Vec<_> =
-            s.iter().flat_map(|x| x["members"].as_array().unwrap().iter().map(|m| &m["name"])).collect();
-        if names.iter().any(|n| *n == "Bruno Silva") && !names.iter().any(|n| *n == "bruno") {
+        let names: Vec<&str> = s.iter().flat_map(|x| x.members.iter().map(|m| m.name.as_str())).collect();
+        if names.contains(&"Bruno Silva") && !names.contains(&"bruno") {
             Ok(())
         } else {
             Err(format!("{names:?}"))
@@ -96,11 +96,11 @@ fn a_nick_is_one_rename_event_seen_by_everyone_kept_by_a_late_joiner_and_across_
     let histories: Vec<_> = all.iter().map(|i| history_of(&mesh, *i)).collect();
     for (i, h) in histories.iter().enumerate() {
         assert_eq!(named(h), named(&histories[0]), "node {i} names the history differently from node 0");
-        let by_bruno: Vec<_> = h.iter().filter(|m| m["kind"] == "text").collect();
-        assert!(by_bruno.iter().all(|m| m["author_name"] == "Bruno Silva"), "node {i}: {by_bruno:#?}");
-        let renames = h.iter().filter(|m| m["text"] == "bruno (#2) is now Bruno Silva").count();
+        let by_bruno: Vec<_> = h.iter().filter(|m| m.kind == "text").collect();
+        assert!(by_bruno.iter().all(|m| m.author_name.as_deref() == Some("Bruno Silva")), "node {i}: {by_bruno:#?}");
+        let renames = h.iter().filter(|m| m.text == "bruno (#2) is now Bruno Silva").count();
         assert_eq!(renames, 1, "node {i}: one rename event");
-        let joins = h.iter().filter(|m| m["text"].as_str().unwrap().contains("(#2) joined")).count();
+        let joins = h.iter().filter(|m| m.text.contains("(#2) joined")).count();
         assert_eq!(joins, 1, "node {i}: bruno joined once");
     }
 
@@ -111,18 +111,17 @@ fn a_nick_is_one_rename_event_seen_by_everyone_kept_by_a_late_joiner_and_across_
     let ready = mesh.lines(bruno).into_iter().find(|l| l["type"] == "ready").unwrap();
     assert_eq!(ready["name"], "Bruno Silva", "the ready line names the kept nick");
     mesh.wait_for("bruno back", &all, LIMIT, |s| one_mesh(s, 3));
-    assert_eq!(mesh.status(bruno).unwrap()["name"], "Bruno Silva");
+    assert_eq!(mesh.status(bruno).unwrap().name, "Bruno Silva");
     mesh.wait_for("the others name him by his nick", &[ana, carla], LIMIT, |s| {
-        let names: Vec<_> =
-            s.iter().flat_map(|x| x["members"].as_array().unwrap().iter().map(|m| &m["name"])).collect();
-        if names.iter().any(|n| *n == "bruno") {
+        let names: Vec<&str> = s.iter().flat_map(|x| x.members.iter().map(|m| m.name.as_str())).collect();
+        if names.contains(&"bruno") {
             Err(format!("{names:?}"))
         } else {
             Ok(())
         }
     });
     let h = history_of(&mesh, ana);
-    let texts: Vec<&str> = h.iter().filter(|m| m["kind"] == "event").map(|m| m["text"].as_str().unwrap()).collect();
+    let texts: Vec<&str> = h.iter().filter(|m| m.kind == "event").map(|m| m.text.as_str()).collect();
     let count = |text: &str| texts.iter().filter(|t| **t == text).count();
     assert_eq!(count("bruno (#2) joined"), 1, "{texts:?}");
     assert_eq!(count("bruno (#2) is now Bruno Silva"), 1, "{texts:?}");
@@ -134,7 +133,7 @@ fn a_nick_is_one_rename_event_seen_by_everyone_kept_by_a_late_joiner_and_across_
     mesh.wait_for("the new --name", &all, LIMIT, |s| {
         one_mesh(s, 3)?;
         same_digest(s)?;
-        let named = s.iter().all(|x| x["members"].as_array().unwrap().iter().any(|m| m["name"] == "B. Silva"));
+        let named = s.iter().all(|x| x.members.iter().any(|m| m.name == "B. Silva"));
         if named {
             Ok(())
         } else {
@@ -143,9 +142,9 @@ fn a_nick_is_one_rename_event_seen_by_everyone_kept_by_a_late_joiner_and_across_
     });
     for i in all {
         let h = history_of(&mesh, i);
-        let renames = h.iter().filter(|m| m["text"] == "Bruno Silva (#2) is now B. Silva").count();
+        let renames = h.iter().filter(|m| m.text == "Bruno Silva (#2) is now B. Silva").count();
         assert_eq!(renames, 1, "node {i}");
-        assert!(!h.iter().any(|m| m["text"] == "Bruno Silva (#2) left"), "node {i}");
+        assert!(!h.iter().any(|m| m.text == "Bruno Silva (#2) left"), "node {i}");
     }
 }
 
@@ -162,10 +161,10 @@ fn a_restarted_node_names_coordinator_events_and_messages_before_it_hears_anyone
     // Bruno takes over: a coordinator event naming him. Ana comes back and joins him.
     mesh.kill(ana);
     mesh.wait_for("bruno coordinates", &[bruno], LIMIT, |s| {
-        if s[0]["role"] == "coordinator" {
+        if s[0].role == "coordinator" {
             Ok(())
         } else {
-            Err(s[0]["role"].to_string())
+            Err(s[0].role.to_string())
         }
     });
     mesh.start("ana", &[], &[]);
@@ -175,7 +174,7 @@ fn a_restarted_node_names_coordinator_events_and_messages_before_it_hears_anyone
     });
     let before = history_of(&mesh, ana);
     assert!(
-        before.iter().any(|m| m["text"].as_str().unwrap().starts_with("bruno (#2) coordinates from term")),
+        before.iter().any(|m| m.text.starts_with("bruno (#2) coordinates from term")),
         "the coordinator event names bruno: {before:#?}"
     );
 
@@ -184,7 +183,7 @@ fn a_restarted_node_names_coordinator_events_and_messages_before_it_hears_anyone
     mesh.kill(ana);
     mesh.start("ana", &[], &[]);
     let after = mesh.history(ana);
-    assert_eq!(mesh.status(ana).unwrap()["role"], "discovering", "checked before ana hears anyone");
+    assert_eq!(mesh.status(ana).unwrap().role, "discovering", "checked before ana hears anyone");
     assert_all_named(&after, "ana after a restart", &keys);
     // (What happened after `before` was read, a take-over or bruno's failure, comes later in the history.)
     assert!(after.len() >= before.len(), "{after:#?}");
@@ -213,7 +212,7 @@ fn two_members_with_one_name_are_told_apart_by_their_ids_on_every_node() {
     let other = mesh.start_as("ana-too", "ana", &[], &[]);
     let all = [ana, bruno, other];
     mesh.wait_for("one mesh of 3", &all, LIMIT, |s| one_mesh(s, 3));
-    let id = |i: usize| mesh.status(i).unwrap()["id"].as_u64().unwrap();
+    let id = |i: usize| mesh.status(i).unwrap().id.unwrap();
     let (first, second) = (format!("ana#{}", id(ana)), format!("ana#{}", id(other)));
     mesh.send(ana, "I am the first ana");
     mesh.send(other, "I am the second ana");
@@ -221,10 +220,10 @@ fn two_members_with_one_name_are_told_apart_by_their_ids_on_every_node() {
     mesh.wait_for("equal digests", &all, LIMIT, same_digest);
     for i in all {
         let h = history_of(&mesh, i);
-        let label = |text: &str| h.iter().find(|m| m["text"] == text).map(|m| m["author_label"].clone());
-        assert_eq!(label("I am the first ana"), Some(Value::from(first.clone())), "node {i}");
-        assert_eq!(label("I am the second ana"), Some(Value::from(second.clone())), "node {i}");
-        assert_eq!(label("I am bruno"), Some(Value::from("bruno")), "node {i}: a unique name stays plain");
+        let label = |text: &str| h.iter().find(|m| m.text == text).map(|m| m.author_label.as_str());
+        assert_eq!(label("I am the first ana"), Some(first.as_str()), "node {i}");
+        assert_eq!(label("I am the second ana"), Some(second.as_str()), "node {i}");
+        assert_eq!(label("I am bruno"), Some("bruno"), "node {i}: a unique name stays plain");
     }
     // The live stream labels them the same way.
     wait_lines(&mesh, bruno, "bruno's stream", |lines| {

@@ -6,28 +6,21 @@
 mod common;
 
 use common::*;
-use serde_json::Value;
 use std::time::Duration;
 
 const LIMIT: Duration = Duration::from_secs(30);
 
-fn signal(mesh: &Mesh, i: usize, sig: i32) {
-    let pid = mesh.nodes[i].child.as_ref().expect("running").id() as i32;
-    // SAFETY: kill(2) with a pid of our own child.
-    assert_eq!(unsafe { libc::kill(pid, sig) }, 0, "kill {sig} {pid}");
+fn signal(mesh: &mut Mesh, i: usize, sig: i32) {
+    mesh.nodes[i].process.as_mut().expect("running").signal(sig);
 }
 
 fn coordinator(mesh: &Mesh, nodes: &[usize]) -> usize {
-    let statuses: Vec<Value> = nodes.iter().map(|i| mesh.status(*i).unwrap()).collect();
-    nodes[statuses.iter().position(|s| s["role"] == "coordinator").expect("a coordinator")]
+    let statuses: Vec<_> = nodes.iter().map(|i| mesh.status(*i).unwrap()).collect();
+    nodes[statuses.iter().position(|s| s.role == "coordinator").expect("a coordinator")]
 }
 
 fn event_lines(mesh: &Mesh, i: usize) -> Vec<String> {
-    mesh.history(i)
-        .iter()
-        .filter(|m| m["kind"] == "event")
-        .map(|m| m["text"].as_str().unwrap_or_default().to_string())
-        .collect()
+    mesh.history(i).into_iter().filter(|m| m.kind == "event").map(|m| m.text).collect()
 }
 
 #[test]
@@ -43,7 +36,7 @@ fn a_stopped_coordinator_writes_no_false_failures_when_continued() {
     let mut stopped: Vec<usize> = Vec::new();
     for (round, pause) in [1u64, 5, 30].into_iter().enumerate() {
         let c = coordinator(&mesh, &all);
-        signal(&mesh, c, libc::SIGSTOP);
+        signal(&mut mesh, c, libc::SIGSTOP);
         let others: Vec<usize> = all.iter().copied().filter(|i| *i != c).collect();
         // The others chat while it is stopped, and elect a successor.
         let until = std::time::Instant::now() + Duration::from_secs(pause);
@@ -53,7 +46,7 @@ fn a_stopped_coordinator_writes_no_false_failures_when_continued() {
             k += 1;
             std::thread::sleep(Duration::from_millis(200));
         }
-        signal(&mesh, c, libc::SIGCONT);
+        signal(&mut mesh, c, libc::SIGCONT);
         stopped.push(c);
         mesh.wait_for(&format!("one mesh of 4 after a {pause} s stop"), &all, LIMIT, |s| {
             one_mesh(s, 4)?;

@@ -219,10 +219,10 @@ fn a_real_prometheus_scrape_of_four_nodes_shows_the_term_rise_and_one_coordinato
     }
     let all = [0, 1, 2, 3];
     mesh.wait_for("one mesh of 4", &all, LIMIT, |s| one_mesh(s, 4));
-    let statuses: Vec<Value> = all.iter().map(|i| mesh.status(*i).unwrap()).collect();
-    let c = statuses.iter().position(|s| s["role"] == "coordinator").expect("a coordinator");
+    let statuses: Vec<_> = all.iter().map(|i| mesh.status(*i).unwrap()).collect();
+    let c = statuses.iter().position(|s| s.role == "coordinator").expect("a coordinator");
     let victim = NAMES[c];
-    let term = statuses[c]["term"].as_f64().expect("the term");
+    let term = statuses[c].term as f64;
 
     let targets: Vec<(String, String)> = all.iter().map(|i| (NAMES[*i].to_string(), mesh.http(*i))).collect();
     let prom = Prometheus::start(&bin, &targets);
@@ -273,7 +273,7 @@ fn a_real_prometheus_scrape_of_four_nodes_shows_the_term_rise_and_one_coordinato
 
     // Prometheus agrees with the survivors themselves: one mesh of three under the node it names.
     let st = mesh.wait_for("the survivors agree", &survivors, LIMIT, |s| one_mesh(s, 3));
-    let named = survivors.iter().find(|i| mesh.status(**i).unwrap()["role"] == "coordinator").map(|i| NAMES[*i]);
+    let named = survivors.iter().find(|i| mesh.status(**i).unwrap().role == "coordinator").map(|i| NAMES[*i]);
     assert_eq!(named, Some(new_coordinator.as_str()), "the survivors' coordinator is not the one Prometheus shows");
     eprintln!(
         "failover seen by prometheus {:?} after the kill (survivors settled {st:?}); test took {:?}",

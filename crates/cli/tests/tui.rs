@@ -279,9 +279,9 @@ fn wait_until(what: &str, limit: Duration, mut check: impl FnMut() -> Result<(),
 /// The texts of the chat messages by `author` in node `i`'s history.
 fn texts_by(mesh: &Mesh, i: usize, author: &str) -> Vec<String> {
     mesh.history(i)
-        .iter()
-        .filter(|m| m["kind"] == "text" && m["author_name"] == author)
-        .filter_map(|m| m["text"].as_str().map(String::from))
+        .into_iter()
+        .filter(|m| m.kind == "text" && m.author_name.as_deref() == Some(author))
+        .map(|m| m.text)
         .collect()
 }
 
@@ -507,8 +507,8 @@ mod pty {
             // The next size is a node of its own (this one ends on drop).
             tuis.push(tui);
             // ana's copy of the text is the text: the fault is in the drawing.
-            let stored = mesh.history(ana).into_iter().find(|m| m["id"] == id.as_str()).expect("ana stores it");
-            assert_eq!(stored["text"], text.as_str());
+            let stored = mesh.history(ana).into_iter().find(|m| m.id == *id).expect("ana stores it");
+            assert_eq!(stored.text, text.as_str());
         }
         assert!(failures.is_empty(), "{}", failures.join("\n"));
     }
@@ -544,7 +544,7 @@ mod pty {
         tui.tmux.wait_for("the reply of @LIDER", LIMIT, |s| s.contains("election started"));
         mesh.wait_for("the election ends", &ids, LIMIT, |s| {
             one_mesh(s, 2)?;
-            if s[0]["election_running"] == true {
+            if s[0].election_running {
                 return Err("an election runs".into());
             }
             Ok(())
@@ -688,8 +688,7 @@ mod pty {
         });
         wait_until("the other node records the leave", LIMIT, || {
             let h = mesh.history(ids[0]);
-            let events: Vec<&str> =
-                h.iter().filter(|m| m["kind"] == "event").filter_map(|m| m["text"].as_str()).collect();
+            let events: Vec<&str> = h.iter().filter(|m| m.kind == "event").map(|m| m.text.as_str()).collect();
             if events.iter().any(|e| e.contains("tuiuser") && e.contains("left")) {
                 Ok(())
             } else {
@@ -717,9 +716,9 @@ mod pty {
         let carla = ids[2];
         mesh.type_line(carla, "/quit");
         mesh.wait_for("carla has left", &ids[..2], LIMIT, |s| one_mesh(s, 3));
-        wait_until("carla's process ends", LIMIT, || match mesh.nodes[carla].child.as_mut().unwrap().try_wait() {
-            Ok(Some(_)) => Ok(()),
-            _ => Err("running".into()),
+        wait_until("carla's process ends", LIMIT, || match mesh.nodes[carla].process.as_mut().unwrap().has_exited() {
+            true => Ok(()),
+            false => Err("running".into()),
         });
         let screen = tui.tmux.wait_for("the members pane title reads ` 3 online, 1 gone `", LIMIT, |s| {
             pane(s).iter().any(|r| r.contains(" 3 online, 1 gone "))

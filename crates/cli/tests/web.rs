@@ -14,6 +14,7 @@
 mod common;
 
 use base64::Engine as _;
+use chatmesh_harness::{Client, MessageView, NodeArgs, NodeProcess, Stdout};
 use common::*;
 use serde_json::{json, Value};
 use std::fs::File;
@@ -269,43 +270,29 @@ const STATE_JS: &str = "({ conn: document.body.dataset.conn, name: document.getE
 // ---------------------------------------------------------------------------------------------------------
 // A node on a fixed HTTP port, so that the page can find it again after a restart.
 
-struct FixedNode(Option<Child>);
+struct FixedNode(NodeProcess);
 
 impl FixedNode {
     fn start(mesh: &Mesh, name: &str, http: u16) -> FixedNode {
-        let mut cmd = Command::new(BIN);
-        cmd.args(["--ui", "json", "--name", name, "--mesh", &mesh.mesh, "--group", &mesh.group])
-            .args(["--iface", "127.0.0.1", "--listen", "127.0.0.1:0", "--log", "debug"])
-            .arg("--http")
-            .arg(format!("127.0.0.1:{http}"))
-            .arg("--data-dir")
-            .arg(mesh.dir.path().join(name))
-            .arg("--log-dir")
-            .arg(mesh.logs())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        for (k, _) in std::env::vars() {
-            if k.starts_with("CHATMESH_") {
-                cmd.env_remove(k);
-            }
-        }
-        die_with_parent(&mut cmd);
-        FixedNode(Some(cmd.spawn().expect("start chatmesh")))
+        let data_dir = mesh.dir.path().join(name);
+        let mut args = NodeArgs::loopback(Path::new(BIN), name, &mesh.mesh, &mesh.group, &data_dir, &mesh.logs());
+        args.http = format!("127.0.0.1:{http}");
+        args.stdout = Stdout::Null;
+        FixedNode(NodeProcess::spawn(args).expect("start chatmesh"))
     }
 
     /// Starts it and waits for its API (started again if the port was not free yet).
     fn start_and_wait(mesh: &Mesh, name: &str, http: u16) -> FixedNode {
-        let url = format!("http://127.0.0.1:{http}/status");
+        let api = client(mesh, http);
         let start = Instant::now();
         loop {
             let mut node = FixedNode::start(mesh, name, http);
             loop {
-                if get(mesh, &url).is_ok_and(|s| s["name"] == name) {
+                if api.status().is_ok_and(|s| s.name == name) {
                     return node;
                 }
-                if let Some(status) = node.0.as_mut().unwrap().try_wait().unwrap() {
-                    assert!(start.elapsed() < LIMIT, "{name} cannot start on port {http}: {status}");
+                if node.0.has_exited() {
+                    assert!(start.elapsed() < LIMIT, "{name} cannot start on port {http}");
                     break;
                 }
                 assert!(start.elapsed() < LIMIT, "{name} does not answer on port {http}");
@@ -316,16 +303,7 @@ impl FixedNode {
     }
 
     fn kill(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            c.kill().unwrap();
-            c.wait().unwrap();
-        }
-    }
-}
-
-impl Drop for FixedNode {
-    fn drop(&mut self) {
-        self.kill();
+        self.0.kill();
     }
 }
 
@@ -333,8 +311,9 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-fn get(mesh: &Mesh, url: &str) -> Result<Value, String> {
-    mesh.agent().get(url).call().map_err(|e| e.to_string())?.into_json().map_err(|e| e.to_string())
+/// The control API of the node on `127.0.0.1:{port}`.
+fn client(mesh: &Mesh, port: u16) -> Client {
+    Client::new(mesh.agent(), &format!("127.0.0.1:{port}"))
 }
 
 fn wait_until(what: &str, limit: Duration, mut check: impl FnMut() -> Result<(), String>) -> Duration {
@@ -348,8 +327,8 @@ fn wait_until(what: &str, limit: Duration, mut check: impl FnMut() -> Result<(),
     }
 }
 
-fn has_text(history: &[Value], text: &str) -> bool {
-    history.iter().any(|m| m["text"] == text)
+fn has_text(history: &[MessageView], text: &str) -> bool {
+    history.iter().any(|m| m.text == text)
 }
 
 /// `target/web-test/`, next to the binary's profile directory.
@@ -366,15 +345,13 @@ fn the_page_sends_shows_delivery_and_recovers_from_a_lost_node() {
     find_chromium(); // fail first, and clearly, without a browser
     let mut mesh = Mesh::new("web");
     let port = free_port();
-    let a_url = format!("http://127.0.0.1:{port}");
+    let a_api = client(&mesh, port);
+    let a_url = a_api.url("");
     let mut a = FixedNode::start_and_wait(&mesh, "a", port);
     std::thread::sleep(Duration::from_millis(100));
     let b = mesh.start("b", &[], &[]);
-    let b_url = format!("http://{}", mesh.http(b));
-    wait_until("one mesh of a and b", LIMIT, || {
-        let s = [get(&mesh, &format!("{a_url}/status"))?, get(&mesh, &format!("{b_url}/status"))?];
-        one_mesh(&s, 2)
-    });
+    let b_api = mesh.client(b);
+    wait_until("one mesh of a and b", LIMIT, || one_mesh(&[a_api.status()?, b_api.status()?], 2));
 
     // The page comes from the binary.
     let page = mesh.agent().get(&format!("{a_url}/")).call().expect("GET /");
@@ -403,7 +380,7 @@ fn the_page_sends_shows_delivery_and_recovers_from_a_lost_node() {
     browser.call("Input.insertText", json!({ "text": text })).expect("type");
     browser.click("#send-btn");
     let took = wait_until("the message typed on a's page reaches b", LIMIT, || {
-        let h: Vec<Value> = serde_json::from_value(get(&mesh, &format!("{b_url}/history"))?).unwrap();
+        let h = b_api.history()?;
         if has_text(&h, text) {
             Ok(())
         } else {
@@ -420,8 +397,8 @@ fn the_page_sends_shows_delivery_and_recovers_from_a_lost_node() {
     browser.wait_js("the page shows the message as delivered to all (✓✓)", &row, LIMIT);
     // The chat is in a's canonical order.
     wait_until("the page shows a's history in its order", LIMIT, || {
-        let h: Vec<Value> = serde_json::from_value(get(&mesh, &format!("{a_url}/history"))?).unwrap();
-        let want: Vec<&str> = h.iter().filter_map(|m| m["id"].as_str()).collect();
+        let h = a_api.history()?;
+        let want: Vec<&str> = h.iter().map(|m| m.id.as_str()).collect();
         let shown = browser.eval("[...document.querySelectorAll('#chat .msg')].map(r => r.dataset.id)")?;
         let shown: Vec<&str> = shown.as_array().unwrap().iter().filter_map(|v| v.as_str()).collect();
         if shown == want {

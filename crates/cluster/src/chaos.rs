@@ -3,10 +3,10 @@
 use crate::checker::{self, Report};
 use crate::cluster::{Cluster, NodeState};
 use crate::workload::Workload;
+use chatmesh_harness::{check, StatusView};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
-use serde_json::Value;
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -106,27 +106,22 @@ const KINDS: [Kind; 7] = [
     Kind::Split,
 ];
 
-fn converged(s: &[Value], n: usize) -> Result<(), String> {
+fn converged(s: &[StatusView], n: usize) -> Result<(), String> {
     let mut coordinators = std::collections::BTreeSet::new();
     for x in s {
-        let alive = x["members"].as_array().map_or(0, |m| m.iter().filter(|m| m["state"] == "alive").count());
+        let alive = check::alive(x);
         if alive != n {
-            return Err(format!("{} sees {alive} alive", x["name"]));
+            return Err(format!("{} sees {alive} alive", x.name));
         }
-        if x["pending_acks"].as_u64() != Some(0) {
-            return Err(format!("{} has {} pending acks", x["name"], x["pending_acks"]));
+        if x.pending_acks != 0 {
+            return Err(format!("{} has {} pending acks", x.name, x.pending_acks));
         }
-        coordinators.insert(x["coordinator"]["key"].as_str().unwrap_or("").to_string());
+        coordinators.insert(x.coordinator.as_ref().map(|c| c.key.as_str()));
     }
     if coordinators.len() != 1 {
         return Err(format!("{} coordinators", coordinators.len()));
     }
-    let digests: std::collections::BTreeSet<&str> =
-        s.iter().map(|x| x["history"]["digest"].as_str().unwrap_or("")).collect();
-    if digests.len() != 1 {
-        return Err(format!("{} digests", digests.len()));
-    }
-    Ok(())
+    check::same_digest(s)
 }
 
 pub fn run(opts: &ChaosOptions) -> Result<Summary, String> {
@@ -137,7 +132,7 @@ pub fn run(opts: &ChaosOptions) -> Result<Summary, String> {
     cluster
         .wait_for(Duration::from_secs(30), |s| converged(s, n))
         .map_err(|e| format!("the mesh did not form: {e}"))?;
-    let apis: Vec<String> = (0..n).map(|i| cluster.api(i)).collect();
+    let apis: Vec<String> = (0..n).map(|i| cluster.api_addr(i)).collect();
     let workload = Workload::start(apis, opts.clients, opts.rate, opts.seed, &opts.dir.join("ops.jsonl"))?;
     let start = Instant::now();
     let mut faults = Vec::new();

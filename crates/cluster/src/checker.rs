@@ -1,8 +1,8 @@
 //! The history checker: what the clients were told against what every node holds once faults stop.
 
 use crate::workload::{text_of, Op, Outcome};
+use chatmesh_harness::{MessageView, StatusView};
 use serde::Serialize;
-use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 #[derive(Debug, Default, Serialize)]
@@ -43,34 +43,29 @@ impl Report {
     }
 }
 
-fn s(v: &Value) -> String {
-    v.as_str().unwrap_or_default().to_string()
-}
-
 /// Checks one history on its own: no duplicate, per-author seqs 1, 2, 3... in order, dependencies before
 /// their dependents, canonical `(lamport, author, seq)` order.
-fn check_one(node: &str, h: &[Value], r: &mut Report) {
+fn check_one(node: &str, h: &[MessageView], r: &mut Report) {
     let mut seen = HashSet::new();
     let mut last_seq: HashMap<String, u64> = HashMap::new();
     let mut prev: Option<(u64, String, u64)> = None;
     for m in h {
-        let id = s(&m["id"]);
-        if !seen.insert(id.clone()) {
+        let id = &m.id;
+        if !seen.insert(id) {
             r.duplicated.push(format!("{node}: {id} twice"));
         }
-        let author = s(&m["author"]);
-        let seq = m["seq"].as_u64().unwrap_or(0);
+        let (author, seq) = (m.author.clone(), m.seq);
         let expected = last_seq.get(&author).copied().unwrap_or(0) + 1;
         if seq != expected {
             r.order.push(format!("{node}: {author:.8}'s seq {seq} where {expected} was due"));
         }
         last_seq.insert(author.clone(), seq);
-        for d in m["deps"].as_array().into_iter().flatten() {
-            if !seen.contains(&s(d)) {
-                r.order.push(format!("{node}: {id} shown before its dependency {}", s(d)));
+        for d in &m.deps {
+            if !seen.contains(d) {
+                r.order.push(format!("{node}: {id} shown before its dependency {d}"));
             }
         }
-        let key = (m["lamport"].as_u64().unwrap_or(0), author, seq);
+        let key = (m.lamport, author, seq);
         if prev.as_ref().is_some_and(|p| *p >= key) {
             r.order.push(format!("{node}: {id} out of canonical order"));
         }
@@ -80,7 +75,7 @@ fn check_one(node: &str, h: &[Value], r: &mut Report) {
 
 /// `names[i]`, `histories[i]` and `statuses[i]` are node i's, read after the faults stopped and the mesh
 /// went quiet.
-pub fn check(ops: &[Op], names: &[String], histories: &[Vec<Value>], statuses: &[Value]) -> Report {
+pub fn check(ops: &[Op], names: &[String], histories: &[Vec<MessageView>], statuses: &[StatusView]) -> Report {
     let mut r = Report { operations: ops.len(), ..Report::default() };
     let mut by_text: HashMap<String, &Op> = HashMap::new();
     for op in ops {
@@ -95,7 +90,7 @@ pub fn check(ops: &[Op], names: &[String], histories: &[Vec<Value>], statuses: &
         check_one(&names[i], h, &mut r);
     }
     // Every node holds the same history.
-    let ids: Vec<Vec<String>> = histories.iter().map(|h| h.iter().map(|m| s(&m["id"])).collect()).collect();
+    let ids: Vec<Vec<&str>> = histories.iter().map(|h| h.iter().map(|m| m.id.as_str()).collect()).collect();
     for i in 1..ids.len() {
         if ids[i] != ids[0] {
             let a: BTreeSet<_> = ids[0].iter().collect();
@@ -109,7 +104,7 @@ pub fn check(ops: &[Op], names: &[String], histories: &[Vec<Value>], statuses: &
             ));
         }
     }
-    let digests: BTreeSet<String> = statuses.iter().map(|x| s(&x["history"]["digest"])).collect();
+    let digests: BTreeSet<&str> = statuses.iter().map(|x| x.history.digest.as_str()).collect();
     if digests.len() != 1 {
         r.divergent.push(format!("{} different digests", digests.len()));
     }
@@ -117,17 +112,17 @@ pub fn check(ops: &[Op], names: &[String], histories: &[Vec<Value>], statuses: &
 
     // Client operations against what is held.
     for (i, h) in histories.iter().enumerate() {
-        let held: HashSet<String> = h.iter().map(|m| s(&m["id"])).collect();
+        let held: HashSet<&str> = h.iter().map(|m| m.id.as_str()).collect();
         for op in ops {
             if let Outcome::Ok { id } = &op.outcome {
-                if !held.contains(id) {
+                if !held.contains(id.as_str()) {
                     r.lost.push(format!("{}: op-{} ({id}) acknowledged to the client, missing", names[i], op.k));
                 }
             }
         }
         let mut texts: HashMap<String, String> = HashMap::new();
-        for m in h.iter().filter(|m| m["kind"] == "text") {
-            let (text, id) = (s(&m["text"]), s(&m["id"]));
+        for m in h.iter().filter(|m| m.kind == "text") {
+            let (text, id) = (m.text.clone(), m.id.clone());
             if let Some(other) = texts.insert(text.clone(), id.clone()) {
                 r.duplicated.push(format!("{}: {text} stored twice ({other} and {id})", names[i]));
             }
@@ -152,22 +147,23 @@ pub fn check(ops: &[Op], names: &[String], histories: &[Vec<Value>], statuses: &
 
     // One coordinator, agreed by all. Who it is depends on the run's history: a live coordinator is never
     // displaced, so it need not be the highest-ranked live member.
-    let coordinators: BTreeSet<String> = statuses.iter().map(|x| s(&x["coordinator"]["key"])).collect();
-    let claiming = statuses.iter().filter(|x| x["role"] == "coordinator").count();
+    let coordinators: BTreeSet<String> =
+        statuses.iter().map(|x| x.coordinator.as_ref().map(|c| c.key.clone()).unwrap_or_default()).collect();
+    let claiming = statuses.iter().filter(|x| x.role == "coordinator").count();
     if coordinators.len() != 1 || claiming != 1 {
         r.coordinator.push(format!("{} coordinators named, {claiming} nodes claim the role", coordinators.len()));
-    } else if let Some(c) = statuses.iter().find(|x| x["role"] == "coordinator") {
+    } else if let Some(c) = statuses.iter().find(|x| x.role == "coordinator") {
         let named = coordinators.iter().next().cloned().unwrap_or_default();
-        if s(&c["key"]) != named {
-            r.coordinator.push(format!("#{} claims the role, but every node follows {named}", c["id"]));
+        if c.key != named {
+            r.coordinator.push(format!("#{} claims the role, but every node follows {named}", c.id.unwrap_or(0)));
         }
     }
     // IDs: one key per ID and one ID per key, across every node's view.
-    let mut by_id: BTreeMap<u64, BTreeSet<String>> = BTreeMap::new();
-    let mut by_key: BTreeMap<String, BTreeSet<u64>> = BTreeMap::new();
+    let mut by_id: BTreeMap<u32, BTreeSet<String>> = BTreeMap::new();
+    let mut by_key: BTreeMap<String, BTreeSet<u32>> = BTreeMap::new();
     for x in statuses {
-        for m in x["members"].as_array().into_iter().flatten() {
-            let (id, key) = (m["id"].as_u64().unwrap_or(0), s(&m["key"]));
+        for m in &x.members {
+            let (id, key) = (m.id, m.key.clone());
             by_id.entry(id).or_default().insert(key.clone());
             by_key.entry(key).or_default().insert(id);
         }
@@ -184,20 +180,32 @@ pub fn check(ops: &[Op], names: &[String], histories: &[Vec<Value>], statuses: &
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     const A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
     const B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
 
-    fn msg(author: &str, seq: u64, lamport: u64, text: &str, deps: &[&str]) -> Value {
-        json!({"id": format!("{author}/{seq}"), "author": author, "seq": seq, "lamport": lamport,
-               "kind": "text", "text": text, "deps": deps})
+    fn msg(author: &str, seq: u64, lamport: u64, text: &str, deps: &[&str]) -> MessageView {
+        serde_json::from_value(json!({"id": format!("{author}/{seq}"), "author": author, "seq": seq,
+            "lamport": lamport, "kind": "text", "text": text, "deps": deps, "author_label": "x", "sent_at": 0,
+            "own": false}))
+        .unwrap()
     }
 
-    fn status(id: u64, key: &str, coordinator: &str, role: &str) -> Value {
-        json!({"id": id, "key": key, "role": role, "coordinator": {"key": coordinator},
-               "history": {"digest": "d"},
-               "members": [{"id": 1, "key": A}, {"id": 2, "key": B}]})
+    fn members(ids_keys: &[(u32, &str)]) -> Value {
+        let m = |(id, key): &(u32, &str)| {
+            json!({"id": id, "key": key, "name": "n", "addr": "a", "state": "alive", "coordinator": false,
+                   "linked": true})
+        };
+        Value::Array(ids_keys.iter().map(m).collect())
+    }
+
+    fn status(id: u32, key: &str, coordinator: &str, role: &str) -> StatusView {
+        serde_json::from_value(json!({"id": id, "name": "n", "key": key, "mesh": "m", "addr": "a", "role": role,
+            "term": 1, "coordinator": {"id": 1, "key": coordinator, "name": null}, "election_running": false,
+            "history": {"count": 2, "digest": "d"}, "members": members(&[(1, A), (2, B)]), "pending_acks": 0,
+            "links": 1, "rejected": 0, "datagrams_dropped": 0, "uptime_ms": 1}))
+        .unwrap()
     }
 
     fn op(k: u64, outcome: Outcome) -> Op {
@@ -208,12 +216,12 @@ mod tests {
         op(k, Outcome::Ok { id: id.into() })
     }
 
-    fn good() -> (Vec<Op>, Vec<Value>) {
+    fn good() -> (Vec<Op>, Vec<MessageView>) {
         let h = vec![msg(A, 1, 1, "op-1", &[]), msg(B, 1, 2, "op-2", &[&format!("{A}/1")])];
         (vec![ok(1, &format!("{A}/1")), ok(2, &format!("{B}/1"))], h)
     }
 
-    fn checked(ops: &[Op], h: Vec<Value>) -> Report {
+    fn checked(ops: &[Op], h: Vec<MessageView>) -> Report {
         let names = vec!["n1".to_string(), "n2".to_string()];
         let statuses = vec![status(1, A, B, "member"), status(2, B, B, "coordinator")];
         check(ops, &names, &[h.clone(), h], &statuses)
@@ -268,7 +276,7 @@ mod tests {
         let usurper = vec![status(1, A, B, "coordinator"), status(2, B, B, "member")];
         assert!(!check(&ops, &names, &[h.clone(), h.clone()], &usurper).coordinator.is_empty(), "{usurper:?}");
         let mut clash = vec![status(1, A, B, "member"), status(2, B, B, "coordinator")];
-        clash[1]["members"] = json!([{"id": 1, "key": B}, {"id": 2, "key": B}]);
+        clash[1].members = serde_json::from_value(members(&[(1, B), (2, B)])).unwrap();
         let r = check(&ops, &names, &[h.clone(), h], &clash);
         assert!(r.ids.len() >= 2, "{:?}", r.ids);
     }

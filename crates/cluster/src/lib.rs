@@ -9,7 +9,6 @@ pub mod chaos;
 pub mod checker;
 pub mod cluster;
 pub mod netns;
-pub mod process;
 pub mod workload;
 
 pub use chaos::{run, ChaosOptions, Summary};

@@ -2,6 +2,7 @@
 //! recorded as invoke, then ok (with the message ID), fail (certainly not stored) or info (unknown: the
 //! request may or may not have reached the node), as JSON lines.
 
+use chatmesh_harness::{ApiError, Client};
 use serde::Serialize;
 use std::io::Write;
 use std::path::Path;
@@ -41,7 +42,7 @@ pub struct Workload {
 }
 
 impl Workload {
-    /// `clients` threads, together about `rate` messages per second, to random nodes among `apis`.
+    /// `clients` threads, together about `rate` messages per second, to random nodes among `apis` (control API addresses, `host:port`).
     pub fn start(apis: Vec<String>, clients: usize, rate: f64, seed: u64, log: &Path) -> Result<Workload, String> {
         let stop = Arc::new(AtomicBool::new(false));
         let ops = Arc::new(Mutex::new(Vec::new()));
@@ -76,7 +77,7 @@ impl Workload {
                         "{}",
                         serde_json::json!({"k": k, "node": node, "type": "invoke", "ms": invoked_ms})
                     );
-                    let outcome = send(&agent, &apis[node], &text_of(k));
+                    let outcome = send(&Client::new(&agent, &apis[node]), &text_of(k));
                     let op = Op { k, node, invoked_ms, completed_ms: start.elapsed().as_millis() as u64, outcome };
                     let _ = writeln!(file.lock().unwrap(), "{}", serde_json::to_string(&op).unwrap_or_default());
                     ops.lock().unwrap().push(op);
@@ -97,24 +98,15 @@ impl Workload {
     }
 }
 
-fn send(agent: &ureq::Agent, api: &str, text: &str) -> Outcome {
-    match agent.post(&format!("{api}/messages")).send_json(serde_json::json!({ "text": text })) {
-        Ok(r) => match r.into_json::<serde_json::Value>() {
-            Ok(v) => match v["id"].as_str() {
-                Some(id) => Outcome::Ok { id: id.to_string() },
-                None => Outcome::Info { error: format!("201 without an id: {v}") },
-            },
-            Err(e) => Outcome::Info { error: format!("unreadable reply: {e}") },
-        },
+fn send(client: &Client, text: &str) -> Outcome {
+    match client.send(text) {
+        Ok(m) => Outcome::Ok { id: m.id },
+        Err(e @ ApiError::Parse(_)) => Outcome::Info { error: e.to_string() },
         // The node answered that it did not store it.
-        Err(ureq::Error::Status(code, r)) => {
-            Outcome::Fail { error: format!("{code}: {}", r.into_string().unwrap_or_default()) }
-        }
+        Err(ApiError::Status { code, error }) => Outcome::Fail { error: format!("{code}: {error}") },
         // Never connected: certainly not stored.
-        Err(ureq::Error::Transport(t)) if t.kind() == ureq::ErrorKind::ConnectionFailed => {
-            Outcome::Fail { error: t.to_string() }
-        }
+        Err(ApiError::Transport { connect: true, error }) => Outcome::Fail { error },
         // Connected, then no answer (a stopped process, a timeout): unknown.
-        Err(ureq::Error::Transport(t)) => Outcome::Info { error: t.to_string() },
+        Err(ApiError::Transport { connect: false, error }) => Outcome::Info { error },
     }
 }

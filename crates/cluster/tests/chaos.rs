@@ -6,6 +6,8 @@
 
 use chatmesh_cluster::cluster::Cluster;
 use chatmesh_cluster::{run, ChaosOptions};
+use chatmesh_harness::{check, StatusView};
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 fn env_u64(name: &str, default: u64) -> u64 {
@@ -44,13 +46,9 @@ fn chaos_five_nodes_mixed_nemesis_loses_nothing_and_converges() {
 fn a_split_mesh_chats_on_both_sides_and_merges_when_healed() {
     let dir = tempfile::Builder::new().prefix("chatmesh-split-").tempdir().unwrap();
     let c = Cluster::start(4, dir.path()).unwrap_or_else(|e| panic!("{e}"));
-    let one = |s: &[serde_json::Value], n: usize| -> Result<(), String> {
-        let coordinators: std::collections::BTreeSet<_> =
-            s.iter().map(|x| x["coordinator"]["key"].to_string()).collect();
-        let alive = |x: &serde_json::Value| {
-            x["members"].as_array().map_or(0, |m| m.iter().filter(|m| m["state"] == "alive").count())
-        };
-        if coordinators.len() == 1 && s.iter().all(|x| alive(x) == n) {
+    let one = |s: &[StatusView], n: usize| -> Result<(), String> {
+        let coordinators: BTreeSet<_> = s.iter().map(|x| x.coordinator.as_ref().map(|c| &c.key)).collect();
+        if coordinators.len() == 1 && s.iter().all(|x| check::alive(x) == n) {
             Ok(())
         } else {
             Err(format!("{} coordinators", coordinators.len()))
@@ -60,10 +58,9 @@ fn a_split_mesh_chats_on_both_sides_and_merges_when_healed() {
     c.net.split(&[0, 1]).unwrap();
     // Each side notices and ends with its own coordinator.
     c.wait_for(Duration::from_secs(20), |s| {
-        let a = s[0]["coordinator"]["key"].clone();
-        let b = s[2]["coordinator"]["key"].clone();
-        if a != b && s[1]["coordinator"]["key"] == a && s[3]["coordinator"]["key"] == b && !a.is_null() && !b.is_null()
-        {
+        let key = |i: usize| s[i].coordinator.as_ref().map(|c| &c.key);
+        let (a, b) = (key(0), key(2));
+        if a != b && key(1) == a && key(3) == b && a.is_some() && b.is_some() {
             Ok(())
         } else {
             Err("not two parts yet".into())
@@ -72,31 +69,18 @@ fn a_split_mesh_chats_on_both_sides_and_merges_when_healed() {
     .unwrap();
     let mut sent = Vec::new();
     for i in 0..4 {
-        let r: serde_json::Value = c
-            .agent()
-            .post(&format!("{}/messages", c.api(i)))
-            .send_json(serde_json::json!({"text": format!("during the split, from n{}", i + 1)}))
-            .unwrap()
-            .into_json()
-            .unwrap();
-        sent.push(r["id"].as_str().unwrap().to_string());
+        sent.push(c.client(i).send(&format!("during the split, from n{}", i + 1)).unwrap().id);
     }
     c.net.heal().unwrap();
     let took = c
         .wait_for(Duration::from_secs(30), |s| {
             one(s, 4)?;
-            let d: std::collections::BTreeSet<_> = s.iter().map(|x| x["history"]["digest"].to_string()).collect();
-            if d.len() == 1 {
-                Ok(())
-            } else {
-                Err("digests differ".into())
-            }
+            check::same_digest(s)
         })
         .unwrap();
     eprintln!("merged and converged {took:?} after the heal");
     for i in 0..4 {
-        let held: std::collections::HashSet<String> =
-            c.history(i).unwrap().iter().filter_map(|m| m["id"].as_str().map(String::from)).collect();
+        let held: std::collections::HashSet<String> = c.history(i).unwrap().into_iter().map(|m| m.id).collect();
         for id in &sent {
             assert!(held.contains(id), "n{} lacks {id}", i + 1);
         }

@@ -2,7 +2,7 @@
 //! format, all plain data that serializes to the JSON documented in docs/INTERFACES.md.
 
 use chatmesh_core::{Body, MemberState, MembershipEvent, Message, NodeId, NodeKey, OrderKey, View};
-use serde::Serialize;
+use serde::{Deserialize, Deserializer, Serialize};
 use std::collections::HashMap;
 
 /// `author-key-hex/seq` (without `format!`: a synced history makes one for every message and dependency).
@@ -26,7 +26,7 @@ fn message_id(author_hex: &str, seq: u64) -> String {
 }
 
 /// A message as users see it.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MessageView {
     /// `author-key-hex/seq`: unique in the mesh.
     pub id: String,
@@ -45,7 +45,8 @@ pub struct MessageView {
     /// The author's wall clock when it wrote (Unix milliseconds).
     pub sent_at: u64,
     /// `text` for chat, `event` for membership and coordinator changes (written by the coordinator).
-    pub kind: &'static str,
+    #[serde(deserialize_with = "kind_of")]
+    pub kind: Fixed,
     pub text: String,
     /// Written by this node.
     pub own: bool,
@@ -58,7 +59,7 @@ pub struct MessageView {
 /// right after a restart too). `members` counts the current alive members other than this node (after a
 /// restart, those of its last view until it rejoins); `acked` those of them that hold the message, also
 /// when they acknowledged it before the restart.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeliveryView {
     pub acked: usize,
     pub members: usize,
@@ -215,7 +216,7 @@ impl Names {
 }
 
 /// One event of the stream that the TUI, `--ui plain`, `--ui json` and `GET /events` show.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Notice {
     /// A message is durable here and causally delivered (`own`: this node wrote it, and it is stored).
@@ -287,14 +288,15 @@ pub enum Notice {
 }
 
 /// A member as `/status` and `/peers` show it.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MemberView {
     pub id: u32,
     pub name: String,
     pub key: String,
     pub addr: String,
     /// `alive`, `failed` or `left`.
-    pub state: &'static str,
+    #[serde(deserialize_with = "state_of")]
+    pub state: Fixed,
     pub coordinator: bool,
     /// A link to it is up (always false for this node itself).
     pub linked: bool,
@@ -308,13 +310,13 @@ pub fn state_name(s: MemberState) -> &'static str {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct HistorySummary {
     pub count: u64,
     pub digest: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CoordinatorView {
     pub id: u32,
     pub key: String,
@@ -322,7 +324,7 @@ pub struct CoordinatorView {
 }
 
 /// `GET /status` and `/status`.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StatusView {
     pub id: Option<u32>,
     pub name: String,
@@ -330,7 +332,8 @@ pub struct StatusView {
     pub mesh: String,
     pub addr: String,
     /// `discovering`, `joining`, `member`, `coordinator` or `stopped`.
-    pub role: &'static str,
+    #[serde(deserialize_with = "role_of")]
+    pub role: Fixed,
     pub term: u64,
     pub coordinator: Option<CoordinatorView>,
     pub election_running: bool,
@@ -344,6 +347,38 @@ pub struct StatusView {
     /// Datagrams dropped before the core: forged, from another network key, stale or replayed.
     pub datagrams_dropped: u64,
     pub uptime_ms: u64,
+}
+
+/// A view field that takes one of a few fixed values (`KINDS`, `STATES`, `ROLES`). An alias rather than
+/// `&'static str` written out, because serde's derive takes a field written `&str` for a string borrowed
+/// from the input, which would make the views readable only from `'static` input.
+pub type Fixed = &'static str;
+
+// Reading the views back (the harness's API client parses the node's JSON into these same types): the
+// fields kept as `&'static str` take one of the values the node writes, and refuse any other.
+
+/// `MessageView::kind`.
+pub const KINDS: [&str; 2] = ["text", "event"];
+/// `MemberView::state`, as `state_name` writes it.
+pub const STATES: [&str; 3] = ["alive", "failed", "left"];
+/// `StatusView::role`.
+pub const ROLES: [&str; 5] = ["discovering", "joining", "member", "coordinator", "stopped"];
+
+fn one_of<'de, D: Deserializer<'de>>(d: D, known: &'static [&'static str]) -> Result<&'static str, D::Error> {
+    let s = std::borrow::Cow::<str>::deserialize(d)?;
+    known.iter().copied().find(|k| *k == s).ok_or_else(|| serde::de::Error::unknown_variant(&s, known))
+}
+
+fn kind_of<'de, D: Deserializer<'de>>(d: D) -> Result<&'static str, D::Error> {
+    one_of(d, &KINDS)
+}
+
+fn state_of<'de, D: Deserializer<'de>>(d: D) -> Result<&'static str, D::Error> {
+    one_of(d, &STATES)
+}
+
+fn role_of<'de, D: Deserializer<'de>>(d: D) -> Result<&'static str, D::Error> {
+    one_of(d, &ROLES)
 }
 
 #[cfg(test)]
@@ -442,6 +477,57 @@ mod tests {
         assert_eq!(text(&took_over), "Bruno Silva (#2) coordinates from term 2");
         let unknown = event(4, MembershipEvent::CoordinatorChanged { term: 3, id: NodeId(7), key: key(7) });
         assert_eq!(text(&unknown), format!("#7 ({}) coordinates from term 3", key(7).short()));
+    }
+
+    /// The harness's client reads the API's JSON back into these types: every field survives the trip.
+    #[test]
+    fn views_and_notices_read_back_as_written() {
+        let mut names = names_from(&[joined(1, 2, "bruno")]);
+        names.learn_view(&view(&[(1, "ana"), (2, "bruno")]));
+        let mut own = names.message(&joined(2, 9, "x"), &NodeKey(coordinator().verifying_key().to_bytes()));
+        own.delivery = Some(DeliveryView { acked: 1, members: 2 });
+        let other = names.message(&renamed(3, 2, "bruno", "b"), &key(1));
+        let status = StatusView {
+            id: Some(1),
+            name: "ana".into(),
+            key: hex::encode(key(1).0),
+            mesh: "m".into(),
+            addr: "127.0.0.1:1".into(),
+            role: "coordinator",
+            term: 4,
+            coordinator: Some(CoordinatorView { id: 1, key: hex::encode(key(1).0), name: None }),
+            election_running: false,
+            members: vec![MemberView {
+                id: 1,
+                name: "ana".into(),
+                key: hex::encode(key(1).0),
+                addr: "127.0.0.1:1".into(),
+                state: "failed",
+                coordinator: true,
+                linked: false,
+            }],
+            history: HistorySummary { count: 3, digest: "ab".into() },
+            pending_acks: 1,
+            links: 2,
+            rejected: 3,
+            datagrams_dropped: 4,
+            uptime_ms: 5,
+        };
+        let json = serde_json::to_string(&status).unwrap();
+        assert_eq!(serde_json::from_str::<StatusView>(&json).unwrap(), status);
+        let notices = [
+            Notice::Message(own),
+            Notice::Message(other),
+            Notice::Coordinator { term: 2, id: 1, key: "k".into(), name: None, me: true },
+            Notice::Delivery { seq: 1, acked: 1, members: 2 },
+            Notice::Stopped,
+        ];
+        for n in notices {
+            let json = serde_json::to_string(&n).unwrap();
+            assert_eq!(serde_json::from_str::<Notice>(&json).unwrap(), n, "{json}");
+        }
+        let bad = json.replace("\"coordinator\",\"term\"", "\"king\",\"term\"");
+        assert!(serde_json::from_str::<StatusView>(&bad).is_err(), "an unknown role is refused: {bad}");
     }
 
     #[test]

@@ -7,16 +7,16 @@
 //! if the bench dies (parent-death signal); dropping a `Cluster` kills its nodes and removes their data.
 
 use super::stats::num;
-use chatmesh_cluster::process::die_with_parent;
+use chatmesh_harness::check::all_acked;
+pub use chatmesh_harness::check::{coordinator_id, one_mesh, same_history};
+use chatmesh_harness::{Client, Event, EventStream, NodeArgs, NodeProcess, Notice, StatusView, Stdout};
 use serde::Deserialize;
 use serde_json::Value;
 use std::borrow::Cow;
-use std::io::{BufRead, BufReader, Read, Write};
 use std::path::PathBuf;
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub type Res<T> = Result<T, String>;
@@ -47,19 +47,19 @@ pub enum Kind {
     },
     Coordinator {
         term: u64,
-        id: u64,
+        id: u32,
     },
     Election {
         term: u64,
     },
     MemberFailed {
-        id: u64,
+        id: u32,
     },
     Joined {
-        id: u64,
+        id: u32,
     },
     Founded {
-        id: u64,
+        id: u32,
     },
     /// The stream skipped this many events (the bench read too slowly).
     Lagged(u64),
@@ -69,7 +69,9 @@ pub enum Kind {
 /// One node process.
 pub struct Node {
     pub name: String,
-    pub child: Option<Child>,
+    /// The running process (`None` once killed or terminated).
+    pub process: Option<NodeProcess>,
+    /// The last process's pid (also after it was killed: its /proc figures are gone, the number stays).
     pub pid: u32,
     pub http: String,
     pub addr: String,
@@ -77,11 +79,6 @@ pub struct Node {
     pub data_dir: PathBuf,
     /// When the bench called spawn.
     pub spawned_at: Instant,
-    /// When the bench read the node's `joined` or `founded` line on stdout, and the ID in it.
-    pub id_at: Arc<Mutex<Option<(Instant, u64)>>>,
-    pub stdin: Option<ChildStdin>,
-    ready: Option<mpsc::Receiver<Value>>,
-    pub stopped: bool,
     extra: Vec<String>,
     group: String,
     /// With `--netns`: the host (network namespace) this node runs in, kept across restarts.
@@ -159,17 +156,13 @@ impl Cluster {
             None => {
                 self.nodes.push(Node {
                     name: name.to_string(),
-                    child: None,
+                    process: None,
                     pid: 0,
                     http: String::new(),
                     addr: String::new(),
                     key: String::new(),
                     data_dir: data_dir.clone(),
                     spawned_at: Instant::now(),
-                    id_at: Arc::new(Mutex::new(None)),
-                    stdin: None,
-                    ready: None,
-                    stopped: false,
                     extra: extra.iter().map(|s| s.to_string()).collect(),
                     group: self.group.clone(),
                     host: None,
@@ -177,63 +170,43 @@ impl Cluster {
                 self.nodes.len() - 1
             }
         };
-        let logs = self.base.join("logs");
         let node = &mut self.nodes[i];
+        let mut args = NodeArgs::loopback(&self.exe, name, &self.mesh, &node.group, &data_dir, &self.base.join("logs"));
+        args.log = super::node_log().into();
+        args.extra.clone_from(&node.extra);
+        args.stdin = stdin;
+        args.stdout = Stdout::Lines { keep: false, forward: None };
         // On loopback, or (`--netns`) in a network namespace of its own with its own addresses.
-        let (mut cmd, iface, http) = match hosts::enabled() {
-            false => (Command::new(&self.exe), "127.0.0.1".to_string(), "127.0.0.1:0".to_string()),
-            true => {
-                let host = match node.host {
-                    Some(h) => h,
-                    None => hosts::take()?,
-                };
-                node.host = Some(host);
-                let (ns, data, mgmt) = hosts::addresses(host)?;
-                let mut cmd = Command::new("ip");
-                cmd.args(["netns", "exec", &ns]).arg(&self.exe);
-                (cmd, data, format!("{mgmt}:0"))
-            }
-        };
-        cmd.args(["--ui", "json", "--name", name, "--mesh", &self.mesh, "--group", &node.group])
-            .args(["--iface", &iface, "--listen", &format!("{iface}:0"), "--http", &http, "--log", super::node_log()])
-            .arg("--data-dir")
-            .arg(&data_dir)
-            .arg("--log-dir")
-            .arg(&logs)
-            .args(&node.extra)
-            .stdin(if stdin { Stdio::piped() } else { Stdio::null() })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null());
-        for (k, _) in std::env::vars() {
-            if k.starts_with("CHATMESH_") {
-                cmd.env_remove(k);
-            }
+        if hosts::enabled() {
+            let host = match node.host {
+                Some(h) => h,
+                None => hosts::take()?,
+            };
+            node.host = Some(host);
+            let (ns, data, mgmt) = hosts::addresses(host)?;
+            args.wrapper = vec!["ip".into(), "netns".into(), "exec".into(), ns];
+            args.listen = format!("{data}:0");
+            args.iface = data;
+            args.http = format!("{mgmt}:0");
         }
-        die_with_parent(&mut cmd);
-        let id_at = Arc::new(Mutex::new(None));
-        node.spawned_at = Instant::now();
-        let mut child = cmd.spawn().map_err(|e| format!("cannot start {}: {e}", self.exe.display()))?;
-        let stdout = child.stdout.take().ok_or("no stdout")?;
-        let (ready_tx, ready_rx) = mpsc::channel();
-        let id_slot = id_at.clone();
-        std::thread::spawn(move || read_stdout(stdout, ready_tx, id_slot));
-        node.pid = child.id();
-        node.stdin = child.stdin.take();
-        node.child = Some(child);
-        node.ready = Some(ready_rx);
-        node.id_at = id_at;
-        node.stopped = false;
+        let process = NodeProcess::spawn(args)?;
+        node.spawned_at = process.spawned_at;
+        node.pid = process.pid();
+        node.process = Some(process);
         Ok(i)
+    }
+
+    fn process(&self, i: usize) -> Res<&NodeProcess> {
+        self.nodes[i].process.as_ref().ok_or_else(|| format!("{} is not running", self.nodes[i].name))
     }
 
     /// Waits for node `i`'s `ready` line (its addresses and key).
     pub fn ready(&mut self, i: usize) -> Res<()> {
-        let Some(rx) = self.nodes[i].ready.take() else { return Ok(()) };
-        let v = rx.recv_timeout(READY_LIMIT).map_err(|_| format!("{} did not start", self.nodes[i].name))?;
+        let r = self.process(i)?.ready(READY_LIMIT)?;
         let n = &mut self.nodes[i];
-        n.http = v["http"].as_str().ok_or_else(|| format!("{} serves no control API", n.name))?.to_string();
-        n.addr = v["addr"].as_str().unwrap_or("").to_string();
-        n.key = v["key"].as_str().unwrap_or("").to_string();
+        n.http = r.http.ok_or_else(|| format!("{} serves no control API", n.name))?;
+        n.addr = r.addr;
+        n.key = r.key;
         Ok(())
     }
 
@@ -270,26 +243,23 @@ impl Cluster {
         Ok(t0.elapsed())
     }
 
-    /// Waits until node `i` printed its `joined` or `founded` line.
-    pub fn wait_id(&self, i: usize, limit: Duration) -> Res<(Instant, u64)> {
-        let until = Instant::now() + limit;
-        loop {
-            if let Some(x) = *self.nodes[i].id_at.lock().unwrap_or_else(|p| p.into_inner()) {
-                return Ok(x);
-            }
-            if Instant::now() > until || super::interrupted() {
-                return Err(format!("{} got no ID within {limit:?}", self.nodes[i].name));
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        }
+    /// Waits until node `i` printed its `joined` or `founded` line: when the bench read it, and the ID.
+    pub fn wait_id(&self, i: usize, limit: Duration) -> Res<(Instant, u32)> {
+        self.process(i)?.id(limit, &super::interrupted)
+    }
+
+    /// Node `i`'s control API.
+    pub fn client(&self, i: usize) -> Client {
+        Client::new(&self.agent, &self.nodes[i].http)
     }
 
     /// Subscribes to node `i`'s event stream; returns once the subscription is in place.
     pub fn tap(&self, i: usize) -> Res<()> {
-        let url = format!("http://{}/events", self.nodes[i].http);
-        let resp = self.sse.get(&url).call().map_err(|e| format!("{}: events: {e}", self.nodes[i].name))?;
+        let events = Client::new(&self.sse, &self.nodes[i].http)
+            .events()
+            .map_err(|e| format!("{}: events: {e}", self.nodes[i].name))?;
         let tx = self.tx.clone();
-        std::thread::spawn(move || read_events(i, resp.into_reader(), tx));
+        std::thread::spawn(move || read_events(i, events, tx));
         Ok(())
     }
 
@@ -320,20 +290,17 @@ impl Cluster {
         }
     }
 
-    pub fn status(&self, i: usize) -> Res<Value> {
-        get_json(&self.agent, &format!("http://{}/status", self.nodes[i].http))
-            .map_err(|e| format!("{}: {e}", self.nodes[i].name))
+    pub fn status(&self, i: usize) -> Res<StatusView> {
+        self.client(i).status().map_err(|e| format!("{}: {e}", self.nodes[i].name))
     }
 
-    pub fn statuses(&self, nodes: &[usize]) -> Res<Vec<Value>> {
+    pub fn statuses(&self, nodes: &[usize]) -> Res<Vec<StatusView>> {
         nodes.iter().map(|i| self.status(*i)).collect()
     }
 
-    /// Node `i`'s Prometheus metrics, summed over labels by name (`name{labels} value` lines).
+    /// Node `i`'s Prometheus metrics, each sample name's values summed over their labels.
     pub fn metrics(&self, i: usize) -> Res<std::collections::HashMap<String, f64>> {
-        let url = format!("http://{}/metrics", self.nodes[i].http);
-        let text = self.agent.get(&url).call().map_err(|e| e.to_string())?.into_string().map_err(|e| e.to_string())?;
-        Ok(parse_metrics(&text))
+        Ok(self.client(i).metrics()?.sums())
     }
 
     /// The sum over `nodes` of each metric.
@@ -354,7 +321,7 @@ impl Cluster {
         nodes: &[usize],
         limit: Duration,
         every: Duration,
-        check: impl Fn(&[Value]) -> Res<()>,
+        check: impl Fn(&[StatusView]) -> Res<()>,
     ) -> Res<Instant> {
         let start = Instant::now();
         loop {
@@ -374,16 +341,12 @@ impl Cluster {
     pub fn wait_synced(&self, nodes: &[usize], limit: Duration, every: Duration) -> Res<Instant> {
         self.wait("equal histories, all acknowledged", nodes, limit, every, |s| {
             same_history(s)?;
-            let pending: u64 = s.iter().map(|x| x["pending_acks"].as_u64().unwrap_or(0)).sum();
-            if pending > 0 {
-                return Err(format!("{pending} messages not acknowledged by all"));
-            }
-            Ok(())
+            all_acked(s)
         })
     }
 
     pub fn live(&self) -> Vec<usize> {
-        (0..self.nodes.len()).filter(|i| self.nodes[*i].child.is_some()).collect()
+        (0..self.nodes.len()).filter(|i| self.nodes[*i].process.is_some()).collect()
     }
 
     pub fn https(&self, nodes: &[usize]) -> Vec<String> {
@@ -395,57 +358,29 @@ impl Cluster {
     }
 
     pub fn signal(&mut self, i: usize, sig: libc::c_int) {
-        if let Some(c) = &self.nodes[i].child {
-            // SAFETY: kill(2) on our own child's pid, which has not been reaped.
-            unsafe {
-                libc::kill(c.id() as libc::pid_t, sig);
-            }
-            if sig == libc::SIGSTOP {
-                self.nodes[i].stopped = true;
-            } else if sig == libc::SIGCONT {
-                self.nodes[i].stopped = false;
-            }
+        if let Some(p) = &mut self.nodes[i].process {
+            p.signal(sig);
         }
     }
 
     /// SIGKILL, and reaps the process.
     pub fn kill(&mut self, i: usize) {
-        if let Some(mut c) = self.nodes[i].child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
+        if let Some(mut p) = self.nodes[i].process.take() {
+            p.kill();
         }
-        self.nodes[i].stdin = None;
-        self.nodes[i].stopped = false;
     }
 
     /// SIGTERM (the node leaves the mesh gracefully), then SIGKILL after `limit`.
     pub fn terminate(&mut self, i: usize, limit: Duration) {
-        if let Some(mut c) = self.nodes[i].child.take() {
-            // SAFETY: kill(2) on our own child's pid, which has not been reaped.
-            unsafe {
-                libc::kill(c.id() as libc::pid_t, libc::SIGTERM);
-            }
-            let until = Instant::now() + limit;
-            loop {
-                match c.try_wait() {
-                    Ok(Some(_)) => break,
-                    Ok(None) if Instant::now() < until => std::thread::sleep(Duration::from_millis(5)),
-                    _ => {
-                        let _ = c.kill();
-                        let _ = c.wait();
-                        break;
-                    }
-                }
-            }
+        if let Some(mut p) = self.nodes[i].process.take() {
+            p.terminate(limit);
         }
-        self.nodes[i].stdin = None;
     }
 
     /// Writes a line (a message or a /command) to node `i`'s stdin (spawned with `stdin`).
     pub fn command(&mut self, i: usize, line: &str) -> Res<()> {
         let name = self.nodes[i].name.clone();
-        let stdin = self.nodes[i].stdin.as_mut().ok_or_else(|| format!("{name} takes no stdin"))?;
-        stdin.write_all(format!("{line}\n").as_bytes()).and_then(|_| stdin.flush()).map_err(|e| format!("{name}: {e}"))
+        self.nodes[i].process.as_mut().ok_or_else(|| format!("{name} is not running"))?.type_line(line)
     }
 
     /// Stops every node (SIGKILL: a benchmark does not need graceful leaves).
@@ -544,41 +479,6 @@ pub mod hosts {
     }
 }
 
-/// Reads a node's stdout: the `ready` line, the time of its `joined`/`founded` line, then discards the rest
-/// (it must be read, or the node's output would block).
-fn read_stdout(stdout: impl Read, ready: mpsc::Sender<Value>, id_at: Arc<Mutex<Option<(Instant, u64)>>>) {
-    let mut r = BufReader::with_capacity(1 << 16, stdout);
-    let mut line = String::new();
-    let mut have_id = false;
-    while !have_id {
-        line.clear();
-        match r.read_line(&mut line) {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {}
-        }
-        let at = Instant::now();
-        let Ok(v) = serde_json::from_str::<Value>(&line) else { continue };
-        match v["type"].as_str() {
-            Some("ready") => {
-                let _ = ready.send(v);
-            }
-            Some("joined" | "founded") => {
-                let id = v["id"].as_u64().unwrap_or(0);
-                *id_at.lock().unwrap_or_else(|p| p.into_inner()) = Some((at, id));
-                have_id = true;
-            }
-            _ => {}
-        }
-    }
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        match r.read(&mut buf) {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {}
-        }
-    }
-}
-
 /// The fields of a `message` event the bench reads: the others are skipped unparsed (message events are
 /// most of the traffic; this keeps the bench's own CPU use small).
 #[derive(Deserialize)]
@@ -589,50 +489,16 @@ struct MessageEvent<'a> {
     own: bool,
 }
 
-/// The answer to `POST /messages`.
-#[derive(Deserialize)]
-struct Posted {
-    id: String,
-}
-
 /// Reads a node's server-sent events, stamping each on arrival.
-fn read_events(node: usize, stream: impl Read, tx: mpsc::Sender<Ev>) {
-    let mut r = BufReader::with_capacity(1 << 16, stream);
-    let mut line = String::new();
-    let mut event = String::new();
-    loop {
-        line.clear();
-        match r.read_line(&mut line) {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {}
-        }
-        let l = line.trim_end_matches(['\r', '\n']);
-        if let Some(e) = l.strip_prefix("event:") {
-            event = e.trim().to_string();
-            continue;
-        }
-        let Some(data) = l.strip_prefix("data:") else { continue };
+fn read_events(node: usize, mut events: EventStream, tx: mpsc::Sender<Ev>) {
+    while let Some((event, data)) = events.next_raw() {
         let at = Instant::now();
-        let data = data.trim_start();
-        let kind = match event.as_str() {
+        let kind = match event {
             "message" => {
                 let Ok(m) = serde_json::from_str::<MessageEvent>(data) else { continue };
                 Kind::Message { id: m.id.into_owned(), own: m.own }
             }
-            other => {
-                let v: Value = serde_json::from_str(data).unwrap_or(Value::Null);
-                let u = |k: &str| v[k].as_u64().unwrap_or(0);
-                match other {
-                    "delivery" => Kind::Delivery { seq: u("seq"), acked: u("acked"), members: u("members") },
-                    "coordinator" => Kind::Coordinator { term: u("term"), id: u("id") },
-                    "election_started" => Kind::Election { term: u("term") },
-                    "member_failed" => Kind::MemberFailed { id: u("id") },
-                    "joined" => Kind::Joined { id: u("id") },
-                    "founded" => Kind::Founded { id: u("id") },
-                    "lagged" => Kind::Lagged(u("skipped")),
-                    o => Kind::Other(o.to_string()),
-                }
-            }
+            _ => Event::parse(event, data).ok().and_then(Kind::of).unwrap_or_else(|| Kind::Other(event.to_string())),
         };
         if tx.send(Ev { node, at, kind }).is_err() {
             return;
@@ -640,20 +506,26 @@ fn read_events(node: usize, stream: impl Read, tx: mpsc::Sender<Ev>) {
     }
 }
 
-/// Prometheus text format, summed by metric name over labels.
-pub fn parse_metrics(text: &str) -> std::collections::HashMap<String, f64> {
-    let mut out = std::collections::HashMap::new();
-    for line in text.lines() {
-        if line.starts_with('#') || line.trim().is_empty() {
-            continue;
-        }
-        let Some((name, value)) = line.rsplit_once(' ') else { continue };
-        let name = name.split('{').next().unwrap_or(name).trim();
-        if let Ok(v) = value.trim().parse::<f64>() {
-            *out.entry(name.to_string()).or_insert(0.0) += v;
-        }
+impl Kind {
+    /// The kind of an event the bench follows (`None` for the others).
+    fn of(e: Event) -> Option<Kind> {
+        let n = match e {
+            Event::Lagged { skipped } => return Some(Kind::Lagged(skipped)),
+            Event::Notice(n) => n,
+        };
+        Some(match n {
+            Notice::Message(m) => Kind::Message { id: m.id, own: m.own },
+            Notice::Delivery { seq, acked, members } => {
+                Kind::Delivery { seq, acked: acked as u64, members: members as u64 }
+            }
+            Notice::Coordinator { term, id, .. } => Kind::Coordinator { term, id },
+            Notice::ElectionStarted { term } => Kind::Election { term },
+            Notice::MemberFailed { id, .. } => Kind::MemberFailed { id },
+            Notice::Joined { id, .. } => Kind::Joined { id },
+            Notice::Founded { id, .. } => Kind::Founded { id },
+            _ => return None,
+        })
     }
-    out
 }
 
 /// What the nodes' metrics say about a stretch of load, per message sent (all nodes together).
@@ -684,86 +556,23 @@ pub fn metric_delta(
     after.get(k).copied().unwrap_or(f64::NAN) - before.get(k).copied().unwrap_or(0.0)
 }
 
-pub fn get_json(agent: &ureq::Agent, url: &str) -> Res<Value> {
-    agent.get(url).call().map_err(|e| e.to_string())?.into_json().map_err(|e| e.to_string())
-}
-
-/// `POST http://{http}{path}` with a JSON body; the answer's body.
-fn post_json(agent: &ureq::Agent, http: &str, path: &str, body: &Value) -> Res<String> {
-    let resp = agent
-        .post(&format!("http://{http}{path}"))
-        .set("Content-Type", "application/json")
-        .send_string(&body.to_string())
-        .map_err(|e| e.to_string())?;
-    resp.into_string().map_err(|e| e.to_string())
-}
-
 /// Sends a message through `POST /messages`; returns its ID once the node stored it.
 pub fn post(agent: &ureq::Agent, http: &str, text: &str) -> Res<String> {
-    let s = post_json(agent, http, "/messages", &serde_json::json!({ "text": text }))?;
-    serde_json::from_str::<Posted>(&s).map(|p| p.id).map_err(|e| format!("{e}: {s}"))
+    Ok(Client::new(agent, http).send(text)?.id)
 }
 
 /// `POST /messages/batch`: the IDs of the messages written, in order.
 pub fn post_batch(agent: &ureq::Agent, http: &str, texts: &[String]) -> Res<Vec<String>> {
-    let s = post_json(agent, http, "/messages/batch", &serde_json::json!({ "texts": texts }))?;
-    let v: Value = serde_json::from_str(&s).map_err(|e| format!("{e}: {s}"))?;
-    let ids: Vec<String> = v["messages"]
-        .as_array()
-        .map(|a| a.iter().filter_map(|m| m["id"].as_str().map(String::from)).collect())
-        .unwrap_or_default();
-    if ids.len() != texts.len() {
-        return Err(format!("{} messages sent, {} IDs in the answer {v}", texts.len(), ids.len()));
-    }
-    Ok(ids)
+    Ok(Client::new(agent, http).send_batch(texts)?.into_iter().map(|m| m.id).collect())
 }
 
-/// Every status shows one mesh of `n` alive members with unique IDs and one agreed coordinator.
-pub fn one_mesh(s: &[Value], n: usize) -> Res<()> {
-    let mut coordinators = std::collections::BTreeSet::new();
-    let mut ids = std::collections::BTreeSet::new();
-    for x in s {
-        let name = x["name"].as_str().unwrap_or("?");
-        let role = x["role"].as_str().unwrap_or("?");
-        if role != "member" && role != "coordinator" {
-            return Err(format!("{name} is {role}"));
-        }
-        let alive = x["members"].as_array().map_or(0, |m| m.iter().filter(|m| m["state"] == "alive").count());
-        if alive != n {
-            return Err(format!("{name} sees {alive} alive members"));
-        }
-        coordinators.insert(x["coordinator"]["key"].as_str().unwrap_or("").to_string());
-        ids.insert(x["id"].as_u64().unwrap_or(0));
-    }
-    if coordinators.len() != 1 {
-        return Err(format!("{} different coordinators", coordinators.len()));
-    }
-    if ids.len() != s.len() {
-        return Err("IDs are not unique".into());
-    }
-    Ok(())
+pub fn count_of(s: &StatusView) -> u64 {
+    s.history.count
 }
 
-/// All statuses show the same history digest and count.
-pub fn same_history(s: &[Value]) -> Res<()> {
-    let d: std::collections::BTreeSet<(u64, &str)> = s
-        .iter()
-        .map(|x| (x["history"]["count"].as_u64().unwrap_or(0), x["history"]["digest"].as_str().unwrap_or("")))
-        .collect();
-    if d.len() == 1 {
-        Ok(())
-    } else {
-        Err(format!("{} different histories", d.len()))
-    }
-}
-
-pub fn count_of(s: &Value) -> u64 {
-    s["history"]["count"].as_u64().unwrap_or(0)
-}
-
-/// The ID of the coordinator this status follows.
-pub fn coordinator_id(s: &Value) -> u64 {
-    s["coordinator"]["id"].as_u64().unwrap_or(0)
+/// The first node holds the second's history (equal counts and digests): a newcomer caught up.
+pub fn caught_up(s: &[StatusView]) -> Res<()> {
+    same_history(s).map_err(|_| format!("{} of {} messages", count_of(&s[0]), count_of(&s[1])))
 }
 
 // ---- /proc ----

@@ -14,7 +14,8 @@ use super::cluster::{group_port, one_mesh, same_history, Cluster, Res};
 use super::load;
 use super::stats::{dist, max, ms, percentile, Cmp, Section};
 use super::Ctx;
-use serde_json::{json, Value};
+use chatmesh_harness::StatusView;
+use serde_json::json;
 use std::time::{Duration, Instant};
 
 pub fn run(ctx: &Ctx) -> Section {
@@ -76,7 +77,7 @@ fn once(ctx: &Ctx, r: usize, per_side: u64) -> Res<(f64, f64)> {
     ctx.say(&format!("both sides wrote {na} + {nb} messages in {:.1} s, apart", t.elapsed().as_secs_f64()));
     let coordinator = |cl: &Cluster, nodes: &[usize]| -> Res<usize> {
         let st = cl.statuses(nodes)?;
-        st.iter().position(|s| s["role"] == "coordinator").map(|k| nodes[k]).ok_or_else(|| "no coordinator".to_string())
+        st.iter().position(|s| s.role == "coordinator").map(|k| nodes[k]).ok_or_else(|| "no coordinator".to_string())
     };
     let (ca, cb) = (coordinator(&a, &aa)?, coordinator(&b, &bb)?);
     let (addr_a, addr_b) = (a.nodes[ca].addr.clone(), b.nodes[cb].addr.clone());
@@ -143,7 +144,7 @@ fn fill_both(a: &[String], b: &[String], per_side: u64) -> Res<(u64, u64)> {
 
 /// From the heal at `t0`, polls `statuses` until one mesh of 4 (noted) and equal digests over at least
 /// `total` messages; returns both times in ms.
-fn wait_healed(ctx: &Ctx, t0: Instant, total: u64, statuses: impl Fn() -> Res<Vec<Value>>) -> Res<(f64, f64)> {
+fn wait_healed(ctx: &Ctx, t0: Instant, total: u64, statuses: impl Fn() -> Res<Vec<StatusView>>) -> Res<(f64, f64)> {
     let mut merged_at = None;
     let limit = t0 + Duration::from_secs(120);
     loop {
@@ -155,7 +156,7 @@ fn wait_healed(ctx: &Ctx, t0: Instant, total: u64, statuses: impl Fn() -> Res<Ve
         if merged_at.is_none() && one_mesh(&st, 4).is_ok() {
             merged_at = Some(now);
         }
-        if same_history(&st).is_ok() && st.iter().all(|s| s["history"]["count"].as_u64().unwrap_or(0) >= total) {
+        if same_history(&st).is_ok() && st.iter().all(|s| s.history.count >= total) {
             let conv = ms(now - t0);
             let merged = ms(merged_at.unwrap_or(now) - t0);
             ctx.say(&format!("healed: one mesh after {merged:.0} ms, all digests equal after {conv:.0} ms"));

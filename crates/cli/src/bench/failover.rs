@@ -6,6 +6,7 @@ use super::cluster::{coordinator_id, one_mesh, Cluster, Kind, Res};
 use super::load;
 use super::stats::{dist, max, ms, percentile, Cmp, Section};
 use super::{jitter, Ctx, Hog};
+use chatmesh_harness::StatusView;
 use serde_json::json;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -103,13 +104,12 @@ fn one_failover(ctx: &Ctx, cl: &mut Cluster, n: usize, silent: bool) -> Res<f64>
     let all = cl.live();
     let st = cl.statuses(&all)?;
     one_mesh(&st, n)?;
-    let ci = st.iter().position(|s| s["role"] == "coordinator").ok_or("no coordinator")?;
+    let ci = st.iter().position(|s| s.role == "coordinator").ok_or("no coordinator")?;
     let victim = all[ci];
-    let victim_id = st[ci]["id"].as_u64().unwrap_or(0);
+    let victim_id = st[ci].id.unwrap_or(0);
     let survivors: Vec<usize> = all.iter().copied().filter(|i| *i != victim).collect();
     // Seniority: the survivor with the lowest ID takes over.
-    let expected =
-        st.iter().enumerate().filter(|(k, _)| *k != ci).filter_map(|(_, s)| s["id"].as_u64()).min().unwrap_or(0);
+    let expected = st.iter().enumerate().filter(|(k, _)| *k != ci).filter_map(|(_, s)| s.id).min().unwrap_or(0);
     // Fail at a random point between heartbeats.
     ctx.sleep(Duration::from_millis(200) + jitter(Duration::from_millis(100)))?;
     cl.drain();
@@ -157,7 +157,7 @@ fn one_failover(ctx: &Ctx, cl: &mut Cluster, n: usize, silent: bool) -> Res<f64>
         cl.ready(victim)?;
         cl.tap(victim)?;
     }
-    let back = |s: &[serde_json::Value]| {
+    let back = |s: &[StatusView]| {
         one_mesh(s, n)?;
         if s.iter().all(|x| coordinator_id(x) == expected) {
             Ok(())

@@ -2,7 +2,7 @@
 //! and from process start to holding a mesh's whole history of 10,000 and 100,000 messages (the newcomer's
 //! `/status` shows the same count and digest as a member's: stored, so durable).
 
-use super::cluster::{count_of, Cluster, Res};
+use super::cluster::{caught_up, count_of, Cluster, Res};
 use super::load;
 use super::stats::{dist, max, ms, percentile, Cmp, Section};
 use super::Ctx;
@@ -77,13 +77,7 @@ fn measure(ctx: &Ctx, sec: &mut Section) -> Res<()> {
                 &[i, members[0]],
                 Duration::from_secs(600),
                 Duration::from_millis(5),
-                |s| {
-                    if count_of(&s[0]) == count_of(&s[1]) && s[0]["history"]["digest"] == s[1]["history"]["digest"] {
-                        Ok(())
-                    } else {
-                        Err(format!("{} of {} messages", count_of(&s[0]), count_of(&s[1])))
-                    }
-                },
+                caught_up,
             )?;
             syncs.push(ms(done - t0));
             cl.terminate(i, Duration::from_secs(3));

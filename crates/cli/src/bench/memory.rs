@@ -2,7 +2,7 @@
 //! large history: the two nodes that wrote it (peak during the writing), one of them restarted from its
 //! store, and a newcomer that received all of it.
 
-use super::cluster::{count_of, status_kib, Cluster, Res};
+use super::cluster::{caught_up, count_of, status_kib, Cluster, Res};
 use super::load;
 use super::stats::{max, median, Cmp, Section};
 use super::Ctx;
@@ -107,13 +107,7 @@ fn large(ctx: &Ctx, sec: &mut Section) -> Res<()> {
         &[i, pair[0]],
         Duration::from_secs(1800),
         Duration::from_millis(50),
-        |s| {
-            if count_of(&s[0]) == count_of(&s[1]) && s[0]["history"]["digest"] == s[1]["history"]["digest"] {
-                Ok(())
-            } else {
-                Err(format!("{} of {}", count_of(&s[0]), count_of(&s[1])))
-            }
-        },
+        caught_up,
     )?;
     let newcomer_peak = mib(cl.nodes[i].pid, "VmHWM");
     let sync_s = (done - t0).as_secs_f64();

@@ -4,27 +4,26 @@
 
 #![allow(dead_code)]
 
-pub use chatmesh_cluster::process::die_with_parent;
+#[allow(unused_imports)] // not every test uses each
+pub use chatmesh_harness::check::{one_mesh, same_digest};
+pub use chatmesh_harness::die_with_parent;
+use chatmesh_harness::process::clear_chatmesh_env;
+use chatmesh_harness::{Client, MessageView, NodeArgs, NodeProcess, StatusView, Stdout};
 use serde_json::Value;
-use std::io::Write as _;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_chatmesh");
+
+/// How long a node may take to print its `ready` line.
+const READY_LIMIT: Duration = Duration::from_secs(20);
 
 pub struct NodeProc {
     /// The node's data directory name, and its `--name` unless `flag_name` says otherwise.
     pub name: String,
     pub flag_name: Option<String>,
-    pub child: Option<Child>,
-    /// The node's stdin: lines typed into its JSON UI (`type_line`).
-    pub stdin: Option<ChildStdin>,
-    pub http: Arc<Mutex<Option<String>>>,
-    /// Every JSON line the node printed.
-    pub lines: Arc<Mutex<Vec<Value>>>,
+    pub process: Option<NodeProcess>,
     pub data_dir: PathBuf,
     pub env: Vec<(String, String)>,
     pub extra: Vec<String>,
@@ -66,15 +65,11 @@ impl Mesh {
 
     /// Starts a node with data directory `dir` (restarting it if `dir` was started before) and `--name name`.
     pub fn start_as(&mut self, dir: &str, name: &str, env: &[(&str, &str)], extra: &[&str]) -> usize {
-        let data_dir = self.dir.path().join(dir);
         let node = NodeProc {
             name: dir.into(),
             flag_name: Some(name.into()).filter(|n| n != dir),
-            child: None,
-            stdin: None,
-            http: Arc::new(Mutex::new(None)),
-            lines: Arc::new(Mutex::new(Vec::new())),
-            data_dir,
+            process: None,
+            data_dir: self.dir.path().join(dir),
             env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
         };
@@ -93,95 +88,63 @@ impl Mesh {
     }
 
     fn spawn(&mut self, i: usize) {
+        let n = &self.nodes[i];
         // A test may give its own --group (a node that must not hear the mesh's multicast).
-        let group = match self.nodes[i].extra.iter().position(|a| a == "--group") {
-            Some(k) => self.nodes[i].extra.get(k + 1).cloned().unwrap_or_default(),
-            None => self.group.clone(),
-        };
-        let mesh = self.mesh.clone();
-        let logs = self.dir.path().join("logs");
-        let n = &mut self.nodes[i];
-        let mut cmd = Command::new(BIN);
+        let (group, extra) = split_group(&n.extra);
         let name = n.flag_name.as_ref().unwrap_or(&n.name);
-        cmd.args(["--ui", "json", "--name", name, "--mesh", &mesh, "--group", &group])
-            .args(["--iface", "127.0.0.1", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--log", "debug"])
-            .arg("--data-dir")
-            .arg(&n.data_dir)
-            .arg("--log-dir")
-            .arg(&logs)
-            .args(extra_without_group(&n.extra))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null());
-        for (k, _) in std::env::vars() {
-            if k.starts_with("CHATMESH_") {
-                cmd.env_remove(k);
-            }
-        }
-        for (k, v) in &n.env {
-            cmd.env(k, v);
-        }
-        die_with_parent(&mut cmd);
-        let mut child = cmd.spawn().expect("start chatmesh");
-        let stdout = child.stdout.take().unwrap();
-        n.stdin = child.stdin.take();
-        let (http, lines) = (n.http.clone(), n.lines.clone());
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                let Ok(v) = serde_json::from_str::<Value>(&line) else { continue };
-                if v["type"] == "ready" {
-                    *http.lock().unwrap() = v["http"].as_str().map(String::from);
-                }
-                lines.lock().unwrap().push(v);
-            }
-        });
-        n.child = Some(child);
+        let mut args = NodeArgs::loopback(
+            Path::new(BIN),
+            name,
+            &self.mesh,
+            group.as_deref().unwrap_or(&self.group),
+            &n.data_dir,
+            &self.logs(),
+        );
+        args.extra = extra;
+        args.env.clone_from(&n.env);
+        args.stdin = true;
+        args.stdout = Stdout::Lines { keep: true, forward: None };
+        self.nodes[i].process = Some(NodeProcess::spawn(args).expect("start chatmesh"));
+    }
+
+    fn process(&self, i: usize) -> &NodeProcess {
+        self.nodes[i].process.as_ref().unwrap_or_else(|| panic!("{} is not running", self.nodes[i].name))
     }
 
     /// Types a line into node `i`'s JSON UI (a message or a command).
     pub fn type_line(&mut self, i: usize, line: &str) {
-        let stdin = self.nodes[i].stdin.as_mut().expect("the node runs");
-        writeln!(stdin, "{line}").and_then(|_| stdin.flush()).expect("write to the node's stdin");
+        let p = self.nodes[i].process.as_mut().expect("the node runs");
+        p.type_line(line).expect("write to the node's stdin");
     }
 
     /// The JSON lines node `i` printed so far.
     pub fn lines(&self, i: usize) -> Vec<Value> {
-        self.nodes[i].lines.lock().unwrap().clone()
+        self.nodes[i].process.as_ref().map(|p| p.lines()).unwrap_or_default()
     }
 
     pub fn http(&self, i: usize) -> String {
-        let limit = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(h) = self.nodes[i].http.lock().unwrap().clone() {
-                return h;
-            }
-            assert!(Instant::now() < limit, "{} never reported its API address", self.nodes[i].name);
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let ready = self.process(i).ready(READY_LIMIT);
+        let ready = ready.unwrap_or_else(|e| panic!("{} never reported its API address: {e}", self.nodes[i].name));
+        ready.http.expect("the node serves its API")
     }
 
-    pub fn status(&self, i: usize) -> Result<Value, String> {
-        let url = format!("http://{}/status", self.http(i));
-        self.agent.get(&url).call().map_err(|e| e.to_string())?.into_json().map_err(|e| e.to_string())
+    /// Node `i`'s control API.
+    pub fn client(&self, i: usize) -> Client {
+        Client::new(&self.agent, &self.http(i))
     }
 
-    pub fn history(&self, i: usize) -> Vec<Value> {
-        let url = format!("http://{}/history", self.http(i));
-        self.agent.get(&url).call().expect("history").into_json().expect("history json")
+    pub fn status(&self, i: usize) -> Result<StatusView, String> {
+        Ok(self.client(i).status()?)
+    }
+
+    pub fn history(&self, i: usize) -> Vec<MessageView> {
+        self.client(i).history().expect("history")
     }
 
     /// Sends through the API; returns the stored message's ID.
     pub fn send(&self, i: usize, text: &str) -> String {
-        let url = format!("http://{}/messages", self.http(i));
-        let m: Value = self
-            .agent
-            .post(&url)
-            .send_json(serde_json::json!({ "text": text }))
-            .unwrap_or_else(|e| panic!("{} could not send: {e}", self.nodes[i].name))
-            .into_json()
-            .unwrap();
-        m["id"].as_str().unwrap().to_string()
+        let m = self.client(i).send(text);
+        m.unwrap_or_else(|e| panic!("{} could not send: {e}", self.nodes[i].name)).id
     }
 
     pub fn agent(&self) -> &ureq::Agent {
@@ -189,14 +152,12 @@ impl Mesh {
     }
 
     pub fn live(&self) -> Vec<usize> {
-        (0..self.nodes.len()).filter(|i| self.nodes[*i].child.is_some()).collect()
+        (0..self.nodes.len()).filter(|i| self.nodes[*i].process.is_some()).collect()
     }
 
     pub fn kill(&mut self, i: usize) {
-        self.nodes[i].stdin = None;
-        if let Some(mut c) = self.nodes[i].child.take() {
-            c.kill().unwrap();
-            c.wait().unwrap();
+        if let Some(mut p) = self.nodes[i].process.take() {
+            p.kill();
         }
     }
 
@@ -206,7 +167,7 @@ impl Mesh {
         what: &str,
         nodes: &[usize],
         limit: Duration,
-        check: impl Fn(&[Value]) -> Result<(), String>,
+        check: impl Fn(&[StatusView]) -> Result<(), String>,
     ) -> Duration {
         let start = Instant::now();
         loop {
@@ -225,70 +186,35 @@ impl Mesh {
 }
 
 impl Drop for Mesh {
+    /// Every node killed before the temporary directory goes (also when a test fails).
     fn drop(&mut self) {
         for n in &mut self.nodes {
-            if let Some(mut c) = n.child.take() {
-                let _ = c.kill();
-                let _ = c.wait();
+            if let Some(mut p) = n.process.take() {
+                p.kill();
             }
         }
     }
 }
 
-fn extra_without_group(extra: &[String]) -> Vec<String> {
+/// The `--group` among a test's extra arguments, and the other arguments.
+fn split_group(extra: &[String]) -> (Option<String>, Vec<String>) {
+    let mut group = None;
     let mut out = Vec::new();
-    let mut skip = false;
-    for a in extra {
-        if skip {
-            skip = false;
-        } else if a == "--group" {
-            skip = true;
+    let mut args = extra.iter();
+    while let Some(a) = args.next() {
+        if a == "--group" {
+            group = Some(args.next().cloned().unwrap_or_default());
         } else {
             out.push(a.clone());
         }
     }
-    out
-}
-
-/// Every status shows one mesh of `n` alive members with unique IDs and one agreed coordinator.
-pub fn one_mesh(s: &[Value], n: usize) -> Result<(), String> {
-    let mut coordinators = std::collections::BTreeSet::new();
-    let mut ids = std::collections::BTreeSet::new();
-    for x in s {
-        let name = x["name"].as_str().unwrap_or("?");
-        let alive = x["members"].as_array().map_or(0, |m| m.iter().filter(|m| m["state"] == "alive").count());
-        if alive != n {
-            return Err(format!("{name} ({}) sees {alive} alive members", x["role"]));
-        }
-        coordinators.insert(x["coordinator"]["key"].as_str().unwrap_or("").to_string());
-        ids.insert(x["id"].as_u64().unwrap_or(0));
-    }
-    if coordinators.len() != 1 {
-        return Err(format!("{} different coordinators", coordinators.len()));
-    }
-    if ids.len() != s.len() {
-        return Err("IDs are not unique".into());
-    }
-    Ok(())
-}
-
-pub fn same_digest(s: &[Value]) -> Result<(), String> {
-    let d: std::collections::BTreeSet<&str> = s.iter().map(|x| x["history"]["digest"].as_str().unwrap_or("")).collect();
-    if d.len() == 1 {
-        Ok(())
-    } else {
-        Err(format!("{} different digests", d.len()))
-    }
+    (group, out)
 }
 
 pub fn run_cli(args: &[&str], env: &[(&str, &str)], timeout: Duration) -> (Option<i32>, String, String) {
     let mut cmd = Command::new(BIN);
     cmd.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    for (k, _) in std::env::vars() {
-        if k.starts_with("CHATMESH_") {
-            cmd.env_remove(k);
-        }
-    }
+    clear_chatmesh_env(&mut cmd);
     for (k, v) in env {
         cmd.env(k, v);
     }
