@@ -82,7 +82,7 @@ impl Node {
         self.join_backoff.clear();
         let (term, coordinator) = (view.term, view.coordinator);
         let old = self.take_state().into_view();
-        self.install(old.as_ref(), false, State::Member(Following { view, coordinator_heard: now, election: None }));
+        self.install(old.as_ref(), false, Following { view, coordinator_heard: now, election: None });
         self.coordinator_alive(now);
         let id = self.my_id.unwrap_or_default();
         self.event(Event::Joined { id, term, coordinator });
@@ -141,7 +141,7 @@ impl Node {
                         return;
                     }
                 };
-                self.install(Some(&old), true, State::Member(Following { view, coordinator_heard: now, election }));
+                self.install(Some(&old), true, Following { view, coordinator_heard: now, election });
             }
             self.stop();
             return;
@@ -171,7 +171,7 @@ impl Node {
                 return;
             }
         };
-        self.install(Some(&old), true, State::Member(Following { view, coordinator_heard: now, election }));
+        self.install(Some(&old), true, Following { view, coordinator_heard: now, election });
         self.coordinator_alive(now);
         self.after_view_change(now);
     }

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 mod state;
 
-pub(crate) use state::{Coordinating, Following, State};
+pub(crate) use state::{Coordinating, Following, InMesh, State};
 
 /// Frames kept for a peer while its link is being set up; older ones are dropped first (every control
 /// message is resent or superseded, so dropping is safe).
@@ -739,12 +739,8 @@ impl Node {
     /// Moves to `next`, a member's or coordinator's state holding a new view, from a state that held `old`
     /// (`was_in_mesh`: as a member or coordinator): durable first, then the events that tell the user what
     /// changed.
-    pub(crate) fn install(&mut self, old: Option<&View>, was_in_mesh: bool, next: State) {
-        let Some(view) = next.mesh_view() else {
-            debug_assert!(false, "only a member or a coordinator installs a view");
-            self.set_state(next);
-            return;
-        };
+    pub(crate) fn install(&mut self, old: Option<&View>, was_in_mesh: bool, next: impl InMesh) {
+        let view = next.view();
         if let (true, Some(old)) = (was_in_mesh, old) {
             debug_assert!(view.term >= old.term, "terms never go down in a mesh");
         }
@@ -769,7 +765,7 @@ impl Node {
                 events.extend(member_events(old, view));
             }
         }
-        self.set_state(next);
+        self.set_state(next.into());
         self.emit(Output::Persist(self.snapshot()));
         for e in events {
             // Members a view brings get our frontier: anti-entropy on every view change.
@@ -802,7 +798,7 @@ impl Node {
         view.raise_next_id(self.next_id_seen);
         let (changes, took_over) = changes(&c.view, &view);
         let old = std::mem::replace(&mut c.view, view);
-        self.install(Some(&old), true, State::Coordinator(c));
+        self.install(Some(&old), true, c);
         self.stats.views_published += 1;
         // The history first: its pushes leave before the view on every link, so a member that acts on the
         // view (a successor of a departed coordinator) has seen the cause it writes after.

@@ -55,6 +55,35 @@ pub(crate) struct Coordinating {
     pub election: Option<Election>,
 }
 
+/// The state of a node in a mesh, which holds a view of it: what `Node::install` moves to.
+pub(crate) trait InMesh: Into<State> {
+    fn view(&self) -> &View;
+}
+
+impl InMesh for Following {
+    fn view(&self) -> &View {
+        &self.view
+    }
+}
+
+impl InMesh for Coordinating {
+    fn view(&self) -> &View {
+        &self.view
+    }
+}
+
+impl From<Following> for State {
+    fn from(f: Following) -> State {
+        State::Member(f)
+    }
+}
+
+impl From<Coordinating> for State {
+    fn from(c: Coordinating) -> State {
+        State::Coordinator(c)
+    }
+}
+
 impl State {
     pub fn role(&self) -> Role {
         match self {
