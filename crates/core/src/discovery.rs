@@ -29,13 +29,10 @@ impl Node {
 
     /// Multicasts `Discover` and schedules the next one with exponential backoff.
     pub(crate) fn on_discover_timer(&mut self, now: Instant) {
-        if !matches!(self.state(), State::Discovering { .. }) {
-            return;
-        }
+        let Some(attempt) = self.next_discover_attempt() else { return };
         let body =
             DatagramBody::Discover { nonce: self.nonce, key: self.cfg.key, addr: self.cfg.addr, id_hint: self.my_id };
         self.multicast(Destination::Group, body);
-        let Some(attempt) = self.next_discover_attempt() else { return };
         let timing = &self.cfg.timing;
         let backoff = timing.discover_interval.saturating_mul(1 << attempt.min(16));
         let delay = backoff.min(timing.discover_max_interval);
