@@ -10,7 +10,7 @@ use crate::history::{
     MAX_CLOCK_HINT, MAX_HELD,
 };
 use crate::io::{Event, Output};
-use crate::node::{Link, Node, Role};
+use crate::node::{Link, Node};
 use crate::stats::Reject;
 use crate::types::NodeKey;
 use std::time::Instant;
@@ -38,7 +38,7 @@ impl Node {
 
     /// How far the current alive members hold this node's own messages: every message's status at once.
     pub fn delivery(&self) -> Delivery {
-        let view = self.view.as_ref().filter(|_| self.role != Role::Stopped);
+        let view = self.state().view().filter(|_| !self.state().is_stopped());
         self.history.state.delivery(&self.cfg.key, view)
     }
 
@@ -131,10 +131,7 @@ impl Node {
     }
 
     fn push_to_members(&mut self, m: &Message) {
-        if !matches!(self.role, Role::Member | Role::Coordinator) {
-            return;
-        }
-        let Some(view) = &self.view else { return };
+        let Some(view) = self.state().mesh_view() else { return };
         let to: Vec<NodeKey> = view.alive().map(|x| x.key).filter(|k| *k != self.cfg.key).collect();
         self.push(m, to);
     }
@@ -258,7 +255,7 @@ impl Node {
         for author in authors.into_iter().filter(|a| *a != me) {
             // Only to authors we can reach or that are members: an ack must not make us dial the departed.
             let linked = self.peers.get(&author).is_some_and(|p| p.link == Link::Up);
-            let member = self.view.as_ref().is_some_and(|v| v.is_alive(&author));
+            let member = self.state().view().is_some_and(|v| v.is_alive(&author));
             if linked || member {
                 let seq = self.history.state.seq_of(&author);
                 self.ack(author, seq);

@@ -6,7 +6,7 @@
 
 use crate::history::MembershipEvent;
 use crate::io::{Destination, Event};
-use crate::node::{Node, Role};
+use crate::node::{Node, State};
 use crate::timer::Timer;
 use crate::types::{Contact, NodeId, NodeKey, Term};
 use crate::view::{Member, MemberState, View};
@@ -18,11 +18,9 @@ use std::time::Instant;
 impl Node {
     /// Starts (or restarts) looking for the mesh, with a fresh randomized founding window.
     pub(crate) fn start_discovery(&mut self, now: Instant) {
-        self.role = Role::Discovering;
-        self.joining = None;
-        self.election = None;
+        let view = self.take_state().into_view();
+        self.set_state(State::Discovering { view, attempt: 0 });
         self.clear_role_state();
-        self.discover_attempt = 0;
         self.timers.set(Timer::Discover, now);
         let (lo, hi) = self.cfg.timing.found_window;
         let window = if hi > lo { lo + (hi - lo).mul_f64(self.rng.gen::<f64>()) } else { lo };
@@ -31,16 +29,13 @@ impl Node {
 
     /// Multicasts `Discover` and schedules the next one with exponential backoff.
     pub(crate) fn on_discover_timer(&mut self, now: Instant) {
-        if self.role != Role::Discovering {
-            return;
-        }
+        let Some(attempt) = self.next_discover_attempt() else { return };
         let body =
             DatagramBody::Discover { nonce: self.nonce, key: self.cfg.key, addr: self.cfg.addr, id_hint: self.my_id };
         self.multicast(Destination::Group, body);
         let timing = &self.cfg.timing;
-        let backoff = timing.discover_interval.saturating_mul(1 << self.discover_attempt.min(16));
+        let backoff = timing.discover_interval.saturating_mul(1 << attempt.min(16));
         let delay = backoff.min(timing.discover_max_interval);
-        self.discover_attempt += 1;
         let delay = self.jitter(delay);
         self.timers.set(Timer::Discover, now + delay);
     }
@@ -52,9 +47,9 @@ impl Node {
         if key == self.cfg.key {
             return;
         }
-        let coordinator = match self.role {
-            Role::Coordinator => self.my_contact(),
-            Role::Member if direct => match self.coordinator_contact() {
+        let coordinator = match self.state() {
+            State::Coordinator(_) => self.my_contact(),
+            State::Member(_) if direct => match self.coordinator_contact() {
                 Some(c) if c.key != key => c,
                 _ => return,
             },
@@ -65,7 +60,7 @@ impl Node {
     }
 
     pub(crate) fn on_offer(&mut self, now: Instant, nonce: u64, coordinator: Contact) {
-        if self.role == Role::Discovering && nonce == self.nonce && coordinator.key != self.cfg.key {
+        if matches!(self.state(), State::Discovering { .. }) && nonce == self.nonce && coordinator.key != self.cfg.key {
             self.join(now, coordinator);
         }
     }
@@ -75,19 +70,16 @@ impl Node {
         if coordinator.key == self.cfg.key {
             return;
         }
-        match self.role {
-            Role::Discovering => self.join(now, coordinator),
-            Role::Coordinator => self.on_foreign_coordinator(now, coordinator, term, members),
+        match self.state() {
+            State::Discovering { .. } => self.join(now, coordinator),
+            State::Coordinator(_) => self.on_foreign_coordinator(now, coordinator, term, members),
             _ => {}
         }
     }
 
     /// Coordinator: multicast a beacon, then schedule the next.
     pub(crate) fn on_beacon_timer(&mut self, now: Instant) {
-        if self.role != Role::Coordinator {
-            return;
-        }
-        let view = self.view.as_ref().expect("a coordinator has a view");
+        let Some(view) = self.state().coordinator_view() else { return };
         let body = DatagramBody::Beacon {
             coordinator: self.my_contact(),
             term: view.term,
@@ -112,9 +104,8 @@ impl Node {
         if self.join_backoff.get(&coordinator.key).is_some_and(|(until, _)| now < *until) {
             return;
         }
-        self.role = Role::Joining;
-        self.joining = Some(coordinator);
-        self.election = None;
+        let view = self.take_state().into_view();
+        self.set_state(State::Joining { view, contact: coordinator });
         self.clear_role_state();
         self.learn_addr(coordinator.key, coordinator.addr);
         self.send_join(coordinator.key, self.my_id);
@@ -134,8 +125,9 @@ impl Node {
 
     /// No `Welcome` came: the link may be dead without either side knowing, so close it, and look again.
     pub(crate) fn join_timed_out(&mut self, now: Instant) {
-        if let Some(coordinator) = self.joining.take() {
-            self.disconnect(coordinator.key);
+        if let State::Joining { contact, .. } = self.state() {
+            let key = contact.key;
+            self.disconnect(key);
         }
         self.start_discovery(now);
     }
@@ -144,9 +136,7 @@ impl Node {
     /// returning keys get their IDs back and `next_id` never decreases); the others are not known to be
     /// alive, so they are marked failed until they rejoin.
     pub(crate) fn found(&mut self, now: Instant) {
-        if self.role != Role::Discovering {
-            return;
-        }
+        let State::Discovering { view: saved, .. } = self.state() else { return };
         let me = Member {
             id: self.my_id.unwrap_or(NodeId(1)),
             key: self.cfg.key,
@@ -155,8 +145,8 @@ impl Node {
             state: MemberState::Alive,
         };
         // A node back under another name that finds nobody: its own view renames it, recorded as a rename.
-        let renamed = self.view.as_ref().and_then(|v| v.get(&me.key)).map(|m| m.name.clone()).filter(|n| *n != me.name);
-        let view = match self.view.take() {
+        let renamed = saved.as_ref().and_then(|v| v.get(&me.key)).map(|m| m.name.clone()).filter(|n| *n != me.name);
+        let view = match saved.clone() {
             Some(mut saved) => {
                 for m in saved.members.iter_mut().filter(|m| m.key != self.cfg.key && m.is_alive()) {
                     m.state = MemberState::Failed;
@@ -167,8 +157,7 @@ impl Node {
             }
             None => View::founding(1, me),
         };
-        self.view = Some(view.clone());
-        self.become_coordinator_with(now, view);
+        self.become_coordinator_with(now, view.clone(), view);
         let id = self.my_id.unwrap_or_default();
         if let Some(old) = renamed {
             let (key, new) = (self.cfg.key, self.cfg.name.clone());

@@ -10,7 +10,7 @@
 
 use crate::ballot::Election;
 use crate::io::Event;
-use crate::node::{Node, Role};
+use crate::node::{Node, State};
 use crate::timer::Timer;
 use crate::types::{NodeKey, Term};
 use crate::view::MemberState;
@@ -21,7 +21,7 @@ use std::time::Instant;
 impl Node {
     /// Member: the coordinator is silent, or its link dropped and could not be re-established.
     pub(crate) fn suspect_coordinator(&mut self, now: Instant) {
-        if self.role != Role::Member || self.leaving {
+        if !matches!(self.state(), State::Member(_)) || self.leaving {
             return;
         }
         if let Some(coordinator) = self.coordinator() {
@@ -31,11 +31,11 @@ impl Node {
     }
 
     pub(crate) fn start_election(&mut self, now: Instant, suspect: Option<NodeKey>) {
-        if !matches!(self.role, Role::Member | Role::Coordinator) || self.leaving || self.election.is_some() {
+        let Some(view) = self.state().mesh_view() else { return };
+        if self.leaving || self.state().election().is_some() {
             return;
         }
         let me = self.my_rank();
-        let view = self.view.as_ref().expect("a member has a view");
         let term = view.term.saturating_add(1);
         // The suspected coordinator is asked too, whatever its rank: if only we lost track of it (we were
         // stalled, or it stepped down to follow another coordinator), its heartbeat or redirect ends this
@@ -59,12 +59,14 @@ impl Node {
         for key in &waiting {
             self.send(*key, &frame);
         }
-        self.election = Some(Election { round, term, suspect, waiting, answered: false });
+        if let Some(slot) = self.election_slot() {
+            *slot = Some(Election { round, term, suspect, waiting, answered: false });
+        }
         self.timers.set(Timer::ElectionAnswer { round }, now + self.cfg.timing.election_answer_timeout);
     }
 
     pub(crate) fn cancel_election(&mut self) {
-        if self.election.take().is_some() {
+        if self.take_election().is_some() {
             self.timers.cancel(Timer::ElectionAnswer { round: 0 });
         }
     }
@@ -82,13 +84,11 @@ impl Node {
     /// re-announces at a new term if the candidate proposed one above its own, so once per term; a member
     /// runs its own unless its live coordinator outranks it (then the coordinator takes it from there).
     pub(crate) fn on_election(&mut self, now: Instant, from: NodeKey, proposed: Term, suspect: Option<NodeKey>) {
-        if !matches!(self.role, Role::Member | Role::Coordinator) {
-            return;
-        }
+        let Some(view) = self.state().mesh_view() else { return };
+        let coordinating = matches!(self.state(), State::Coordinator(_));
         let me = self.my_rank();
-        let view = self.view.as_ref().expect("a member has a view");
         let Some(their_rank) = view.get(&from).filter(|m| m.is_alive()).map(|m| m.rank()) else {
-            if self.role == Role::Coordinator && view.get(&from).is_some() {
+            if coordinating && view.get(&from).is_some() {
                 // A member we declared failed that is alive after all: our view tells it to rejoin.
                 let view = view.clone();
                 self.send(from, &Frame::View { view });
@@ -106,7 +106,7 @@ impl Node {
             self.redirect(from);
             return;
         }
-        if self.role == Role::Coordinator && suspect == Some(self.cfg.key) {
+        if coordinating && suspect == Some(self.cfg.key) {
             // Suspected, but alive: prove it to the candidate, whatever our ranks.
             self.send(from, &Frame::Answer { term: proposed });
             self.send(from, &Frame::Heartbeat { term, version });
@@ -119,7 +119,7 @@ impl Node {
         let coordinator_above = view.rank_of(&coordinator).is_some_and(|r| r > me);
         let forced = suspect.is_none();
         self.send(from, &Frame::Answer { term: proposed });
-        if self.role == Role::Coordinator {
+        let State::Member(f) = self.state() else {
             if forced && !at_top {
                 self.start_election(now, None);
             } else if forced && proposed > term {
@@ -130,10 +130,9 @@ impl Node {
                 self.send(from, &Frame::Heartbeat { term, version });
             }
             return;
-        }
-        let coordinator_heard = self
-            .coordinator_heard
-            .is_some_and(|t| now.saturating_duration_since(t) < self.cfg.timing.coordinator_timeout);
+        };
+        let coordinator_heard =
+            now.saturating_duration_since(f.coordinator_heard) < self.cfg.timing.coordinator_timeout;
         if forced && !(coordinator_heard && coordinator_above) {
             self.start_election(now, None);
         } else if !forced && !coordinator_heard && suspect == Some(coordinator) {
@@ -142,7 +141,7 @@ impl Node {
     }
 
     pub(crate) fn on_answer(&mut self, now: Instant, from: NodeKey, _term: Term) {
-        let Some(e) = self.election.as_mut() else { return };
+        let Some(e) = self.election_mut() else { return };
         if !e.waiting.contains(&from) || e.answered {
             return;
         }
@@ -153,7 +152,7 @@ impl Node {
 
     /// A higher-ranked member we asked cannot be reached: it will not answer.
     pub(crate) fn election_target_gone(&mut self, now: Instant, key: NodeKey) {
-        let Some(e) = self.election.as_mut() else { return };
+        let Some(e) = self.election_mut() else { return };
         if !e.waiting.remove(&key) || e.answered || !e.waiting.is_empty() {
             return;
         }
@@ -162,20 +161,21 @@ impl Node {
     }
 
     pub(crate) fn on_election_answer_timeout(&mut self, now: Instant, round: u64) {
-        let Some(e) = self.election.as_ref().filter(|e| e.round == round && !e.answered) else { return };
+        let Some(e) = self.state().election().filter(|e| e.round == round && !e.answered) else { return };
         let (term, suspect) = (e.term, e.suspect);
         self.win_election(now, term, suspect);
     }
 
     pub(crate) fn on_election_announce_timeout(&mut self, now: Instant, round: u64) {
-        let Some(e) = self.election.take().filter(|e| e.round == round) else { return };
+        let Some(e) = self.take_election().filter(|e| e.round == round) else { return };
         self.start_election(now, e.suspect);
     }
 
     /// Nobody higher answered: announce ourselves at `term` (or above our view's). The suspected
     /// coordinator did not answer, so it is marked failed in the announced view.
     fn win_election(&mut self, now: Instant, term: Term, suspect: Option<NodeKey>) {
-        let mut view = self.view.clone().expect("a member has a view");
+        let Some(base) = self.state().mesh_view().cloned() else { return };
+        let mut view = base.clone();
         view.term = self.fresh_term(term.max(view.term.saturating_add(1)));
         // Only an alive coordinator can have failed: one that left gracefully stays `Left`.
         if let Some(s) = suspect.filter(|s| *s != self.cfg.key && view.is_alive(s)) {
@@ -185,6 +185,6 @@ impl Node {
         }
         self.stats.elections_won += 1;
         tracing::debug!(node = %self.cfg.key, term = view.term, "won election");
-        self.become_coordinator_with(now, view);
+        self.become_coordinator_with(now, base, view);
     }
 }

@@ -28,12 +28,10 @@ impl Node {
         self.stats.stalls += 1;
         tracing::info!(node = %self.cfg.key, late_ms = late.as_millis() as u64, "this node stalled: peers get a fresh chance");
         self.stalled_until = Some(now);
-        // Who followed us before the stall is no evidence of who follows us now (see `part_size`).
-        self.followers.clear();
+        // Who followed us before the stall is no evidence of who follows us now (see `part_size`), and our
+        // coordinator's silence is measured from now.
+        self.forget_evidence(now);
         let timing = self.cfg.timing.clone();
-        if self.coordinator_heard.is_some() {
-            self.coordinator_heard = Some(now);
-        }
         for (timer, period) in [
             (Timer::CoordinatorSilent, timing.coordinator_timeout),
             (Timer::JoinDeadline, timing.join_timeout),
@@ -42,7 +40,7 @@ impl Node {
         ] {
             self.timers.postpone(timer, now + period);
         }
-        if let Some(e) = &self.election {
+        if let Some(e) = self.state().election() {
             let round = e.round;
             self.timers.postpone(Timer::ElectionAnswer { round }, now + timing.election_answer_timeout);
             self.timers.postpone(Timer::ElectionAnnounce { round }, now + timing.election_announce_timeout);

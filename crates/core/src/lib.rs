@@ -36,6 +36,9 @@
 //!
 //! The node, above the data:
 //! - `node`: the `Node`, its driving API, dispatch, links and view installation.
+//! - `node::state`: `State`, where the node stands (discovering, joining, member, coordinator, stopped), owning
+//!   the view and what only that standing has (a joiner's target, a member's last word from its coordinator,
+//!   a coordinator's followers, the election a member or coordinator runs).
 //!
 //! Behaviour, above the node: each an `impl Node` for one job, importing the node and the data only.
 //! - `discovery`: `Discover` / `Offer` / `Beacon`, founding a mesh, joining.

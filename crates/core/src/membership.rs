@@ -4,13 +4,13 @@
 //! coordinator of higher precedence `(members following it, term, rank)`.
 
 use crate::io::{Destination, Event};
-use crate::node::{Node, Role};
+use crate::node::{Coordinating, Following, Node, State};
 use crate::stats::Reject;
 use crate::timer::Timer;
 use crate::types::{Contact, NodeId, NodeKey, Term};
 use crate::view::{MemberState, View, MAX_NAME_LEN};
 use crate::wire::{DatagramBody, Frame, Join};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 impl Node {
     /// Coordinator: admit (or readmit) a joiner. The view is replicated to the members before the joiner is
@@ -24,12 +24,14 @@ impl Node {
             self.reject(Reject::OutOfBounds, &format!("join from {from}: name of {} bytes", join.name.len()));
             return;
         }
-        if self.role != Role::Coordinator || self.leaving {
-            self.redirect(from);
-            self.reject(Reject::NotCoordinator, &format!("join from {from}"));
-            return;
-        }
-        let mut view = self.view.clone().expect("a coordinator has a view");
+        let mut view = match self.state().coordinator_view() {
+            Some(view) if !self.leaving => view.clone(),
+            _ => {
+                self.redirect(from);
+                self.reject(Reject::NotCoordinator, &format!("join from {from}"));
+                return;
+            }
+        };
         self.learn_next_id(view.next_id, join.next_id_seen);
         let was_member = view.is_alive(&from);
         let raised = view.raise_next_id(self.next_id_seen);
@@ -54,14 +56,16 @@ impl Node {
         if admission.changed || raised {
             self.publish(now, view, Some(from));
         }
-        let view = self.view.clone().expect("a coordinator has a view");
-        self.send(from, &Frame::Welcome { view });
+        if let Some(view) = self.state().coordinator_view() {
+            let view = view.clone();
+            self.send(from, &Frame::Welcome { view });
+        }
     }
 
     /// Joiner: the coordinator we asked admitted us. A `Welcome` we did not ask for, or from anyone else,
     /// is refused: it could only be forged or stale.
     pub(crate) fn on_welcome(&mut self, now: Instant, from: NodeKey, view: View) {
-        if self.role != Role::Joining || self.joining.map(|c| c.key) != Some(from) {
+        if !matches!(self.state(), State::Joining { contact, .. } if contact.key == from) {
             self.reject(Reject::UnexpectedWelcome, &format!("from {from}"));
             return;
         }
@@ -75,13 +79,11 @@ impl Node {
     /// Joiner -> member.
     fn enter_mesh(&mut self, now: Instant, view: View) {
         self.clear_role_state();
-        self.joining = None;
         self.join_backoff.clear();
-        self.install_view(view);
-        self.role = Role::Member;
-        self.coordinator_alive(now);
-        let view = self.view.as_ref().expect("just installed");
         let (term, coordinator) = (view.term, view.coordinator);
+        let old = self.take_state().into_view();
+        self.install(old.as_ref(), false, Following { view, coordinator_heard: now, election: None });
+        self.coordinator_alive(now);
         let id = self.my_id.unwrap_or_default();
         self.event(Event::Joined { id, term, coordinator });
         self.send_frontier(coordinator, false);
@@ -99,17 +101,17 @@ impl Node {
             return;
         }
         let me = self.cfg.key;
-        match self.role {
-            Role::Joining => {
-                let newer = self.view_order().is_none_or(|mine| view.order() > mine);
-                let from_target = self.joining.map(|c| c.key) == Some(from);
+        match self.state() {
+            State::Joining { view: held, contact } => {
+                let newer = held.as_ref().is_none_or(|mine| view.order() > mine.order());
+                let from_target = contact.key == from;
                 // A view that moves us off our own (free) ID predates our `Join`: wait for its answer.
                 if view.is_alive(&me) && (from_target || newer) && self.moved_off_free_id(&view).is_none() {
                     self.enter_mesh(now, view);
                 }
             }
-            Role::Member | Role::Coordinator => {
-                let mine = self.view_order().expect("a member has a view");
+            State::Member(Following { view: held, .. }) | State::Coordinator(Coordinating { view: held, .. }) => {
+                let mine = held.order();
                 let theirs = view.order();
                 if theirs > mine {
                     self.follow(now, view);
@@ -118,7 +120,7 @@ impl Node {
                     self.reject(Reject::StaleTerm, &format!("view of term {} from {from}", theirs.0));
                 }
             }
-            Role::Discovering | Role::Stopped => {}
+            State::Discovering { .. } | State::Stopped { .. } => {}
         }
     }
 
@@ -130,7 +132,16 @@ impl Node {
         // this same view): we are out.
         if self.leaving && view.get(&me).is_none_or(|m| m.state == MemberState::Left) {
             if view.get(&me).is_some() {
-                self.install_view(view);
+                // Recorded as left: a member of that view on its way out, until it stops just below.
+                let (old, election) = match self.take_state() {
+                    State::Member(f) => (f.view, f.election),
+                    State::Coordinator(c) => (c.view, c.election),
+                    other => {
+                        self.set_state(other);
+                        return;
+                    }
+                };
+                self.install(Some(&old), true, Following { view, coordinator_heard: now, election });
             }
             self.stop();
             return;
@@ -146,13 +157,21 @@ impl Node {
             self.send_join(coordinator.key, Some(mine));
             return;
         }
-        if self.role == Role::Coordinator {
-            self.role = Role::Member;
+        if let State::Coordinator(_) = self.state() {
             self.clear_role_state();
             self.hand_over_members(&view);
         }
         self.stats.views_adopted += 1;
-        self.install_view(view);
+        let (old, election) = match self.take_state() {
+            State::Member(f) => (f.view, f.election),
+            // A coordinator stepping down: its election (a forced one) ends with its role.
+            State::Coordinator(c) => (c.view, None),
+            other => {
+                self.set_state(other);
+                return;
+            }
+        };
+        self.install(Some(&old), true, Following { view, coordinator_heard: now, election });
         self.coordinator_alive(now);
         self.after_view_change(now);
     }
@@ -161,7 +180,7 @@ impl Node {
     /// mesh is now, and rejoin at once. Left alone, they would hear no heartbeat, suspect us and elect, and
     /// the winner would record us as failed although we are alive and linked.
     fn hand_over_members(&mut self, view: &View) {
-        let Some(mine) = &self.view else { return };
+        let Some(mine) = self.state().coordinator_view() else { return };
         let Some(coordinator) = view.coordinator_member().map(|m| m.contact()) else { return };
         let stranded: Vec<NodeKey> =
             mine.alive().map(|m| m.key).filter(|k| *k != self.cfg.key && !view.is_alive(k)).collect();
@@ -182,12 +201,12 @@ impl Node {
     /// decides elections, it does not start them, so joins and restarts never change the coordinator.
     fn after_view_change(&mut self, now: Instant) {
         self.dial_members(now);
-        let view = self.view.as_ref().expect("a member has a view");
+        let Some(view) = self.state().mesh_view() else { return };
         let coordinator = view.coordinator;
         if !view.is_alive(&coordinator) {
-            self.election = None;
+            self.take_election();
             self.start_election(now, Some(coordinator));
-        } else if self.election.as_ref().is_some_and(|e| e.suspect.is_some() || view.term >= e.term) {
+        } else if self.state().election().is_some_and(|e| e.suspect.is_some() || view.term >= e.term) {
             // A suspicion is moot now that we follow a live coordinator; an election a user asked for
             // (`/elect`) ends with the announcement of its term (or a later one).
             self.cancel_election();
@@ -195,8 +214,8 @@ impl Node {
     }
 
     pub(crate) fn on_view_request(&mut self, from: NodeKey) {
-        match (self.role, &self.view) {
-            (Role::Coordinator, Some(view)) if view.is_alive(&from) => {
+        match self.state().coordinator_view() {
+            Some(view) if view.is_alive(&from) => {
                 let view = view.clone();
                 self.send(from, &Frame::View { view });
             }
@@ -212,12 +231,12 @@ impl Node {
 
     pub(crate) fn on_not_coordinator(&mut self, now: Instant, from: NodeKey, term: Term, hint: Option<Contact>) {
         let Some(hint) = hint.filter(|c| c.key != self.cfg.key) else { return };
-        match self.role {
-            Role::Joining if self.joining.is_some_and(|c| c.key == from && c.key != hint.key) => self.join(now, hint),
+        match self.state() {
+            State::Joining { contact, .. } if contact.key == from && contact.key != hint.key => self.join(now, hint),
             // A coordinator told of another coordinator does not just join it: which part merges into which is
             // decided by precedence, so it shows the other its beacon (size included) and the other answers
             // with its own or asks to be merged.
-            Role::Coordinator => {
+            State::Coordinator(_) => {
                 let recently = self
                     .merge_requested
                     .get(&hint.key)
@@ -227,10 +246,9 @@ impl Node {
                     self.beacon_to(now, hint);
                 }
             }
-            Role::Member => {
+            State::Member(Following { view, .. }) => {
                 // A greater (term, coordinator) means we are behind; an equal one, sent in answer to us, means
                 // its sender does not count us as a member: either way the hinted coordinator sorts it out.
-                let view = self.view.as_ref().expect("a member has a view");
                 let mine = (view.term, view.rank_of(&view.coordinator));
                 if (term, Some(hint.rank())) >= mine {
                     self.join(now, hint);
@@ -242,10 +260,7 @@ impl Node {
 
     /// Member: answer the coordinator's heartbeat with our view version; refuse a stale coordinator.
     pub(crate) fn on_heartbeat(&mut self, now: Instant, from: NodeKey, term: Term) {
-        if !matches!(self.role, Role::Member | Role::Coordinator) {
-            return;
-        }
-        let view = self.view.as_ref().expect("a member has a view");
+        let Some(view) = self.state().mesh_view() else { return };
         if term < view.term {
             self.redirect(from);
             self.reject(Reject::StaleTerm, &format!("heartbeat of term {term} from {from}"));
@@ -260,7 +275,7 @@ impl Node {
         let from_coordinator = view.coordinator == from;
         let my_term = view.term;
         let outranks_me = view.rank_of(&from).is_some_and(|r| r > self.my_rank());
-        if from_coordinator && term == my_term && self.role == Role::Member {
+        if from_coordinator && term == my_term && matches!(self.state(), State::Member(_)) {
             self.coordinator_alive(now);
         }
         self.send(from, &ack);
@@ -269,7 +284,7 @@ impl Node {
             self.send(from, &Frame::Leave { term: my_term });
         }
         // The coordinator is alive: a suspicion of it is unfounded, and an election it outranks is moot.
-        if from_coordinator && self.election.as_ref().is_some_and(|e| e.suspect == Some(from) || outranks_me) {
+        if from_coordinator && self.state().election().is_some_and(|e| e.suspect == Some(from) || outranks_me) {
             self.cancel_election();
         }
     }
@@ -282,27 +297,27 @@ impl Node {
         held: (Term, u64, NodeKey),
         next_id_seen: NodeId,
     ) {
-        if self.role != Role::Coordinator {
-            return;
-        }
-        let view = self.view.as_ref().expect("a coordinator has a view");
+        let Some(view) = self.state().coordinator_view() else { return };
         // An ack read just after a stall may have waited in a socket buffer through it (sent before the
         // others elected someone else): only acks read a heartbeat period after it show who follows us now.
         let fresh =
             self.stalled_until.is_none_or(|s| now.saturating_duration_since(s) >= self.cfg.timing.heartbeat_interval);
-        if fresh && held.0 == view.term && held.2 == self.cfg.key {
-            self.followers.insert(from, now);
-        }
+        let follows = fresh && held.0 == view.term && held.2 == self.cfg.key;
         // Any other (term, version) than ours means the member holds another view: older, or of another
         // coordinator of the same term. Either way it needs ours (and tells us if ours is the stale one).
         let behind = !view.is_alive(&from) || held != (view.term, view.version, view.coordinator);
         let current = view.next_id;
+        if follows {
+            self.follower_heard(from, now);
+        }
         if next_id_seen > current && self.learn_next_id(current, next_id_seen) {
-            let view = self.view.clone().expect("a coordinator has a view");
-            self.publish(now, view, None);
+            if let Some(view) = self.state().coordinator_view().cloned() {
+                self.publish(now, view, None);
+            }
         } else if behind {
-            let view = self.view.clone().expect("a coordinator has a view");
-            self.send(from, &Frame::View { view });
+            if let Some(view) = self.state().coordinator_view().cloned() {
+                self.send(from, &Frame::View { view });
+            }
         }
     }
 
@@ -319,12 +334,9 @@ impl Node {
 
     /// Coordinator, every `heartbeat_interval`: heartbeat the members, declare the silent ones failed.
     pub(crate) fn on_heartbeat_timer(&mut self, now: Instant) {
-        if self.role != Role::Coordinator {
-            return;
-        }
-        let view = self.view.as_ref().expect("a coordinator has a view");
+        let State::Coordinator(Coordinating { view, since, .. }) = self.state() else { return };
         let timeout = self.cfg.timing.member_timeout;
-        let since = self.coordinator_since.unwrap_or(now);
+        let since = *since;
         let (mut silent, mut fine) = (Vec::new(), Vec::new());
         for m in view.alive().filter(|m| m.key != self.cfg.key) {
             let heard = self.heard_at(&m.key).map_or(since, |t| t.max(since));
@@ -356,7 +368,7 @@ impl Node {
             return;
         }
         self.stats.heartbeats_missed += keys.len() as u64;
-        let mut view = self.view.clone().expect("a coordinator has a view");
+        let Some(mut view) = self.state().coordinator_view().cloned() else { return };
         let mut changed = false;
         for key in &keys {
             changed |= view.set_state(key, MemberState::Failed);
@@ -366,9 +378,10 @@ impl Node {
             self.publish(now, view, None);
             // Tell them too, best effort: one that is alive after all (a stall, a dial that failed by
             // chance) learns it is out and rejoins, instead of running an election nobody answers.
-            let view = self.view.clone().expect("just published");
-            for key in keys {
-                self.send(key, &Frame::View { view: view.clone() });
+            if let Some(view) = self.state().coordinator_view().cloned() {
+                for key in keys {
+                    self.send(key, &Frame::View { view: view.clone() });
+                }
             }
         }
     }
@@ -382,24 +395,24 @@ impl Node {
     }
 
     pub(crate) fn on_leave(&mut self, now: Instant, from: NodeKey) {
-        if self.role != Role::Coordinator {
+        let Some(mut view) = self.state().coordinator_view().cloned() else {
             self.redirect(from);
             return;
-        }
-        let mut view = self.view.clone().expect("a coordinator has a view");
+        };
         if view.set_state(&from, MemberState::Left) {
             self.publish(now, view, None);
         }
-        let view = self.view.clone().expect("a coordinator has a view");
-        self.send(from, &Frame::View { view });
+        if let Some(view) = self.state().coordinator_view().cloned() {
+            self.send(from, &Frame::View { view });
+        }
     }
 
     /// `/quit`: a member asks the coordinator to record its departure; a coordinator records its own and
     /// replicates it, which makes the members elect a successor at once.
     pub(crate) fn leave(&mut self, now: Instant) {
-        match self.role {
-            Role::Discovering | Role::Joining => self.stop(),
-            Role::Member => {
+        match self.state() {
+            State::Discovering { .. } | State::Joining { .. } => self.stop(),
+            State::Member(_) => {
                 self.leaving = true;
                 let term = self.term();
                 if let Some(c) = self.coordinator() {
@@ -407,9 +420,9 @@ impl Node {
                 }
                 self.timers.set(Timer::LeaveDeadline, now + self.cfg.timing.leave_timeout);
             }
-            Role::Coordinator => {
+            State::Coordinator(c) => {
+                let mut view = c.view.clone();
                 self.leaving = true;
-                let mut view = self.view.clone().expect("a coordinator has a view");
                 view.set_state(&self.cfg.key, MemberState::Left);
                 self.publish(now, view, None);
                 // Give the driver a moment to flush the view before the links close.
@@ -417,7 +430,7 @@ impl Node {
                 self.timers.cancel(Timer::Heartbeat);
                 self.timers.cancel(Timer::Beacon);
             }
-            Role::Stopped => {}
+            State::Stopped { .. } => {}
         }
     }
 
@@ -445,28 +458,29 @@ impl Node {
             self.beacon_to(now, other);
             return;
         }
+        let State::Coordinator(c) = self.state() else { return };
+        let view = Self::view_of_followers(c, self.cfg.key, self.cfg.timing.member_timeout, now);
         self.learn_addr(other.key, other.addr);
-        let view = self.view_of_followers(now);
         self.send(other.key, &Frame::MergeRequest { view });
     }
 
     /// Coordinator: how many nodes follow us now (ourselves, and the alive members that acknowledged a
     /// heartbeat of our term within `member_timeout`).
     pub(crate) fn part_size(&self, now: Instant) -> u32 {
-        let Some(view) = &self.view else { return 1 };
+        let State::Coordinator(Coordinating { view, followers, .. }) = self.state() else { return 1 };
         let recent = |t: &Instant| now.saturating_duration_since(*t) < self.cfg.timing.member_timeout;
-        let followers = self.followers.iter().filter(|(k, t)| view.is_alive(k) && recent(t)).count();
+        let followers = followers.iter().filter(|(k, t)| view.is_alive(k) && recent(t)).count();
         1 + followers as u32
     }
 
     /// Our view as a merge request carries it: only the members that follow us now are alive in it, so the
     /// merge revives only nodes known to be alive (a view kept through a stall or a long partition may still
     /// show members alive that died meanwhile; they rejoin by themselves if they are not dead).
-    fn view_of_followers(&self, now: Instant) -> View {
-        let mut view = self.view.clone().expect("a coordinator has a view");
-        let recent = |t: &Instant| now.saturating_duration_since(*t) < self.cfg.timing.member_timeout;
-        for m in view.members.iter_mut().filter(|m| m.key != self.cfg.key && m.is_alive()) {
-            if !self.followers.get(&m.key).is_some_and(recent) {
+    fn view_of_followers(c: &Coordinating, me: NodeKey, member_timeout: Duration, now: Instant) -> View {
+        let mut view = c.view.clone();
+        let recent = |t: &Instant| now.saturating_duration_since(*t) < member_timeout;
+        for m in view.members.iter_mut().filter(|m| m.key != me && m.is_alive()) {
+            if !c.followers.get(&m.key).is_some_and(recent) {
                 m.state = MemberState::Failed;
             }
         }
@@ -475,7 +489,7 @@ impl Node {
 
     /// Coordinator: our beacon, sent to `other` alone.
     pub(crate) fn beacon_to(&mut self, now: Instant, other: Contact) {
-        let Some(view) = &self.view else { return };
+        let Some(view) = self.state().coordinator_view() else { return };
         let body = DatagramBody::Beacon {
             coordinator: self.my_contact(),
             term: view.term,
@@ -491,12 +505,14 @@ impl Node {
             self.reject(Reject::InvalidView, &format!("merge request from {from}"));
             return;
         }
-        if self.role != Role::Coordinator || self.leaving {
-            self.redirect(from);
-            self.reject(Reject::NotCoordinator, &format!("merge request from {from}"));
-            return;
-        }
-        let mine = self.view.as_ref().expect("a coordinator has a view");
+        let mine = match self.state().coordinator_view() {
+            Some(mine) if !self.leaving => mine,
+            _ => {
+                self.redirect(from);
+                self.reject(Reject::NotCoordinator, &format!("merge request from {from}"));
+                return;
+            }
+        };
         if mine.is_alive(&from) && theirs.term < mine.term {
             // Already merged (a request that was in flight, or repeated: a merge publishes above both terms):
             // nothing new to take. At an equal term the requester coordinates a view of its own (two
@@ -512,7 +528,7 @@ impl Node {
             self.on_foreign_coordinator(now, contact, theirs.term, their_size);
             return;
         }
-        let mut view = self.view.clone().expect("a coordinator has a view");
+        let mut view = mine.clone();
         let moved = view.merge(&theirs);
         view.term = self.fresh_term(view.term.max(theirs.term).saturating_add(1));
         self.stats.merges += 1;
@@ -528,15 +544,13 @@ impl Node {
         self.publish(now, view, None);
     }
 
-    /// Becomes coordinator with `view` (its term already chosen): publishes it, which is the announcement.
-    pub(crate) fn become_coordinator_with(&mut self, now: Instant, view: View) {
+    /// Becomes coordinator with `view` (its term already chosen), the successor of `base` (the view held
+    /// before): publishes it, which is the announcement.
+    pub(crate) fn become_coordinator_with(&mut self, now: Instant, base: View, view: View) {
         self.clear_role_state();
-        self.election = None;
-        self.joining = None;
-        self.role = Role::Coordinator;
-        self.coordinator_since = Some(now);
-        self.followers.clear();
-        self.publish(now, view, None);
+        let c = Coordinating { view: base, since: now, followers: Default::default(), election: None };
+        self.take_state();
+        self.publish_from(now, c, view, None);
         self.timers.set(Timer::Heartbeat, now);
         self.timers.set(Timer::Beacon, now);
     }

@@ -7,7 +7,7 @@ use crate::io::{Command, Destination, Event, Input, Output, Snapshot};
 use crate::stats::{Reject, Stats};
 use crate::timer::{Timer, Timers};
 use crate::types::{Contact, NodeId, NodeKey, Rank, Term};
-use crate::view::{MemberState, View, ViewOrder};
+use crate::view::{MemberState, View};
 use crate::wire::{Datagram, DatagramBody, Frame};
 use ed25519_dalek::SigningKey;
 use rand::{Rng, SeedableRng};
@@ -15,6 +15,10 @@ use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
+
+mod state;
+
+pub(crate) use state::{Coordinating, Following, InMesh, State};
 
 /// Frames kept for a peer while its link is being set up; older ones are dropped first (every control
 /// message is resent or superseded, so dropping is safe).
@@ -71,36 +75,30 @@ pub struct Node {
     pub(crate) signing: SigningKey,
     pub(crate) history: History,
     pub(crate) rng: ChaCha8Rng,
-    pub(crate) role: Role,
+    /// Where this node stands, with its view and what only that standing has (see `State`). Changed only
+    /// through `set_state` and `install`, which check each state's invariants in debug builds.
+    state: State,
     pub(crate) my_id: Option<NodeId>,
-    /// The latest view: the coordinator's (member), our own (coordinator), or the last durable one while
-    /// discovering or joining after a restart.
-    pub(crate) view: Option<View>,
     pub(crate) peers: BTreeMap<NodeKey, Peer>,
     pub(crate) timers: Timers,
     pub(crate) out: VecDeque<Output>,
-    pub(crate) election: Option<Election>,
+    /// Elections this node started, over its life: each one's timers carry its number.
     pub(crate) election_round: u64,
-    pub(crate) discover_attempt: u32,
     pub(crate) nonce: u64,
-    pub(crate) joining: Option<Contact>,
+    /// `/quit` was asked as a member or coordinator: this node leaves, and never rejoins.
     pub(crate) leaving: bool,
     /// The highest `next_id` this node has seen in any view or join: the floor of every view it writes.
     pub(crate) next_id_seen: NodeId,
     /// The highest term of any view this node held (durable): the floor of every term it announces.
     pub(crate) max_term: Term,
-    /// When this node last became coordinator: members get a grace period from then.
-    pub(crate) coordinator_since: Option<Instant>,
-    /// Member: when the coordinator last proved it coordinates.
-    pub(crate) coordinator_heard: Option<Instant>,
     /// When this node last found itself stalled (see `health.rs`): silence is measured from then at most.
     pub(crate) stalled_until: Option<Instant>,
     /// The highest view term above our own that an alive member showed us (pings, heartbeats and their
     /// acks, redirects), and when it first did: another coordinator took over while we were not looking.
     pub(crate) term_heard: Option<(Term, Instant)>,
-    /// Coordinator: members that acknowledged a heartbeat of our current term, and when they last did (the
-    /// size of the part that follows us, for merge precedence).
-    pub(crate) followers: BTreeMap<NodeKey, Instant>,
+    /// Other coordinators this node (as coordinator) last showed its beacon or asked to merge it, and when:
+    /// not again within a beacon interval. Kept across roles: a coordinator that steps down and is elected
+    /// again soon after does not repeat itself to the same coordinator.
     pub(crate) merge_requested: BTreeMap<NodeKey, Instant>,
     /// Coordinators a dial to join failed for: not tried again before the instant, with the next delay.
     /// (A node without the network key would otherwise redial at every offer and beacon.)
@@ -130,25 +128,18 @@ impl Node {
             signing,
             history: History::new(history, sync_id, verifier),
             rng,
-            role: Role::Discovering,
+            state: State::Discovering { view: snapshot.view, attempt: 0 },
             my_id: snapshot.my_id,
-            view: snapshot.view,
             peers: BTreeMap::new(),
             timers: Timers::default(),
             out: VecDeque::new(),
-            election: None,
             election_round: 0,
-            discover_attempt: 0,
             nonce,
-            joining: None,
             leaving: false,
             next_id_seen,
             max_term,
-            coordinator_since: None,
-            coordinator_heard: None,
             stalled_until: None,
             term_heard: None,
-            followers: BTreeMap::new(),
             merge_requested: BTreeMap::new(),
             join_backoff: BTreeMap::new(),
             stats: Stats::default(),
@@ -163,7 +154,7 @@ impl Node {
     // ----- driving: inputs -----
 
     pub fn handle_input(&mut self, now: Instant, input: Input) {
-        if self.role == Role::Stopped {
+        if self.state.is_stopped() {
             return;
         }
         self.check_own_lateness(now);
@@ -202,11 +193,11 @@ impl Node {
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
-        if self.role != Role::Stopped {
+        if !self.state.is_stopped() {
             self.check_own_lateness(now);
         }
         self.settle_round(now);
-        while self.role != Role::Stopped {
+        while !self.state.is_stopped() {
             let Some(timer) = self.timers.pop_due(now) else { break };
             match timer {
                 Timer::Discover => self.on_discover_timer(now),
@@ -233,7 +224,7 @@ impl Node {
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
-        if self.role == Role::Stopped {
+        if self.state.is_stopped() {
             return None;
         }
         self.timers.earliest()
@@ -242,7 +233,7 @@ impl Node {
     // ----- state, for drivers, UIs and checkers -----
 
     pub fn role(&self) -> Role {
-        self.role
+        self.state.role()
     }
 
     pub fn key(&self) -> NodeKey {
@@ -257,25 +248,22 @@ impl Node {
         self.my_id
     }
 
-    /// The current view (only meaningful as a member or coordinator).
+    /// The current view (only meaningful as a member or coordinator; otherwise the last one held).
     pub fn view(&self) -> Option<&View> {
-        self.view.as_ref()
+        self.state.view()
     }
 
     pub fn term(&self) -> Term {
-        self.view.as_ref().map_or(0, |v| v.term)
+        self.state.view().map_or(0, |v| v.term)
     }
 
     /// The coordinator this node follows (itself when coordinator), once it is in a mesh.
     pub fn coordinator(&self) -> Option<NodeKey> {
-        match self.role {
-            Role::Member | Role::Coordinator => self.view.as_ref().map(|v| v.coordinator),
-            _ => None,
-        }
+        self.state.mesh_view().map(|v| v.coordinator)
     }
 
     pub fn election_running(&self) -> bool {
-        self.election.is_some()
+        self.state.election().is_some()
     }
 
     pub fn stats(&self) -> &Stats {
@@ -283,7 +271,12 @@ impl Node {
     }
 
     pub fn snapshot(&self) -> Snapshot {
-        Snapshot { my_id: self.my_id, view: self.view.clone(), max_term: self.max_term, max_next_id: self.next_id_seen }
+        Snapshot {
+            my_id: self.my_id,
+            view: self.state.view().cloned(),
+            max_term: self.max_term,
+            max_next_id: self.next_id_seen,
+        }
     }
 
     /// A term above every term this node has held: what it announces next.
@@ -301,15 +294,7 @@ impl Node {
 
     /// The coordinator this node follows, as a redirect hint for others.
     pub(crate) fn coordinator_contact(&self) -> Option<Contact> {
-        let view = self.view.as_ref()?;
-        match self.role {
-            Role::Member | Role::Coordinator => view.coordinator_member().map(|m| m.contact()),
-            _ => None,
-        }
-    }
-
-    pub(crate) fn view_order(&self) -> Option<ViewOrder> {
-        self.view.as_ref().map(View::order)
+        self.state.mesh_view()?.coordinator_member().map(|m| m.contact())
     }
 
     // ----- dispatch -----
@@ -334,7 +319,7 @@ impl Node {
         {
             // Evidence counts once per term, from when it was first shown, and only from alive members: a
             // peer repeating a wild term cannot keep failure detection off.
-            let member = self.view.as_ref().is_some_and(|v| v.is_alive(&from));
+            let member = self.state.view().is_some_and(|v| v.is_alive(&from));
             if member && term > self.term() && self.term_heard.is_none_or(|(t, _)| term > t) {
                 self.term_heard = Some((term, now));
             }
@@ -356,8 +341,8 @@ impl Node {
             Frame::Ping { term } => {
                 // A peer still in an older view (one that was left behind, or whose coordinator stepped down
                 // without reaching it) learns where the mesh is now, before it suspects anyone.
-                let member = self.view.as_ref().is_some_and(|v| v.is_alive(&from));
-                if term < self.term() && !member && matches!(self.role, Role::Member | Role::Coordinator) {
+                let member = self.state.view().is_some_and(|v| v.is_alive(&from));
+                if term < self.term() && !member && self.state.in_mesh() {
                     self.redirect(from);
                 }
             }
@@ -383,12 +368,12 @@ impl Node {
             }
             Command::Leave => self.leave(now),
             Command::StartElection => {
-                if matches!(self.role, Role::Member | Role::Coordinator) {
+                if self.state.in_mesh() {
                     self.start_election(now, None);
                 }
             }
             Command::RefreshView => {
-                if self.role == Role::Member {
+                if let State::Member(_) = self.state {
                     let term = self.term();
                     if let Some(c) = self.coordinator() {
                         self.send(c, &Frame::ViewRequest { term });
@@ -398,21 +383,19 @@ impl Node {
             Command::Rename { mut name } => {
                 truncate_name(&mut name);
                 self.cfg.name = name;
-                match self.role {
+                match &self.state {
                     // The coordinator treats a member's repeated `Join` as an update of its entry.
-                    Role::Member => {
-                        if let Some(c) = self.coordinator() {
-                            self.send_join(c, self.my_id);
-                        }
+                    State::Member(f) => {
+                        let coordinator = f.view.coordinator;
+                        self.send_join(coordinator, self.my_id);
                     }
-                    Role::Coordinator => {
-                        if let Some(mut view) = self.view.clone() {
-                            let key = self.cfg.key;
-                            if let Some(m) = view.members.iter_mut().find(|m| m.key == key) {
-                                m.name = self.cfg.name.clone();
-                            }
-                            self.publish(now, view, None);
+                    State::Coordinator(c) => {
+                        let mut view = c.view.clone();
+                        let key = self.cfg.key;
+                        if let Some(m) = view.members.iter_mut().find(|m| m.key == key) {
+                            m.name = self.cfg.name.clone();
                         }
+                        self.publish(now, view, None);
                     }
                     // Discovering or joining: the next `Join` carries the new name.
                     _ => {}
@@ -461,7 +444,9 @@ impl Node {
     /// Member: the coordinator proved it still coordinates (a heartbeat or view of our term). Any other frame
     /// proves only that the process is alive: a former coordinator pings too.
     pub(crate) fn coordinator_alive(&mut self, now: Instant) {
-        self.coordinator_heard = Some(now);
+        if let State::Member(f) = &mut self.state {
+            f.coordinator_heard = now;
+        }
         self.timers.set(Timer::CoordinatorSilent, now + self.cfg.timing.coordinator_timeout);
     }
 
@@ -478,7 +463,7 @@ impl Node {
         }
         // What waits for the round's end was decided first, also when this frame only joins a link's queue.
         self.release_frames();
-        let view_addr = self.view.as_ref().and_then(|v| v.get(&to)).map(|m| m.addr);
+        let view_addr = self.state.view().and_then(|v| v.get(&to)).map(|m| m.addr);
         let peer = self.peers.entry(to).or_default();
         if peer.addr.is_none() {
             peer.addr = view_addr;
@@ -508,7 +493,7 @@ impl Node {
             return;
         }
         self.release_frames();
-        let view_addr = self.view.as_ref().and_then(|v| v.get(&key)).map(|m| m.addr);
+        let view_addr = self.state.view().and_then(|v| v.get(&key)).map(|m| m.addr);
         let peer = self.peers.entry(key).or_default();
         let Some(addr) = view_addr.or(peer.addr) else { return };
         if peer.link == Link::Down {
@@ -552,11 +537,9 @@ impl Node {
         }
         // A coordinator repeats its view on every new link to a member: a view sent on the connection this
         // one replaced may be lost (for example one stuck retransmitting when a partition healed).
-        if self.role == Role::Coordinator {
-            if let Some(view) = self.view.as_ref().filter(|v| v.is_alive(&key)) {
-                let frame = Frame::View { view: view.clone() };
-                self.send(key, &frame);
-            }
+        if let Some(view) = self.state.coordinator_view().filter(|v| v.is_alive(&key)) {
+            let frame = Frame::View { view: view.clone() };
+            self.send(key, &frame);
         }
         if replaced {
             self.sync_link_lost(now, key, true);
@@ -571,13 +554,12 @@ impl Node {
         let Some(peer) = self.peers.get_mut(&key) else { return };
         peer.link = Link::Down;
         self.sync_link_lost(now, key, false);
-        let coordinator = self.view.as_ref().map(|v| v.coordinator);
-        let matters = match self.role {
-            Role::Member => coordinator == Some(key),
-            Role::Coordinator => self.view.as_ref().is_some_and(|v| v.is_alive(&key)),
-            Role::Joining => self.joining.is_some_and(|c| c.key == key),
+        let matters = match &self.state {
+            State::Member(f) => f.view.coordinator == key,
+            State::Coordinator(c) => c.view.is_alive(&key),
+            State::Joining { contact, .. } => contact.key == key,
             _ => false,
-        } || self.election.as_ref().is_some_and(|e| e.waiting.contains(&key));
+        } || self.state.election().is_some_and(|e| e.waiting.contains(&key));
         if matters {
             self.dial(now, key);
         }
@@ -592,8 +574,8 @@ impl Node {
         peer.link = Link::Down;
         peer.unreachable = true;
         peer.queue.clear();
-        match self.role {
-            Role::Joining if self.joining.is_some_and(|c| c.key == key) => {
+        match &self.state {
+            State::Joining { contact, .. } if contact.key == key => {
                 let delay = match self.join_backoff.get(&key) {
                     Some((_, d)) => d.saturating_mul(2).min(JOIN_BACKOFF_MAX),
                     None => JOIN_BACKOFF_MIN,
@@ -604,10 +586,8 @@ impl Node {
                 self.join_backoff.insert(key, (now + delay, delay));
                 self.start_discovery(now)
             }
-            Role::Member if self.view.as_ref().is_some_and(|v| v.coordinator == key) => self.suspect_coordinator(now),
-            Role::Coordinator if self.view.as_ref().is_some_and(|v| v.is_alive(&key)) => {
-                self.declare_failed(now, vec![key])
-            }
+            State::Member(f) if f.view.coordinator == key => self.suspect_coordinator(now),
+            State::Coordinator(c) if c.view.is_alive(&key) => self.declare_failed(now, vec![key]),
             _ => {}
         }
         self.election_target_gone(now, key);
@@ -642,7 +622,7 @@ impl Node {
 
     /// Keeps the full mesh: dials every alive member that has no link, at most once per keepalive period.
     pub(crate) fn dial_members(&mut self, now: Instant) {
-        let Some(view) = &self.view else { return };
+        let Some(view) = self.state.view() else { return };
         let period = self.cfg.timing.keepalive_interval;
         let due: Vec<NodeKey> = view
             .alive()
@@ -659,15 +639,113 @@ impl Node {
         }
     }
 
+    // ----- the state -----
+
+    pub(crate) fn state(&self) -> &State {
+        &self.state
+    }
+
+    /// A member's or coordinator's election slot; `None` in the states that run no election.
+    pub(crate) fn election_slot(&mut self) -> Option<&mut Option<Election>> {
+        self.state.election_slot()
+    }
+
+    /// The election this node runs, if any.
+    pub(crate) fn election_mut(&mut self) -> Option<&mut Election> {
+        self.state.election_mut()
+    }
+
+    /// Ends the election this node runs, if any, and returns it.
+    pub(crate) fn take_election(&mut self) -> Option<Election> {
+        self.state.take_election()
+    }
+
+    /// Discovering: the number of this `Discover` (from 0), counting it.
+    pub(crate) fn next_discover_attempt(&mut self) -> Option<u32> {
+        match &mut self.state {
+            State::Discovering { attempt, .. } => {
+                let n = *attempt;
+                *attempt = attempt.saturating_add(1);
+                Some(n)
+            }
+            _ => None,
+        }
+    }
+
+    /// Coordinator: `key` acknowledged a heartbeat of our term at `now`.
+    pub(crate) fn follower_heard(&mut self, key: NodeKey, now: Instant) {
+        if let State::Coordinator(c) = &mut self.state {
+            c.followers.insert(key, now);
+        }
+    }
+
+    /// After this node stalled: what it heard before is no evidence of now. A member measures its
+    /// coordinator's silence from `now`; a coordinator counts its followers afresh (see `part_size`).
+    pub(crate) fn forget_evidence(&mut self, now: Instant) {
+        match &mut self.state {
+            State::Member(f) => f.coordinator_heard = now,
+            State::Coordinator(c) => c.followers.clear(),
+            _ => {}
+        }
+    }
+
+    /// Moves to `next` whose view is not new (a role change that keeps the view, or stopping).
+    pub(crate) fn set_state(&mut self, next: State) -> State {
+        let old = std::mem::replace(&mut self.state, next);
+        self.check_state();
+        old
+    }
+
+    /// The state, given up for the next one (which `set_state` or `install` puts in its place at once).
+    pub(crate) fn take_state(&mut self) -> State {
+        std::mem::replace(&mut self.state, State::Stopped { view: None })
+    }
+
+    /// Checks, in debug builds, what every state promises.
+    fn check_state(&self) {
+        let me = self.cfg.key;
+        match &self.state {
+            State::Member(f) => {
+                let v = &f.view;
+                debug_assert!(v.coordinator != me, "a member follows another node");
+                debug_assert!(v.coordinator_member().is_some(), "a member's view names its coordinator");
+                debug_assert!(
+                    v.get(&me).is_some_and(|m| m.is_alive() || (self.leaving && m.state == MemberState::Left)),
+                    "a member is alive in its view (or recorded as left, on its way out)"
+                );
+            }
+            State::Coordinator(c) => {
+                let v = &c.view;
+                debug_assert!(v.coordinator == me, "a coordinator's view names itself as coordinator");
+                debug_assert!(
+                    v.get(&me).is_some_and(|m| m.is_alive() || self.leaving),
+                    "a coordinator is alive in its view (or leaving)"
+                );
+            }
+            State::Discovering { .. } | State::Joining { .. } => {
+                debug_assert!(!self.leaving, "a leaving node never looks for a mesh");
+            }
+            State::Stopped { .. } => {}
+        }
+        if let Some(v) = self.state.mesh_view() {
+            debug_assert!(v.term <= self.max_term, "max_term is the highest term held");
+            debug_assert!(v.next_id <= self.next_id_seen, "next_id_seen is the highest next_id seen");
+            debug_assert!(self.my_id == v.get(&me).map(|m| m.id), "our ID is the one our view gives us");
+        }
+    }
+
     // ----- views -----
 
-    /// Makes `view` this node's view: durable first, then the events that tell the user what changed.
-    pub(crate) fn install_view(&mut self, view: View) {
-        let was_in_mesh = matches!(self.role, Role::Member | Role::Coordinator);
+    /// Moves to `next`, a member's or coordinator's state holding a new view, from a state that held `old`
+    /// (`was_in_mesh`: as a member or coordinator): durable first, then the events that tell the user what
+    /// changed.
+    pub(crate) fn install(&mut self, old: Option<&View>, was_in_mesh: bool, next: impl InMesh) {
+        let view = next.view();
+        if let (true, Some(old)) = (was_in_mesh, old) {
+            debug_assert!(view.term >= old.term, "terms never go down in a mesh");
+        }
         self.next_id_seen = self.next_id_seen.max(view.next_id);
         self.max_term = self.max_term.max(view.term);
-        let old = self.view.replace(view);
-        let view = self.view.as_ref().expect("just installed");
         let mine = view.get(&self.cfg.key).map(|m| m.id);
         let mut events = Vec::new();
         if let (Some(old_id), Some(new_id)) = (self.my_id, mine) {
@@ -678,7 +756,7 @@ impl Node {
         if mine.is_some() {
             self.my_id = mine;
         }
-        if let Some(old) = &old {
+        if let Some(old) = old {
             if (old.term, old.coordinator) != (view.term, view.coordinator) {
                 let id = view.coordinator_member().map(|m| m.id).unwrap_or_default();
                 events.push(Event::CoordinatorChanged { term: view.term, coordinator: view.coordinator, id });
@@ -687,6 +765,7 @@ impl Node {
                 events.extend(member_events(old, view));
             }
         }
+        self.set_state(next.into());
         self.emit(Output::Persist(self.snapshot()));
         for e in events {
             // Members a view brings get our frontier: anti-entropy on every view change.
@@ -702,47 +781,48 @@ impl Node {
 
     /// Coordinator only: installs `view` as the next version and replicates it to every alive member except
     /// `skip` (a joiner, who gets it in its `Welcome`).
-    pub(crate) fn publish(&mut self, now: Instant, mut view: View, skip: Option<NodeKey>) {
-        let old = self.view.clone();
-        view.version = self.view.as_ref().map_or(1, |v| v.version.saturating_add(1));
+    pub(crate) fn publish(&mut self, now: Instant, view: View, skip: Option<NodeKey>) {
+        match self.take_state() {
+            State::Coordinator(c) => self.publish_from(now, c, view, skip),
+            other => {
+                debug_assert!(false, "only a coordinator publishes");
+                self.set_state(other);
+            }
+        }
+    }
+
+    /// Installs `view` as the version after `c.view` into the coordinator's state `c`, and replicates it.
+    pub(crate) fn publish_from(&mut self, now: Instant, mut c: Coordinating, mut view: View, skip: Option<NodeKey>) {
+        view.version = c.view.version.saturating_add(1);
         view.coordinator = self.cfg.key;
         view.raise_next_id(self.next_id_seen);
-        self.install_view(view);
+        let (changes, took_over) = changes(&c.view, &view);
+        let old = std::mem::replace(&mut c.view, view);
+        self.install(Some(&old), true, c);
         self.stats.views_published += 1;
         // The history first: its pushes leave before the view on every link, so a member that acts on the
         // view (a successor of a departed coordinator) has seen the cause it writes after.
-        self.record_changes(now, old.as_ref());
+        self.record_changes(now, changes, took_over);
         self.broadcast_view(skip);
     }
 
-    /// Coordinator: writes what changed from `old` into the history (joins, departures, failures, and
-    /// this node taking over), so that every node shows each change at the same place.
-    fn record_changes(&mut self, now: Instant, old: Option<&View>) {
-        let Some(old) = old else { return };
-        let view = self.view.as_ref().expect("just published");
-        let mut events = Vec::new();
-        for e in member_events(old, view) {
-            events.push(match e {
-                Event::MemberJoined { id, key, name } => MembershipEvent::Joined { id, key, name },
-                Event::MemberLeft { id, key, name } => MembershipEvent::Left { id, key, name },
-                Event::MemberFailed { id, key, name } => MembershipEvent::Failed { id, key, name },
-                _ => continue,
-            });
-        }
-        events.extend(renames(old, view));
+    /// Coordinator: writes what changed into the history (joins, departures, failures, and this node taking
+    /// over at `took_over`), so that every node shows each change at the same place.
+    fn record_changes(&mut self, now: Instant, mut events: Vec<MembershipEvent>, took_over: Option<Term>) {
         // Cause before effect: the failure or departure that made this node coordinator is written first, so
         // it sorts first (one author's events sort in the order written).
-        if old.coordinator != view.coordinator {
+        if let Some(term) = took_over {
             let id = self.my_id.unwrap_or_default();
-            events.push(MembershipEvent::CoordinatorChanged { term: view.term, id, key: self.cfg.key });
+            events.push(MembershipEvent::CoordinatorChanged { term, id, key: self.cfg.key });
         }
         for e in events {
             self.record(now, e);
         }
     }
 
+    /// Coordinator: replicates our view to every alive member except `skip`.
     pub(crate) fn broadcast_view(&mut self, skip: Option<NodeKey>) {
-        let Some(view) = &self.view else { return };
+        let Some(view) = self.state.coordinator_view() else { return };
         let to: Vec<NodeKey> = view.alive().map(|m| m.key).filter(|k| *k != self.cfg.key && Some(*k) != skip).collect();
         let frame = Frame::View { view: view.clone() };
         match frame.encode() {
@@ -762,16 +842,16 @@ impl Node {
         for key in up {
             self.disconnect(key);
         }
-        self.role = Role::Stopped;
+        let view = self.take_state().into_view();
+        self.set_state(State::Stopped { view });
         self.timers.clear();
-        self.election = None;
         self.event(Event::Stopped);
     }
 
-    /// Leaves the role-specific state of member, coordinator, candidate and joiner behind: its timers, and
-    /// the election they drive (an election without its timer would never end and block every new one).
+    /// Cancels the timers of member, coordinator, candidate and joiner, for a change of role (the election
+    /// they drive is in the state the node leaves: an election without its timer would never end and block
+    /// every new one).
     pub(crate) fn clear_role_state(&mut self) {
-        self.election = None;
         for t in [
             Timer::Discover,
             Timer::Found,
@@ -811,6 +891,22 @@ fn member_events(old: &View, new: &View) -> Vec<Event> {
         }
     }
     events
+}
+
+/// What a coordinator writes into the history when its view goes from `old` to `new`: joins, departures,
+/// failures and renames, and the term at which it took over, if it did.
+fn changes(old: &View, new: &View) -> (Vec<MembershipEvent>, Option<Term>) {
+    let mut events = Vec::new();
+    for e in member_events(old, new) {
+        events.push(match e {
+            Event::MemberJoined { id, key, name } => MembershipEvent::Joined { id, key, name },
+            Event::MemberLeft { id, key, name } => MembershipEvent::Left { id, key, name },
+            Event::MemberFailed { id, key, name } => MembershipEvent::Failed { id, key, name },
+            _ => continue,
+        });
+    }
+    events.extend(renames(old, new));
+    (events, (old.coordinator != new.coordinator).then_some(new.term))
 }
 
 /// Members alive in `new` whose name differs from the one `old` gives them: each a `Renamed` event (a

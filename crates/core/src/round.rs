@@ -19,7 +19,7 @@
 
 use crate::history::{Message, PAGE_MESSAGES};
 use crate::io::Output;
-use crate::node::{Node, Role};
+use crate::node::Node;
 use crate::types::NodeKey;
 use crate::wire::Frame;
 use std::collections::BTreeMap;
@@ -77,7 +77,7 @@ impl Node {
             return;
         }
         let batch = std::mem::take(&mut self.history.round.incoming);
-        if self.role != Role::Stopped {
+        if !self.state().is_stopped() {
             self.receive(now, batch);
         }
     }
@@ -111,7 +111,7 @@ impl Node {
         }
         let outgoing = std::mem::take(&mut round.outgoing);
         let acks = std::mem::take(&mut round.acks);
-        if self.role == Role::Stopped {
+        if self.state().is_stopped() {
             return;
         }
         let mut per_peer: BTreeMap<NodeKey, Vec<usize>> = BTreeMap::new();

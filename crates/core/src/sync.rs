@@ -22,7 +22,7 @@ use crate::history::{
     Frontier, HistoryState, Message, OrderKey, MAX_AUTHORS, MAX_PENDING_LOADS, PAGE_BYTES, PAGE_MESSAGES,
 };
 use crate::io::{LoadRequest, Output};
-use crate::node::{Link, Node, Role};
+use crate::node::{Link, Node};
 use crate::stats::Reject;
 use crate::timer::Timer;
 use crate::types::NodeKey;
@@ -290,10 +290,8 @@ impl Node {
         let timing = self.cfg.timing.clone();
         let me = self.cfg.key;
         let mine = self.history.state.seq_of(&me);
-        let lagging: Vec<NodeKey> = match (&self.view, self.role) {
-            (Some(v), Role::Member | Role::Coordinator) if mine > 0 => {
-                v.alive().map(|m| m.key).filter(|k| *k != me && self.acked_by(k) < mine).collect()
-            }
+        let lagging: Vec<NodeKey> = match self.state().mesh_view() {
+            Some(v) if mine > 0 => v.alive().map(|m| m.key).filter(|k| *k != me && self.acked_by(k) < mine).collect(),
             _ => Vec::new(),
         };
         // Members that no longer lag (or left the view) start afresh if they lag again.
@@ -319,12 +317,9 @@ impl Node {
     /// Periodic anti-entropy with one random linked member.
     pub(crate) fn on_anti_entropy_timer(&mut self, now: Instant) {
         let me = self.cfg.key;
-        let linked = self
-            .view
-            .iter()
-            .flat_map(|v| v.alive())
-            .map(|m| m.key)
-            .filter(|k| *k != me && self.peers.get(k).is_some_and(|p| p.link == Link::Up));
+        let alive: Vec<NodeKey> = self.state().view().into_iter().flat_map(|v| v.alive()).map(|m| m.key).collect();
+        // Not an exact-size iterator, as before the view moved into the state: `choose` draws the same numbers.
+        let linked = alive.into_iter().filter(|k| *k != me && self.peers.get(k).is_some_and(|p| p.link == Link::Up));
         if let Some(peer) = linked.choose(&mut self.rng) {
             self.stats.anti_entropy_rounds += 1;
             self.send_frontier(peer, false);
