@@ -2,6 +2,7 @@
 
 use crate::types::{NodeKey, Term};
 use std::collections::BTreeSet;
+use std::time::Instant;
 
 /// An election this node runs as a candidate.
 #[derive(Clone, Debug)]
@@ -14,4 +15,11 @@ pub(crate) struct Election {
     /// Higher-ranked members asked and not yet answered or known gone.
     pub waiting: BTreeSet<NodeKey>,
     pub answered: bool,
+    /// When the election started, and when `waiting` were last asked: hearing from the suspect after either
+    /// proves it alive.
+    pub started: Instant,
+    pub asked_at: Instant,
+    /// The suspect was heard but did not answer, and was asked once more (it is not asked a third time:
+    /// a suspect that talks but never answers has left our mesh).
+    pub asked_twice: bool,
 }

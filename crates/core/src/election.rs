@@ -60,7 +60,16 @@ impl Node {
             self.send(*key, &frame);
         }
         if let Some(slot) = self.election_slot() {
-            *slot = Some(Election { round, term, suspect, waiting, answered: false });
+            *slot = Some(Election {
+                round,
+                term,
+                suspect,
+                waiting,
+                answered: false,
+                started: now,
+                asked_at: now,
+                asked_twice: false,
+            });
         }
         self.timers.set(Timer::ElectionAnswer { round }, now + self.cfg.timing.election_answer_timeout);
     }
@@ -160,10 +169,39 @@ impl Node {
         self.win_election(now, term, suspect);
     }
 
+    /// Nobody higher answered in time: the candidate wins, unless the suspect was heard since it was asked
+    /// and has not been asked twice. A suspect that sends us anything is alive and reachable; if it did not
+    /// answer, the question was likely lost (for example with a link that closed while this node was
+    /// stopped), so it is asked once more rather than written failed. A suspect heard during the election
+    /// that still does not answer (it follows another coordinator now) is not written failed when the
+    /// candidate wins: it stays in the view, and the two parts' merge settles where it belongs.
     pub(crate) fn on_election_answer_timeout(&mut self, now: Instant, round: u64) {
         let Some(e) = self.state().election().filter(|e| e.round == round && !e.answered) else { return };
-        let (term, suspect) = (e.term, e.suspect);
-        self.win_election(now, term, suspect);
+        let (term, suspect, started, asked_at, asked_twice) = (e.term, e.suspect, e.started, e.asked_at, e.asked_twice);
+        let heard_since = |k: &NodeKey, t: Instant| self.peers.get(k).and_then(|p| p.last_heard).is_some_and(|h| h > t);
+        if !asked_twice && suspect.as_ref().is_some_and(|k| heard_since(k, asked_at)) {
+            tracing::debug!(node = %self.cfg.key, "the suspect was heard during the election: asking again");
+            if let Some(e) = self.election_mut() {
+                e.asked_twice = true;
+            }
+            self.ask_again(now);
+            self.timers.set(Timer::ElectionAnswer { round }, now + self.cfg.timing.election_answer_timeout);
+            return;
+        }
+        let silent = suspect.filter(|k| !heard_since(k, started));
+        self.win_election(now, term, silent);
+    }
+
+    /// After this node stalled: the running election's question may have been lost while it was stopped
+    /// (links close, and nothing it sent arrived), so whoever has not answered is asked again.
+    pub(crate) fn ask_again(&mut self, now: Instant) {
+        let Some(e) = self.election_mut().filter(|e| !e.answered) else { return };
+        e.asked_at = now;
+        let frame = Frame::Election { term: e.term, suspect: e.suspect };
+        let waiting: Vec<NodeKey> = e.waiting.iter().copied().collect();
+        for key in waiting {
+            self.send(key, &frame);
+        }
     }
 
     pub(crate) fn on_election_announce_timeout(&mut self, now: Instant, round: u64) {

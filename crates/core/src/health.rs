@@ -8,7 +8,10 @@
 //!   to be heard again before it is suspected or declared failed;
 //! - the timers that judge others (coordinator silence, election answers and announcements, a join or a
 //!   sync waiting for a reply, founding a mesh) are pushed a full period past the stall, so that what
-//!   arrived meanwhile is read before anything is concluded.
+//!   arrived meanwhile is read before anything is concluded;
+//! - a running election asks again whoever has not answered (the question may have been lost while the
+//!   node was stopped), and a dial that fails within `link_timeout` of the stall is no evidence (it may
+//!   have failed waiting on us).
 //!
 //! A stall costs at most one timeout of detection, never a false `failed` line in the history.
 
@@ -45,6 +48,13 @@ impl Node {
             self.timers.postpone(Timer::ElectionAnswer { round }, now + timing.election_answer_timeout);
             self.timers.postpone(Timer::ElectionAnnounce { round }, now + timing.election_announce_timeout);
         }
+        self.ask_again(now);
+    }
+
+    /// This node stalled within the last `link_timeout`: a dial that failed now may have failed waiting on
+    /// us (a stopped process does not finish a handshake), so it is no evidence about the peer.
+    pub(crate) fn stalled_recently(&self, now: Instant) -> bool {
+        self.stalled_until.is_some_and(|s| now.saturating_duration_since(s) < self.cfg.timing.link_timeout)
     }
 
     /// When `key` was last heard, for judging its silence: never before the end of this node's last stall.

@@ -566,6 +566,7 @@ impl Node {
     }
 
     fn on_connect_failed(&mut self, now: Instant, key: NodeKey) {
+        let ours = self.stalled_recently(now) && !matches!(self.state, State::Joining { .. });
         let Some(peer) = self.peers.get_mut(&key) else { return };
         if peer.link == Link::Up {
             // Our dial failed, but a link is up (the peer dialled us meanwhile): nothing is wrong.
@@ -574,6 +575,12 @@ impl Node {
         peer.link = Link::Down;
         peer.unreachable = true;
         peer.queue.clear();
+        if ours {
+            // The dial may have failed waiting on us: the peer is judged by its silence from now on, as
+            // every peer is after a stall (`health`), not by this failure.
+            peer.unreachable = false;
+            return;
+        }
         match &self.state {
             State::Joining { contact, .. } if contact.key == key => {
                 let delay = match self.join_backoff.get(&key) {

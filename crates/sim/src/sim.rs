@@ -604,6 +604,9 @@ impl Sim {
         while !self.nodes[i].buffered.is_empty() && self.reads_input(i) {
             let arrived = self.nodes[i].buffered.remove(0);
             let Some(input) = self.driver_reads(i, arrived) else { continue };
+            if self.opts.trace {
+                self.trace(i, &format!("<- {}", describe(&input)));
+            }
             if let Some(core) = self.nodes[i].core.as_mut() {
                 core.handle_input(now, input);
             }

@@ -58,6 +58,11 @@ const SEEDS: &[(u64, &str)] = &[
     (1716, "two coordinators of one term: a merge request was taken for one already merged"),
     (1846, "the same"),
     (9958, "a suspected coordinator, restarted into another mesh, answered elections it would never end"),
+    // Each dial its own connection, and a disk that stalls and lands a prefix of its commits at a crash.
+    (12713, "a candidate stopped mid-election won on resume, its question lost, and wrote its live coordinator failed"),
+    (15750, "the same"),
+    (17999, "a coordinator stopped while dialling a member took the failed dial, at resume, for the member's death"),
+    (1075, "a candidate won against a suspect that redirected it to another coordinator and wrote it failed"),
 ];
 
 #[test]

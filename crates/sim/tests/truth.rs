@@ -2,7 +2,7 @@
 //! its own lateness for the others' silence, joins and restarts do not change the coordinator, and every
 //! change is written after what caused it. Times are virtual.
 
-use chatmesh_core::{Body, Command, MembershipEvent, Message, NodeKey, Role, Timing};
+use chatmesh_core::{Body, Command, Event, Input, MembershipEvent, Message, NodeKey, Role, Timing};
 use chatmesh_sim::*;
 use std::time::Duration;
 
@@ -155,6 +155,66 @@ fn a_paused_member_records_no_false_failure_of_the_coordinator_when_it_continues
         }
         if sim.live().iter().any(|&i| failed_keys(&sim, i).contains(&coordinator)) || !sim.obs.violations.is_empty() {
             return Err(format!("seed {seed}: the coordinator was recorded as failed {:?}", sim.obs.violations));
+        }
+        Ok(())
+    });
+}
+
+/// A member that suspects its coordinator (their link is cut) and is stopped right after starting an
+/// election: its question to the coordinator was lost, and so was the coordinator's view writing it failed.
+/// Once the network heals and it is continued, it must ask again rather than win unanswered and write the
+/// live coordinator failed (seeds 12713 and 15750).
+#[test]
+fn a_member_stopped_mid_election_asks_again_instead_of_writing_its_coordinator_failed() {
+    let seeds = seeds_from_env(40);
+    assert_all_pass(&seeds, |seed| {
+        let (mut sim, c) = mesh(SimOptions::quiet(seed), 4);
+        let m = (0..4).filter(|&i| i != c).min_by_key(|&i| sim.node(i).and_then(|n| n.my_id())).unwrap();
+        let coordinator = sim.nodes[c].key;
+        let before = sim.obs.events.len();
+        sim.cut(m, c);
+        let started = sim.run_until_true(secs(10), |s| {
+            s.obs.events[before..].iter().any(|(_, i, e)| *i == m && matches!(e, Event::ElectionStarted { .. }))
+        });
+        started.ok_or(format!("seed {seed}: no election"))?;
+        sim.pause(m);
+        // The coordinator writes the silent member failed; its view saying so is lost on the cut link too.
+        let failed = sim.run_until_true(secs(10), |s| {
+            s.obs.events[before..].iter().any(|(_, i, e)| *i == c && matches!(e, Event::MemberFailed { .. }))
+        });
+        failed.ok_or(format!("seed {seed}: the stopped member was never written failed"))?;
+        sim.run_for(Duration::from_millis(seed * 7919 % 500));
+        sim.heal();
+        sim.run_for(Duration::from_millis(1000 + seed * 397 % 4000));
+        sim.resume(m);
+        settle(&mut sim, secs(15)).map_err(|p| format!("seed {seed}: not settled: {p:?}"))?;
+        if failed_keys(&sim, m).contains(&coordinator) || !sim.obs.violations.is_empty() {
+            return Err(format!("seed {seed}: the coordinator was recorded as failed {:?}", sim.obs.violations));
+        }
+        Ok(())
+    });
+}
+
+/// A coordinator stopped while it dialled a member hears, as it is continued, that the dial failed (it
+/// timed out meanwhile, or waited on the stopped process itself). That is no evidence about the member:
+/// it must not be written failed (seed 17999). The link drop and the failed dial are fed in at the instant
+/// the coordinator continues, as the driver delivers what it read while stopped.
+#[test]
+fn a_dial_that_failed_while_the_coordinator_was_stopped_is_no_evidence() {
+    let seeds = seeds_from_env(20);
+    assert_all_pass(&seeds, |seed| {
+        let (mut sim, c) = mesh(SimOptions::quiet(seed), 4);
+        let m = (0..4).find(|&i| i != c).unwrap();
+        let member = sim.nodes[m].key;
+        // Stopped long enough to notice it stalled, not so long that the members elect another.
+        sim.pause(c);
+        sim.run_for(Duration::from_millis(400 + seed * 397 % 150));
+        sim.resume(c);
+        sim.inject(c, Input::LinkDown { peer: member });
+        sim.inject(c, Input::ConnectFailed { peer: member });
+        settle(&mut sim, secs(15)).map_err(|p| format!("seed {seed}: not settled: {p:?}"))?;
+        if failed_keys(&sim, c).contains(&member) {
+            return Err(format!("seed {seed}: the coordinator wrote a live member failed"));
         }
         Ok(())
     });
