@@ -33,6 +33,22 @@ fn assert_converged(sim: &Sim) {
     assert!(settled_problems(sim).is_empty(), "{:?}", settled_problems(sim));
 }
 
+/// `steps` turns `every` apart, the four nodes in turn: a crashed node is restarted, a running one says
+/// something (or, every `crash_every` turns, is killed).
+fn chat_with_restarts(sim: &mut Sim, steps: usize, every: Duration, crash_every: Option<usize>) {
+    for k in 0..steps {
+        sim.run_for(every);
+        let i = k % 4;
+        if sim.nodes[i].core.is_none() {
+            sim.restart(i);
+        } else if crash_every.is_some_and(|n| k % n == 0) {
+            sim.crash(i);
+        } else {
+            say(sim, i, &format!("message {k}"));
+        }
+    }
+}
+
 fn holders(sim: &Sim, id: &chatmesh_core::MessageId) -> usize {
     sim.live().iter().filter(|&&i| sim.nodes[i].store.get(id).is_some()).count()
 }
@@ -81,15 +97,7 @@ fn kills_in_the_middle_of_a_step_lose_nothing_that_was_shown_or_acknowledged() {
         for _ in 0..4 {
             sim.add_node(Duration::ZERO);
         }
-        for k in 0..200 {
-            sim.run_for(Duration::from_millis(20));
-            let i = k % 4;
-            if sim.nodes[i].core.is_none() {
-                sim.restart(i);
-            } else {
-                say(&mut sim, i, &format!("message {k}"));
-            }
-        }
+        chat_with_restarts(&mut sim, 200, Duration::from_millis(20), None);
         sim.opts.calm();
         for i in 0..4 {
             sim.restart(i);
@@ -116,17 +124,7 @@ fn crashes_while_commits_are_in_flight_on_a_stalling_disk_lose_nothing_shown() {
         for _ in 0..4 {
             sim.add_node(Duration::ZERO);
         }
-        for k in 0..300 {
-            sim.run_for(Duration::from_millis(3));
-            let i = k % 4;
-            if sim.nodes[i].core.is_none() {
-                sim.restart(i);
-            } else if k % 23 == 0 {
-                sim.crash(i);
-            } else {
-                say(&mut sim, i, &format!("message {k}"));
-            }
-        }
+        chat_with_restarts(&mut sim, 300, Duration::from_millis(3), Some(23));
         for i in 0..4 {
             sim.restart(i);
         }
