@@ -32,7 +32,7 @@ pub struct SimNode {
     pub pending_start: bool,
     pub udp: SocketAddr,
     /// What arrived while the process was stopped (SIGSTOP), read when it is continued.
-    buffered: Vec<Arrived>,
+    buffered: VecDeque<Arrived>,
     /// The driver's table of which connection carries the link to each peer (`chatmesh_core::Connections`,
     /// the tokio driver's own), with each connection's ID as its handle.
     links: Connections<u64>,
@@ -285,7 +285,7 @@ impl Sim {
             left: false,
             pending_start: true,
             udp: SocketAddr::V4(SocketAddrV4::new(ip, 40000)),
-            buffered: Vec::new(),
+            buffered: VecDeque::new(),
             links: Connections::new(),
             timer_at: None,
             max_next_id: NodeId(0),
@@ -427,7 +427,7 @@ impl Sim {
                 self.obs.input_waits += 1;
                 self.trace(i, "input waits: every commit slot is taken");
             }
-            self.nodes[i].buffered.push(arrived);
+            self.nodes[i].buffered.push_back(arrived);
             return;
         }
         let Some(input) = self.driver_reads(i, arrived) else { return };
@@ -601,8 +601,8 @@ impl Sim {
 
     /// Reads what waited in the process's buffers, in order, while it reads input at all.
     fn read_buffered(&mut self, i: usize, now: Instant) {
-        while !self.nodes[i].buffered.is_empty() && self.reads_input(i) {
-            let arrived = self.nodes[i].buffered.remove(0);
+        while self.reads_input(i) {
+            let Some(arrived) = self.nodes[i].buffered.pop_front() else { break };
             let Some(input) = self.driver_reads(i, arrived) else { continue };
             if self.opts.trace {
                 self.trace(i, &format!("<- {}", describe(&input)));
@@ -1109,7 +1109,7 @@ impl Sim {
 
     pub fn command(&mut self, i: usize, c: Command) {
         if !self.reads_input(i) || !self.nodes[i].buffered.is_empty() {
-            self.nodes[i].buffered.push(Arrived::Input(Input::Command(c)));
+            self.nodes[i].buffered.push_back(Arrived::Input(Input::Command(c)));
             return;
         }
         self.open_round(i);
